@@ -64,7 +64,11 @@ mod tests {
     use super::*;
 
     fn patterns(input: &[u8]) -> Vec<String> {
-        read(input).unwrap().into_iter().map(|l| l.pattern).collect()
+        read(input)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.pattern)
+            .collect()
     }
 
     /// ignorefile's own test, then the corners listed in shared/dockerignore.md.
@@ -73,7 +77,15 @@ mod tests {
         let content = b"test1\n/test2\n/a/file/here\n\nlastfile\n# this is a comment\n! /inverted/abs/path\n!\n! ";
         assert_eq!(
             patterns(content),
-            ["test1", "test2", "a/file/here", "lastfile", "!inverted/abs/path", "!", "!"]
+            [
+                "test1",
+                "test2",
+                "a/file/here",
+                "lastfile",
+                "!inverted/abs/path",
+                "!",
+                "!"
+            ]
         );
         let table: &[(&[u8], &[&str])] = &[
             (b"\xEF\xBB\xBFfoo\n\xEF\xBB\xBFbar", &["foo", "\u{FEFF}bar"]),
@@ -91,7 +103,12 @@ mod tests {
             (b"foo\\ ", &["foo\\"]),
         ];
         for (input, want) in table {
-            assert_eq!(patterns(input), *want, "input {:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                patterns(input),
+                *want,
+                "input {:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 

@@ -41,7 +41,11 @@ impl Matcher {
     pub fn new(lines: &[IgnoreLine]) -> Result<Matcher, BadPattern> {
         let mut m = Matcher::default();
         for l in lines {
-            let bad = |error| BadPattern { line: l.line, pattern: l.pattern.clone(), error };
+            let bad = |error| BadPattern {
+                line: l.line,
+                pattern: l.pattern.clone(),
+                error,
+            };
             if let Some(p) = Pattern::new(&l.pattern).map_err(bad)? {
                 m.exclusions |= p.exclusion;
                 m.patterns.push(p);
@@ -56,7 +60,10 @@ impl Matcher {
         let lines: Vec<IgnoreLine> = patterns
             .iter()
             .enumerate()
-            .map(|(i, p)| IgnoreLine { line: i + 1, pattern: p.as_ref().to_owned() })
+            .map(|(i, p)| IgnoreLine {
+                line: i + 1,
+                pattern: p.as_ref().to_owned(),
+            })
             .collect();
         Matcher::new(&lines)
     }
@@ -79,13 +86,24 @@ impl Matcher {
     }
 
     fn bad(&self, index: usize, error: PatternError) -> BadPattern {
-        BadPattern { line: self.lines[index], pattern: self.patterns[index].text.clone(), error }
+        BadPattern {
+            line: self.lines[index],
+            pattern: self.patterns[index].text.clone(),
+            error,
+        }
     }
 
     /// `MatchesUsingParentResults`: `parent` is `None` for entries at the top
     /// of the context (the walker has no folder info for them).
-    pub fn decide(&self, path: &[u8], parent: Option<&[bool]>) -> Result<(Decision, ParentInfo), BadPattern> {
-        let mut decision = Decision { excluded: false, by: None };
+    pub fn decide(
+        &self,
+        path: &[u8],
+        parent: Option<&[bool]>,
+    ) -> Result<(Decision, ParentInfo), BadPattern> {
+        let mut decision = Decision {
+            excluded: false,
+            by: None,
+        };
         let mut info = vec![false; self.patterns.len()];
         for (i, pattern) in self.patterns.iter().enumerate() {
             let mut matched = parent.is_some_and(|p| p[i]);
@@ -100,7 +118,10 @@ impl Matcher {
             }
             info[i] = matched;
             if matched {
-                decision = Decision { excluded: !pattern.exclusion, by: Some(i) };
+                decision = Decision {
+                    excluded: !pattern.exclusion,
+                    by: Some(i),
+                };
             }
         }
         Ok((decision, info))
@@ -108,7 +129,10 @@ impl Matcher {
 
     /// `MatchesOrParentMatches`, the stateless evaluation.
     pub fn decide_stateless(&self, path: &[u8]) -> Result<Decision, BadPattern> {
-        let mut decision = Decision { excluded: false, by: None };
+        let mut decision = Decision {
+            excluded: false,
+            by: None,
+        };
         for (i, pattern) in self.patterns.iter().enumerate() {
             if pattern.exclusion != decision.excluded {
                 continue;
@@ -116,7 +140,10 @@ impl Matcher {
             let matched = pattern.matches(path).map_err(|e| self.bad(i, e))?
                 || self.any_ancestor_matches(pattern, path);
             if matched {
-                decision = Decision { excluded: !pattern.exclusion, by: Some(i) };
+                decision = Decision {
+                    excluded: !pattern.exclusion,
+                    by: Some(i),
+                };
             }
         }
         Ok(decision)
@@ -195,7 +222,11 @@ mod tests {
     }
 
     fn stateless(patterns: &[&str], path: &str) -> bool {
-        Matcher::from_patterns(patterns).unwrap().decide_stateless(path.as_bytes()).unwrap().excluded
+        Matcher::from_patterns(patterns)
+            .unwrap()
+            .decide_stateless(path.as_bytes())
+            .unwrap()
+            .excluded
     }
 
     /// patternmatcher's TestMatches table, single patterns, both evaluations.
@@ -267,8 +298,16 @@ mod tests {
             ("a(b)c/def", "a(b)c/def", true),
             ("a(b)c/def", "a(b)c/xyz", false),
             ("a.|)$(}+{bc", "a.|)$(}+{bc", true),
-            ("dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", true),
-            ("dist/*.whl", "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", true),
+            (
+                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                true,
+            ),
+            (
+                "dist/*.whl",
+                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                true,
+            ),
             ("a\\*b", "a*b", true),
             // Go's filepath.Match vectors, as patternmatcher's TestMatch runs them.
             ("abc", "abc", true),
@@ -311,8 +350,16 @@ mod tests {
             ("*x", "xxx", true),
         ];
         for &(pattern, path, want) in table {
-            assert_eq!(stateless(&[pattern], path), want, "stateless {pattern:?} {path:?}");
-            assert_eq!(walked(&[pattern], path), want, "walked {pattern:?} {path:?}");
+            assert_eq!(
+                stateless(&[pattern], path),
+                want,
+                "stateless {pattern:?} {path:?}"
+            );
+            assert_eq!(
+                walked(&[pattern], path),
+                want,
+                "walked {pattern:?} {path:?}"
+            );
         }
     }
 
@@ -321,8 +368,19 @@ mod tests {
         let whl = "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl";
         let table: &[(&[&str], &str, bool)] = &[
             (&["**", "!util/docker/web"], "util/docker/web/foo", false),
-            (&["**", "!util/docker/web", "util/docker/web/foo"], "util/docker/web/foo", true),
-            (&["**", "!dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl"], whl, false),
+            (
+                &["**", "!util/docker/web", "util/docker/web/foo"],
+                "util/docker/web/foo",
+                true,
+            ),
+            (
+                &[
+                    "**",
+                    "!dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                ],
+                whl,
+                false,
+            ),
             (&["**", "!dist/*.whl"], whl, false),
             (&["docs", "!docs/README.md"], "docs/README.md", false),
             (&["docs/", "!docs/README.md"], "docs/README.md", false),
@@ -331,7 +389,11 @@ mod tests {
             (&["!fileutils.go", "*.go"], "fileutils.go", true),
         ];
         for &(patterns, path, want) in table {
-            assert_eq!(stateless(patterns, path), want, "stateless {patterns:?} {path:?}");
+            assert_eq!(
+                stateless(patterns, path),
+                want,
+                "stateless {patterns:?} {path:?}"
+            );
             assert_eq!(walked(patterns, path), want, "walked {patterns:?} {path:?}");
         }
     }

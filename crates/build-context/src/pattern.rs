@@ -26,8 +26,12 @@ enum Kind {
     Prefix(String),
     /// `text` minus its leading `**`.
     Suffix(String),
-    /// The regex or the compiler's complaint, raised on first use.
-    Regex(Result<Regex, String>),
+    /// The regex or the compiler's complaint, raised on first use; the
+    /// expression as Go writes it is kept for messages and tests.
+    Regex {
+        go: String,
+        compiled: Result<Regex, String>,
+    },
 }
 
 /// Why a pattern cannot be used.
@@ -72,7 +76,11 @@ impl Pattern {
             return Err(PatternError::Syntax);
         }
         let kind = compile(&p);
-        Ok(Some(Pattern { text: p, exclusion, kind }))
+        Ok(Some(Pattern {
+            text: p,
+            exclusion,
+            kind,
+        }))
     }
 
     /// Whether the pattern matches `path` itself (not its parents).
@@ -84,8 +92,12 @@ impl Pattern {
                 let s = suffix.as_bytes();
                 path.ends_with(s) || (s.first() == Some(&b'/') && path == &s[1..])
             }
-            Kind::Regex(Ok(re)) => re.is_match(path),
-            Kind::Regex(Err(e)) => return Err(PatternError::Regex(e.clone())),
+            Kind::Regex {
+                compiled: Ok(re), ..
+            } => re.is_match(path),
+            Kind::Regex {
+                compiled: Err(e), ..
+            } => return Err(PatternError::Regex(e.clone())),
         })
     }
 
@@ -147,7 +159,8 @@ fn compile(pattern: &str) -> Kind {
             }
             '\\' => match chars.next() {
                 Some(next) => {
-                    push_escaped(&mut re, next);
+                    re.push('\\');
+                    re.push(next);
                     ty = Ty::Regex;
                 }
                 None => re.push('\\'),
@@ -166,22 +179,76 @@ fn compile(pattern: &str) -> Kind {
         Ty::Suffix => Kind::Suffix(pattern[2..].to_owned()),
         Ty::Regex => {
             re.push('$');
-            Kind::Regex(Regex::new(&re).map_err(|e| e.to_string()))
+            let compiled = Regex::new(&go_regex_to_rust(&re)).map_err(|e| e.to_string());
+            Kind::Regex { go: re, compiled }
         }
     }
 }
 
-/// Go hands `\c` to RE2 unchanged. For ASCII punctuation RE2 means the literal
-/// character; Rust's regex gives some of those (`\<`, `\>`) other meanings, so
-/// they are spelled as hex escapes, which mean the literal in and out of classes.
-/// Letters (`\d`, `\w`, `\b`, ...) keep their regex meaning, as in Go.
-fn push_escaped(re: &mut String, c: char) {
-    if c.is_ascii_punctuation() || c == ' ' {
-        re.push_str(&format!("\\x{{{:02X}}}", c as u32));
-    } else {
-        re.push('\\');
-        re.push(c);
+/// Rewrites a Go RE2 expression into one Rust's regex reads the same way.
+///
+/// The two dialects differ where patternmatcher's output can reach: inside a
+/// class RE2 takes `[` (unless it opens `[:name:]`), `&` and `~` literally,
+/// where Rust nests classes and reads `&&`/`~~` as set operations; RE2 takes
+/// `\<` and `\>` as literals, Rust as word boundaries; a leading `]` in a class
+/// is a literal in RE2. Punctuation escapes become hex escapes, which mean the
+/// literal character everywhere in Rust. `\d`, `\w`, `\s` stay as they are:
+/// Rust's are Unicode-aware where RE2's are ASCII (see ARCHITECTURE.md).
+fn go_regex_to_rust(go: &str) -> String {
+    let chars: Vec<char> = go.chars().collect();
+    let mut out = String::with_capacity(go.len() + 8);
+    let mut in_class = false;
+    let mut i = 0;
+    let hex = |out: &mut String, c: char| out.push_str(&format!("\\x{{{:X}}}", c as u32));
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\\' if i + 1 < chars.len() => {
+                let next = chars[i + 1];
+                if next.is_ascii_punctuation() || next == ' ' {
+                    hex(&mut out, next);
+                } else {
+                    out.push('\\');
+                    out.push(next);
+                }
+                i += 2;
+                continue;
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push('[');
+                if chars.get(i + 1) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                if chars.get(i + 1) == Some(&']') {
+                    hex(&mut out, ']');
+                    i += 1;
+                }
+            }
+            ']' if !in_class => hex(&mut out, ']'),
+            ']' => {
+                in_class = false;
+                out.push(']');
+            }
+            '[' => {
+                let rest: String = chars[i..].iter().collect();
+                match rest.strip_prefix("[:").and_then(|r| r.find(":]")) {
+                    Some(end) => {
+                        out.push_str(&rest[..end + 4]);
+                        i += rest[..end + 4].chars().count();
+                        continue;
+                    }
+                    None => hex(&mut out, '['),
+                }
+            }
+            '&' | '~' if in_class => hex(&mut out, c),
+            '-' if in_class && out.ends_with('-') => hex(&mut out, '-'),
+            _ => out.push(c),
+        }
+        i += 1;
     }
+    out
 }
 
 /// Go's `filepath.Match(pattern, ".")` succeeds without error exactly when
@@ -227,10 +294,14 @@ fn chunk_ok(mut chunk: &[u8]) -> bool {
                         chunk = &chunk[1..];
                         break;
                     }
-                    let Some(rest) = class_char(chunk) else { return false };
+                    let Some(rest) = class_char(chunk) else {
+                        return false;
+                    };
                     chunk = rest;
                     if chunk.first() == Some(&b'-') {
-                        let Some(rest) = class_char(&chunk[1..]) else { return false };
+                        let Some(rest) = class_char(&chunk[1..]) else {
+                            return false;
+                        };
                         chunk = rest;
                     }
                     nrange += 1;
@@ -280,7 +351,10 @@ mod tests {
             Kind::Exact => ("exact", String::new()),
             Kind::Prefix(_) => ("prefix", String::new()),
             Kind::Suffix(_) => ("suffix", String::new()),
-            Kind::Regex(r) => ("regex", r.as_ref().unwrap().as_str().to_owned()),
+            Kind::Regex { go, compiled } => {
+                assert!(compiled.is_ok(), "{p}: {compiled:?}");
+                ("regex", go.clone())
+            }
         }
     }
 
@@ -308,10 +382,18 @@ mod tests {
             ("**/foo/bar", "suffix", ""),
             ("a(b)c/def", "exact", ""),
             ("a.|)$(}+{bc", "exact", ""),
-            ("dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", "exact", ""),
+            (
+                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                "exact",
+                "",
+            ),
         ];
         for (pattern, kind, regex) in table {
-            assert_eq!(kind_name(pattern), (kind, regex.to_owned()), "pattern {pattern:?}");
+            assert_eq!(
+                kind_name(pattern),
+                (kind, regex.to_owned()),
+                "pattern {pattern:?}"
+            );
         }
     }
 
@@ -319,17 +401,60 @@ mod tests {
     #[test]
     fn syntax_table() {
         let bad = [
-            "[]a]", "[-]", "[x-]", "[-x]", "\\", "[a-b-c]", "[", "[^", "[^bc", "a[", "a/[", "*[x-]*",
+            "[]a]", "[-]", "[x-]", "[-x]", "\\", "[a-b-c]", "[", "[^", "[^bc", "a[", "a/[",
+            "*[x-]*",
         ];
         for p in bad {
-            assert_eq!(Pattern::new(p).unwrap_err(), PatternError::Syntax, "pattern {p:?}");
+            assert_eq!(
+                Pattern::new(p).unwrap_err(),
+                PatternError::Syntax,
+                "pattern {p:?}"
+            );
         }
-        let good = ["[\\]a]", "[\\-]", "[x\\-]", "[\\-x]", "a\\*b", "[a-ζ]*", "**/x", "a*b?c", "[Local-Only]/"];
+        let good = [
+            "[\\]a]",
+            "[\\-]",
+            "[x\\-]",
+            "[\\-x]",
+            "a\\*b",
+            "[a-ζ]*",
+            "**/x",
+            "a*b?c",
+            "[Local-Only]/",
+        ];
         for p in good {
             assert!(Pattern::new(p).unwrap().is_some(), "pattern {p:?}");
         }
-        assert_eq!(Pattern::new("!").unwrap_err(), PatternError::IllegalExclusion);
+        assert_eq!(
+            Pattern::new("!").unwrap_err(),
+            PatternError::IllegalExclusion
+        );
         assert!(Pattern::new("   ").unwrap().is_none());
+    }
+
+    /// RE2 corners that Rust's regex reads differently unless rewritten.
+    #[test]
+    fn rust_reads_re2_corners_the_same() {
+        let table: &[(&str, &str, bool)] = &[
+            ("[[]br]", "[br]", true),
+            ("[[]br]", "b", false),
+            ("a]b", "a]b", true),
+            ("[a&&b]", "&", true),
+            ("[a~~b]", "~", true),
+            ("a\\<b", "a<b", true),
+            ("[[:digit:]x]", "7", true),
+            ("[[:digit:]x]", "y", false),
+            ("x\\.y", "x.y", true),
+            ("x\\.y", "xzy", false),
+        ];
+        for &(pattern, path, want) in table {
+            let p = Pattern::new(pattern).unwrap().unwrap();
+            assert_eq!(
+                p.matches(path.as_bytes()),
+                Ok(want),
+                "pattern {pattern:?} path {path:?}"
+            );
+        }
     }
 
     /// Passes the Go syntax check but not the regex compiler: the error waits

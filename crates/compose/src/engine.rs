@@ -1,0 +1,117 @@
+//! What Docker this machine has: client, daemon, Compose flavour, BuildKit.
+
+use camino::Utf8Path;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::run::Cmd;
+
+/// Which Compose answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "version", rename_all = "kebab-case")]
+pub enum ComposeFlavor {
+    /// `docker compose` (the v2 plugin): what this tool drives.
+    Plugin(String),
+    /// A standalone `docker-compose` binary of version 2.
+    StandaloneV2(String),
+    /// Python `docker-compose` 1.x: end of life, no `--wait`; detected only to say so.
+    V1(String),
+    Missing,
+}
+
+/// The findings of `Engine::detect`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Engine {
+    pub client_version: Option<String>,
+    pub server_version: Option<String>,
+    pub server_os: Option<String>,
+    pub storage_driver: Option<String>,
+    pub compose: ComposeFlavor,
+    /// Compose v2 builds with BuildKit always; older paths need `DOCKER_BUILDKIT=1`.
+    pub buildkit: bool,
+    /// Why the daemon did not answer, when it did not.
+    pub daemon_error: Option<String>,
+}
+
+impl Engine {
+    /// Asks the client, the daemon and Compose; never fails, only reports.
+    pub fn detect() -> Engine {
+        let here = Utf8Path::new(".");
+        let client_version = Cmd::docker(["version", "--format", "{{.Client.Version}}"])
+            .text(here)
+            .ok();
+        let info = Cmd::docker([
+            "info",
+            "--format",
+            "{{.ServerVersion}}|{{.OSType}}|{{.Driver}}",
+        ])
+        .text(here);
+        let (server_version, server_os, storage_driver, daemon_error) = match info {
+            Ok(line) => {
+                let mut parts = line.splitn(3, '|').map(|s| Some(s.to_owned()));
+                (
+                    parts.next().flatten(),
+                    parts.next().flatten(),
+                    parts.next().flatten(),
+                    None,
+                )
+            }
+            Err(e) => (None, None, None, Some(first_line(&e.to_string()))),
+        };
+        let compose = detect_compose(here);
+        let buildkit = matches!(
+            compose,
+            ComposeFlavor::Plugin(_) | ComposeFlavor::StandaloneV2(_)
+        );
+        Engine {
+            client_version,
+            server_version,
+            server_os,
+            storage_driver,
+            compose,
+            buildkit,
+            daemon_error,
+        }
+    }
+
+    /// An engine and Compose v2 answer, or the error that says what to do.
+    pub fn require() -> Result<Engine> {
+        let engine = Engine::detect();
+        if let Some(detail) = &engine.daemon_error {
+            return Err(Error::NoDaemon {
+                detail: detail.clone(),
+            });
+        }
+        match &engine.compose {
+            ComposeFlavor::Plugin(_) | ComposeFlavor::StandaloneV2(_) => Ok(engine),
+            ComposeFlavor::V1(v) => Err(Error::NoCompose {
+                v1: format!(" (only docker-compose {v} was found, which is v1 and unsupported)"),
+            }),
+            ComposeFlavor::Missing => Err(Error::NoCompose { v1: String::new() }),
+        }
+    }
+}
+
+fn detect_compose(here: &Utf8Path) -> ComposeFlavor {
+    if let Ok(v) = Cmd::docker(["compose", "version", "--short"]).text(here) {
+        return ComposeFlavor::Plugin(v.trim_start_matches('v').to_owned());
+    }
+    let standalone = Cmd {
+        program: "docker-compose".into(),
+        args: vec!["version".into(), "--short".into()],
+        env: vec![],
+    };
+    match standalone.text(here) {
+        Ok(v) if v.trim_start_matches('v').starts_with('1') => ComposeFlavor::V1(v),
+        Ok(v) => ComposeFlavor::StandaloneV2(v.trim_start_matches('v').to_owned()),
+        Err(_) => ComposeFlavor::Missing,
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_owned()
+}

@@ -1,0 +1,37 @@
+//! The one error type of this crate.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "`{command}` could not start: {source}; is the docker CLI installed and on PATH? (`make engine` installs it)"
+    )]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed ({status}):\n{stderr}")]
+    Failed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    #[error(
+        "the Docker daemon does not answer (`docker info` failed: {detail}); start it, or run `make engine`"
+    )]
+    NoDaemon { detail: String },
+    #[error(
+        "Docker Compose v2 is missing: `docker compose version` failed{v1}; run `make engine` or install the compose plugin"
+    )]
+    NoCompose { v1: String },
+    #[error("cannot read or write {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unexpected output from `{command}`: {detail}")]
+    Parse { command: String, detail: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

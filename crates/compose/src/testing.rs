@@ -1,0 +1,29 @@
+//! For Docker-backed tests: skip with a reason where no engine answers, fail
+//! instead when `E2E_REQUIRE_DOCKER` is set (CI sets it), so a missing engine
+//! can never turn a red run green.
+
+use crate::Engine;
+
+/// The variable that turns a skipped Docker-backed test into a failure.
+pub const REQUIRE_VAR: &str = "E2E_REQUIRE_DOCKER";
+
+/// The engine, or `None` after printing why the test is skipped.
+///
+/// # Panics
+/// When no engine answers and `E2E_REQUIRE_DOCKER` is set.
+pub fn engine_or_skip(test: &str) -> Option<Engine> {
+    match Engine::require() {
+        Ok(engine) => Some(engine),
+        Err(e) => {
+            let required = std::env::var_os(REQUIRE_VAR).is_some_and(|v| !v.is_empty() && v != "0");
+            assert!(
+                !required,
+                "{test}: {REQUIRE_VAR} is set but Docker is not usable: {e}"
+            );
+            eprintln!(
+                "SKIPPED {test}: Docker is not usable here ({e}); set {REQUIRE_VAR}=1 to make this a failure"
+            );
+            None
+        }
+    }
+}
