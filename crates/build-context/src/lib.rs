@@ -4,15 +4,34 @@
 //! Nothing here starts a process: callers hand in what they learned from git
 //! or Docker, which keeps every rule testable on a plain folder.
 
+pub mod clean;
 mod context;
+pub mod dockerfile;
 mod error;
 mod goclean;
 pub mod ignorefile;
 pub mod matcher;
 pub mod pattern;
+pub mod report;
 pub mod walk;
 
 pub use context::{Context, Explanation, IgnoreFile};
 pub use error::{Error, Result};
 pub use matcher::{BadPattern, Decision, Matcher};
+pub use report::{ContextReport, analyze};
 pub use walk::{Entry, EntryKind, Problem, Walk, WalkOptions};
+
+/// Bytes for people: `1.5 MiB`.
+pub fn human(bytes: u64) -> String {
+    bytesize::ByteSize::b(bytes).display().iec().to_string()
+}
+
+/// Reads a size such as `500MB`, `1.5 GiB` or `1048576`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| {
+            format!("`{text}` is not a size ({e}); write it like 500MB, 1.5GiB or 1048576")
+        })
+}

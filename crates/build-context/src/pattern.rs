@@ -101,6 +101,14 @@ impl Pattern {
         })
     }
 
+    /// The regular expression as patternmatcher writes it for Go, if any.
+    pub fn go_regex(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Regex { go, .. } => Some(go),
+            _ => None,
+        }
+    }
+
     /// The pattern with one trailing `/**` and then one trailing `/*` removed,
     /// as fsutil computes it to decide whether an excluded folder can be pruned.
     pub fn without_trailing_glob(&self) -> &str {

@@ -3,9 +3,12 @@
 
 mod engine;
 mod error;
+pub mod model;
 pub mod oracle;
-mod run;
+pub mod run;
 pub mod testing;
 
 pub use engine::{ComposeFlavor, Engine};
 pub use error::{Error, Result};
+pub use model::{ProjectSpec, Stack};
+pub use run::Cmd;

@@ -1,0 +1,596 @@
+//! What a context costs and why: the `du` table a person would make by hand,
+//! what COPY/ADD actually transfer, suggested ignore lines, and lints.
+
+use std::collections::HashMap;
+
+use camino::Utf8PathBuf;
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::dockerfile::{self, CopySource};
+use crate::matcher::Matcher;
+use crate::walk::{Entry, EntryKind, Problem, Walk};
+
+const TOP: usize = 8;
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Tally {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, bytes: u64) {
+        self.files += 1;
+        self.bytes += bytes;
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SizeRow {
+    pub path: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// What the Dockerfile's COPY/ADD sources narrow the transfer to.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transfer {
+    pub sources: Vec<String>,
+    /// Some COPY/ADD takes `.`: everything sent is transferred.
+    pub whole_context: bool,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Suggestion {
+    /// The line to add to the ignore file.
+    pub line: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Lint {
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// Everything known about one context.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContextReport {
+    pub context: Utf8PathBuf,
+    pub dockerfile: Option<Utf8PathBuf>,
+    pub ignore_file: Option<Utf8PathBuf>,
+    pub sent: Tally,
+    pub excluded: Tally,
+    pub largest_dirs: Vec<SizeRow>,
+    pub largest_files: Vec<SizeRow>,
+    pub transfer: Option<Transfer>,
+    pub suggestions: Vec<Suggestion>,
+    pub lints: Vec<Lint>,
+    pub problems: Vec<Problem>,
+    pub budget: Option<u64>,
+    pub over_budget: bool,
+}
+
+/// Builds the report from a walk made with sizes and into pruned folders.
+pub fn analyze(ctx: &Context, walk: &Walk, budget: Option<u64>) -> ContextReport {
+    let files = || walk.entries.iter().filter(|e| e.kind != EntryKind::Dir);
+    let mut sent = Tally::default();
+    let mut excluded = Tally::default();
+    for e in files() {
+        if e.excluded {
+            excluded.add(e.size)
+        } else {
+            sent.add(e.size)
+        }
+    }
+    let sent_files: Vec<&Entry> = files().filter(|e| !e.excluded).collect();
+    let copies = ctx
+        .dockerfile
+        .as_ref()
+        .and_then(|df| std::fs::read_to_string(df).ok())
+        .map(|text| dockerfile::copy_sources(&text))
+        .unwrap_or_default();
+    let mut lints = copy_lints(ctx, walk, &copies);
+    lints.extend(secret_lints(ctx, &sent_files));
+    ContextReport {
+        context: ctx.root.clone(),
+        dockerfile: ctx.dockerfile.clone(),
+        ignore_file: ctx.ignore.path.clone(),
+        sent,
+        excluded,
+        largest_dirs: largest_dirs(&sent_files),
+        largest_files: largest_files(&sent_files),
+        transfer: transfer(&copies, &sent_files),
+        suggestions: suggestions(&sent_files, &copies),
+        lints,
+        problems: walk.problems.clone(),
+        budget,
+        over_budget: budget.is_some_and(|b| sent.bytes > b),
+    }
+}
+
+fn largest_dirs(sent: &[&Entry]) -> Vec<SizeRow> {
+    let mut dirs: HashMap<&[u8], Tally> = HashMap::new();
+    for e in sent {
+        // Every folder above the file, three levels deep at most, as `du -d 3` shows.
+        for (depth, (i, _)) in e
+            .path
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'/')
+            .enumerate()
+        {
+            if depth >= 3 {
+                break;
+            }
+            dirs.entry(&e.path[..i]).or_default().add(e.size);
+        }
+    }
+    let mut rows: Vec<SizeRow> = dirs
+        .into_iter()
+        .map(|(p, t)| SizeRow {
+            path: format!("{}/", String::from_utf8_lossy(p)),
+            files: t.files,
+            bytes: t.bytes,
+        })
+        .collect();
+    rows.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path)));
+    rows.truncate(TOP);
+    rows
+}
+
+fn largest_files(sent: &[&Entry]) -> Vec<SizeRow> {
+    let mut rows: Vec<SizeRow> = sent
+        .iter()
+        .map(|e| SizeRow {
+            path: e.display().into_owned(),
+            files: 1,
+            bytes: e.size,
+        })
+        .collect();
+    rows.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path)));
+    rows.truncate(TOP);
+    rows
+}
+
+/// BuildKit transfers only what COPY/ADD name; `.` names everything.
+fn transfer(copies: &[CopySource], sent: &[&Entry]) -> Option<Transfer> {
+    if copies.is_empty() {
+        return None;
+    }
+    let sources: Vec<String> = copies
+        .iter()
+        .flat_map(|c| c.sources.iter().cloned())
+        .collect();
+    let cleaned: Vec<String> = sources
+        .iter()
+        .map(|s| crate::goclean::clean(s.trim_start_matches('/')))
+        .collect();
+    let whole_context = cleaned.iter().any(|s| s == ".");
+    let mut tally = Tally::default();
+    if whole_context {
+        sent.iter().for_each(|e| tally.add(e.size));
+    } else if let Ok(include) = Matcher::from_patterns(&cleaned) {
+        for e in sent {
+            if include
+                .decide_stateless(&e.path)
+                .map(|d| d.excluded)
+                .unwrap_or(false)
+            {
+                tally.add(e.size);
+            }
+        }
+    }
+    Some(Transfer {
+        sources,
+        whole_context,
+        files: tally.files,
+        bytes: tally.bytes,
+    })
+}
+
+/// File endings that are build or test output, never input.
+const ARTIFACT_ENDINGS: &[&str] = &[
+    "out",
+    "test",
+    "prof",
+    "pprof",
+    "cov",
+    "coverprofile",
+    "profraw",
+    "profdata",
+    "log",
+    "tmp",
+    "o",
+    "pyc",
+];
+/// Folder names that are output or caches.
+const ARTIFACT_DIRS: &[&str] = &[
+    ".git",
+    "target",
+    "node_modules",
+    "coverage",
+    "__pycache__",
+    ".pytest_cache",
+    ".cache",
+    ".e2e",
+    "test-results",
+    "audit-results",
+    "results",
+];
+/// Below this a suggestion is noise.
+const SUGGEST_MIN_BYTES: u64 = 64 * 1024;
+
+fn suggestions(sent: &[&Entry], copies: &[CopySource]) -> Vec<Suggestion> {
+    let mut groups: HashMap<String, Tally> = HashMap::new();
+    for e in sent {
+        let path = e.display();
+        let mut parts = path.split('/').collect::<Vec<_>>();
+        let name = parts.pop().unwrap_or_default();
+        if let Some(dir) = parts
+            .iter()
+            .find(|d| ARTIFACT_DIRS.contains(d) || d.ends_with("-results"))
+        {
+            let line = if *dir == ".git" {
+                ".git".to_owned()
+            } else {
+                format!("**/{dir}")
+            };
+            groups.entry(line).or_default().add(e.size);
+        } else if let Some((_, ext)) = name.rsplit_once('.')
+            && ARTIFACT_ENDINGS.contains(&ext)
+        {
+            groups.entry(format!("**/*.{ext}")).or_default().add(e.size);
+        }
+    }
+    // Never suggest a line that would hide something COPY names explicitly.
+    let named: Vec<String> = copies
+        .iter()
+        .flat_map(|c| c.sources.iter())
+        .map(|s| crate::goclean::clean(s.trim_start_matches('/')))
+        .filter(|s| s != ".")
+        .collect();
+    let mut out: Vec<Suggestion> = groups
+        .into_iter()
+        .filter(|(_, t)| t.bytes >= SUGGEST_MIN_BYTES)
+        .filter(|(line, _)| {
+            let m =
+                Matcher::from_patterns(&[line.as_str()]).expect("suggestions are valid patterns");
+            !named.iter().any(|s| {
+                m.decide_stateless(s.as_bytes())
+                    .map(|d| d.excluded)
+                    .unwrap_or(false)
+            })
+        })
+        .map(|(line, t)| Suggestion {
+            line,
+            files: t.files,
+            bytes: t.bytes,
+        })
+        .collect();
+    out.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.line.cmp(&b.line)));
+    out
+}
+
+/// A COPY/ADD source that the ignore file hides breaks the build, or worse,
+/// silently leaves files out of the image (`**/*_test.go` and a test server).
+fn copy_lints(ctx: &Context, walk: &Walk, copies: &[CopySource]) -> Vec<Lint> {
+    let mut lints = Vec::new();
+    let df = ctx
+        .dockerfile
+        .as_ref()
+        .and_then(|d| d.file_name())
+        .unwrap_or("Dockerfile");
+    for copy in copies {
+        for source in &copy.sources {
+            let clean = crate::goclean::clean(source.trim_start_matches('/'));
+            if clean == "." || clean.contains('$') {
+                continue;
+            }
+            let at = format!("{df}:{} {} {source}", copy.line, copy.instruction);
+            let is_glob = clean.contains(['*', '?', '[']);
+            if !is_glob && let Ok(ex) = ctx.explain(&clean) {
+                if !ex.sent {
+                    let by = ex.decided_by.unwrap_or_default();
+                    lints.push(Lint {
+                        severity: Severity::Error,
+                        message: format!(
+                            "{at}: the source is excluded by {by}, so the build cannot see it"
+                        ),
+                    });
+                    continue;
+                }
+                if !ex.exists {
+                    lints.push(Lint {
+                        severity: Severity::Error,
+                        message: format!("{at}: no such file or folder in the context"),
+                    });
+                    continue;
+                }
+            }
+            let Ok(include) = Matcher::from_patterns(&[clean.as_str()]) else {
+                continue;
+            };
+            let mut by_line: HashMap<Option<usize>, (u64, String)> = HashMap::new();
+            let mut matched_sent = 0;
+            for e in walk.entries.iter().filter(|e| e.kind != EntryKind::Dir) {
+                if !include
+                    .decide_stateless(&e.path)
+                    .map(|d| d.excluded)
+                    .unwrap_or(false)
+                {
+                    continue;
+                }
+                if e.excluded {
+                    let slot = by_line
+                        .entry(e.by)
+                        .or_insert_with(|| (0, e.display().into_owned()));
+                    slot.0 += 1;
+                } else {
+                    matched_sent += 1;
+                }
+            }
+            let mut rows: Vec<_> = by_line.into_iter().collect();
+            rows.sort_by_key(|(by, _)| *by);
+            for (by, (count, example)) in rows {
+                let rule = by.map(|i| ctx.ignore.describe(i)).unwrap_or_default();
+                let severity = if matched_sent == 0 {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                };
+                lints.push(Lint {
+                    severity,
+                    message: format!(
+                        "{at}: {count} file(s) it names are excluded by {rule} (e.g. {example})"
+                    ),
+                });
+            }
+        }
+    }
+    lints
+}
+
+/// Names that usually hold credentials and should never reach an image.
+fn secret_lints(ctx: &Context, sent: &[&Entry]) -> Vec<Lint> {
+    let mut lints = Vec::new();
+    let mut git = Tally::default();
+    for e in sent {
+        let path = e.display();
+        if path.starts_with(".git/") || path.contains("/.git/") {
+            git.add(e.size);
+            continue;
+        }
+        let name = path.rsplit('/').next().unwrap_or_default();
+        let why = if name == ".env" || (name.starts_with(".env.") && !name.ends_with(".example")) {
+            Some("environment file")
+        } else if [
+            "id_rsa",
+            "id_dsa",
+            "id_ecdsa",
+            "id_ed25519",
+            ".netrc",
+            ".npmrc",
+            ".pypirc",
+        ]
+        .contains(&name)
+            || name.ends_with(".p12")
+            || name.ends_with(".pfx")
+        {
+            Some("credentials")
+        } else if (name.ends_with(".key") || name.ends_with(".pem"))
+            && holds_private_key(ctx, &path)
+        {
+            Some("private key")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            lints.push(Lint {
+                severity: Severity::Warning,
+                message: format!(
+                    "{path} ({why}) is sent to the builder; add it to the ignore file"
+                ),
+            });
+        }
+    }
+    if git.files > 0 {
+        lints.push(Lint {
+            severity: Severity::Warning,
+            message: format!(
+                ".git is sent ({} files, {}); add `.git` to the ignore file",
+                git.files,
+                crate::human(git.bytes)
+            ),
+        });
+    }
+    lints
+}
+
+fn holds_private_key(ctx: &Context, rel: &str) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4096];
+    let Ok(mut f) = std::fs::File::open(ctx.root.join(rel)) else {
+        return false;
+    };
+    let n = f.read(&mut head).unwrap_or(0);
+    head[..n].windows(11).any(|w| w == b"PRIVATE KEY")
+}
+
+impl std::fmt::Display for ContextReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::human;
+        writeln!(f, "context {}", self.context)?;
+        if let Some(df) = &self.dockerfile {
+            writeln!(f, "  dockerfile   {df}")?;
+        }
+        let ignore = self
+            .ignore_file
+            .as_ref()
+            .map_or("(none)".to_owned(), |p| p.to_string());
+        writeln!(f, "  ignore file  {ignore}")?;
+        writeln!(
+            f,
+            "  sent         {:>8} files  {:>10}",
+            self.sent.files,
+            human(self.sent.bytes)
+        )?;
+        writeln!(
+            f,
+            "  excluded     {:>8} files  {:>10}",
+            self.excluded.files,
+            human(self.excluded.bytes)
+        )?;
+        if let Some(t) = &self.transfer {
+            let what = if t.whole_context {
+                "whole context (COPY .)".to_owned()
+            } else {
+                t.sources.join(" ")
+            };
+            writeln!(
+                f,
+                "  transferred  {:>8} files  {:>10}  by COPY/ADD: {what}",
+                t.files,
+                human(t.bytes)
+            )?;
+        }
+        if let Some(b) = self.budget {
+            let verdict = if self.over_budget { "OVER" } else { "within" };
+            writeln!(f, "  budget       {:>25}  {verdict}", human(b))?;
+        }
+        if !self.largest_dirs.is_empty() {
+            writeln!(f, "  largest folders sent:")?;
+            for r in &self.largest_dirs {
+                writeln!(
+                    f,
+                    "    {:>10}  {:>7} files  {}",
+                    human(r.bytes),
+                    r.files,
+                    r.path
+                )?;
+            }
+        }
+        if !self.largest_files.is_empty() {
+            writeln!(f, "  largest files sent:")?;
+            for r in &self.largest_files {
+                writeln!(f, "    {:>10}  {}", human(r.bytes), r.path)?;
+            }
+        }
+        if !self.suggestions.is_empty() {
+            writeln!(f, "  suggested ignore lines:")?;
+            for s in &self.suggestions {
+                writeln!(
+                    f,
+                    "    {:<24} saves {:>10} in {} files",
+                    s.line,
+                    human(s.bytes),
+                    s.files
+                )?;
+            }
+        }
+        for l in &self.lints {
+            let tag = if l.severity == Severity::Error {
+                "error"
+            } else {
+                "warning"
+            };
+            writeln!(f, "  {tag}: {}", l.message)?;
+        }
+        for p in &self.problems {
+            let note = if p.excluded {
+                " (excluded; the engine ignores this)"
+            } else {
+                ""
+            };
+            writeln!(f, "  problem: {}: {}{note}", p.path, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::WalkOptions;
+
+    #[test]
+    fn report_catches_the_classic_bugs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::from_path_buf(dir.path().canonicalize().unwrap()).unwrap();
+        let put = |p: &str, size: usize| {
+            let p = root.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, vec![b'k'; size]).unwrap();
+        };
+        put("server/main.go", 1000);
+        put("server/fake_test.go", 500);
+        put("testserver/server_test.go", 500);
+        put("coverage/c1.out", 300_000);
+        put("pkg/big.test", 200_000);
+        put(".env", 10);
+        std::fs::write(root.join("tls.key"), "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        std::fs::write(
+            root.join(".dockerignore"),
+            "# tests are not shipped\n**/*_test.go\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("Dockerfile"),
+            "FROM scratch\nCOPY server/ /app/\nCOPY testserver/server_test.go /t/\nCOPY missing.txt /m\n",
+        )
+        .unwrap();
+        let ctx = Context::open(&root, Some(&root.join("Dockerfile"))).unwrap();
+        let walk = ctx
+            .walk(WalkOptions {
+                sizes: true,
+                into_pruned: true,
+            })
+            .unwrap();
+        let r = analyze(&ctx, &walk, Some(100_000));
+        let msgs: Vec<&str> = r.lints.iter().map(|l| l.message.as_str()).collect();
+        let has = |needle: &str| msgs.iter().any(|m| m.contains(needle));
+        assert!(
+            has(
+                "Dockerfile:3 COPY testserver/server_test.go: the source is excluded by .dockerignore:2 `**/*_test.go`"
+            ),
+            "{msgs:#?}"
+        );
+        assert!(
+            has(
+                "Dockerfile:2 COPY server/: 1 file(s) it names are excluded by .dockerignore:2 `**/*_test.go`"
+            ),
+            "{msgs:#?}"
+        );
+        assert!(
+            has("Dockerfile:4 COPY missing.txt: no such file"),
+            "{msgs:#?}"
+        );
+        assert!(
+            has(".env (environment file)") && has("tls.key (private key)"),
+            "{msgs:#?}"
+        );
+        let lines: Vec<&str> = r.suggestions.iter().map(|s| s.line.as_str()).collect();
+        assert_eq!(lines, ["**/coverage", "**/*.test"]);
+        let t = r.transfer.as_ref().unwrap();
+        assert!(!t.whole_context);
+        assert_eq!(
+            (t.files, t.bytes),
+            (1, 1000),
+            "only server/main.go is both named and sent"
+        );
+        assert!(r.over_budget);
+        assert_eq!(r.excluded.files, 2);
+        assert_eq!(r.largest_dirs[0].path, "coverage/");
+    }
+}

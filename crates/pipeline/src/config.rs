@@ -1,0 +1,225 @@
+//! `docker/e2e.yaml`: every key optional, unknown keys refused with their line.
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Deserialize;
+
+/// The whole config; paths inside it are relative to the file's folder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub compose: ComposeConfig,
+    pub context: ContextConfig,
+    pub certs: CertsConfig,
+    /// The folder the file lives in (not a key).
+    #[serde(skip)]
+    pub base: Utf8PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComposeConfig {
+    /// Compose files, in order, as `docker compose -f` takes them.
+    pub files: Vec<Utf8PathBuf>,
+    /// Project name; default: the Compose default for the first file's folder.
+    pub project: Option<String>,
+    pub profiles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContextConfig {
+    /// Artifact patterns in `.dockerignore` syntax, relative to each context.
+    pub artifacts: Vec<String>,
+    /// Fail when a context sends more than this (`50MB`, `1GiB`).
+    pub budget: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CertsConfig {
+    /// Where the CA and the server certificate live.
+    pub dir: Utf8PathBuf,
+    /// Names and addresses the server certificate must cover, besides the
+    /// defaults (localhost, 127.0.0.1 and every compose service name).
+    pub hosts: Vec<String>,
+    pub validity_days: u32,
+    /// Renew a certificate that expires within this many days.
+    pub renew_within_days: u32,
+    /// Also issue a client certificate for mutual TLS.
+    pub client: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            compose: ComposeConfig::default(),
+            context: ContextConfig::default(),
+            certs: CertsConfig::default(),
+            base: Utf8PathBuf::from("."),
+        }
+    }
+}
+
+impl Default for ComposeConfig {
+    fn default() -> ComposeConfig {
+        ComposeConfig {
+            files: vec!["compose.yaml".into()],
+            project: None,
+            profiles: Vec::new(),
+        }
+    }
+}
+
+impl Default for ContextConfig {
+    fn default() -> ContextConfig {
+        ContextConfig {
+            artifacts: build_context::clean::DEFAULT_ARTIFACTS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            budget: None,
+        }
+    }
+}
+
+impl Default for CertsConfig {
+    fn default() -> CertsConfig {
+        CertsConfig {
+            dir: "../.e2e/certs".into(),
+            hosts: Vec::new(),
+            validity_days: 90,
+            renew_within_days: 14,
+            client: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}; pass an existing file with --config")]
+    Read {
+        path: Utf8PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: Utf8PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Utf8Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(path, &text)?;
+        config.base = path
+            .parent()
+            .filter(|p| !p.as_str().is_empty())
+            .unwrap_or(Utf8Path::new("."))
+            .to_owned();
+        Ok(config)
+    }
+
+    /// Parses config text; `path` only names the file in errors.
+    pub fn parse(path: &Utf8Path, text: &str) -> Result<Config, ConfigError> {
+        let invalid = |line, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            line,
+            message,
+        };
+        // An empty file (or one of comments only) is all defaults.
+        let config: Config = match serde_yaml::from_str::<Option<Config>>(text) {
+            Ok(c) => c.unwrap_or_default(),
+            Err(e) => {
+                let line = e.location().map_or(1, |l| l.line());
+                return Err(invalid(line, e.to_string()));
+            }
+        };
+        if let Some(b) = &config.context.budget {
+            build_context::parse_size(b)
+                .map_err(|m| invalid(line_of(text, "budget"), format!("context.budget: {m}")))?;
+        }
+        if config.certs.renew_within_days >= config.certs.validity_days {
+            return Err(invalid(
+                line_of(text, "renew_within_days"),
+                format!(
+                    "certs.renew_within_days ({}) must be below certs.validity_days ({}), or every run would renew",
+                    config.certs.renew_within_days, config.certs.validity_days
+                ),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// A path from the config, resolved against the config's folder.
+    pub fn resolve(&self, p: &Utf8Path) -> Utf8PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    pub fn budget(&self) -> Option<u64> {
+        self.context
+            .budget
+            .as_deref()
+            .and_then(|b| build_context::parse_size(b).ok())
+    }
+}
+
+fn line_of(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| l.trim_start().starts_with(&format!("{key}:")))
+        .map_or(1, |i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Utf8Path::new("e2e.yaml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_means_defaults() {
+        let c = parse("# nothing\n").unwrap();
+        assert_eq!(c.compose.files, [Utf8PathBuf::from("compose.yaml")]);
+        assert_eq!(c.certs.validity_days, 90);
+        assert!(c.context.artifacts.contains(&"**/*.out".to_owned()));
+    }
+
+    #[test]
+    fn bad_input_names_the_line_and_the_key() {
+        let table = [
+            (
+                "compose:\n  files: [a.yaml]\n  projct: x\n",
+                "e2e.yaml:3: compose: unknown field `projct`",
+            ),
+            (
+                "certs:\n  validity_days: soon\n",
+                "e2e.yaml:2: certs.validity_days: invalid type",
+            ),
+            (
+                "context:\n  budget: lots\n",
+                "e2e.yaml:2: context.budget: `lots` is not a size",
+            ),
+            (
+                "certs:\n  validity_days: 10\n  renew_within_days: 30\n",
+                "e2e.yaml:3: certs.renew_within_days (30)",
+            ),
+            ("surprise: 1\n", "e2e.yaml:1: unknown field `surprise`"),
+        ];
+        for (text, want) in table {
+            let got = parse(text).unwrap_err();
+            assert!(got.starts_with(want), "{text:?}\n got: {got}\nwant: {want}");
+        }
+    }
+}
