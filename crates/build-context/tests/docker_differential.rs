@@ -103,10 +103,10 @@ fn generate(rng: &mut Lcg, root: &Utf8Path) -> String {
     for _ in 0..(rng.next() % 4) {
         try_write(&root.join(rng.pick(FILES)), b"top");
     }
-    if rng.next() % 3 == 0 {
+    if rng.next().is_multiple_of(3) {
         let _ = std::os::unix::fs::symlink("../outside", root.join("link"));
     }
-    if rng.next() % 4 == 0 {
+    if rng.next().is_multiple_of(4) {
         let _ = std::fs::create_dir_all(root.join("empty/dir"));
     }
     let lines: Vec<&str> = (0..(1 + rng.next() % 6))
@@ -132,7 +132,7 @@ fn cases(base: &Utf8Path) -> Vec<Generated> {
         std::fs::create_dir_all(&root).unwrap();
         let ignore = generate(&mut rng, &root);
         // Half the cases keep the Dockerfile in the context, where it is sent like any file.
-        let dockerfile = if seed % 2 == 0 {
+        let dockerfile = if seed.is_multiple_of(2) {
             root.join("Dockerfile")
         } else {
             dockerfiles.join(format!("ctx{seed}.Dockerfile"))

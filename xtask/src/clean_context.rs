@@ -1,0 +1,229 @@
+//! `cargo xtask clean-context`: list, explain, clean and measure build contexts.
+
+use std::io::Write;
+
+use anyhow::Context as _;
+use build_context::clean::{self, Tracked};
+use build_context::{Context, WalkOptions};
+use camino::{Utf8Path, Utf8PathBuf};
+use xshell::{Shell, cmd};
+
+use crate::exit::{Limit, Usage};
+use crate::flags::CleanContext;
+
+pub fn run(flags: &CleanContext) -> anyhow::Result<()> {
+    let (contexts, config) = contexts(flags)?;
+    if flags.list {
+        let [ctx] = &contexts[..] else {
+            return Err(Usage(format!(
+                "--list needs one context, and the stack has {}: add --context DIR (one of {})",
+                contexts.len(),
+                names(&contexts)
+            ))
+            .into());
+        };
+        return list(ctx, flags.json);
+    }
+    if let Some(path) = &flags.explain {
+        return explain(&contexts, path, flags.json);
+    }
+
+    let roots: Vec<Utf8PathBuf> = contexts.iter().map(|c| c.root.clone()).collect();
+    let patterns = config.as_ref().map_or_else(
+        || {
+            clean::DEFAULT_ARTIFACTS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        },
+        |c| c.context.artifacts.clone(),
+    );
+    let (repo_root, tracked) = git_tracked(&roots[0], flags.dry_run)?;
+    let plan = clean::plan(&repo_root, &roots, &patterns, &tracked)?;
+    let outcome = clean::execute(&plan, flags.dry_run);
+
+    let budget = flags
+        .budget
+        .or_else(|| config.as_ref().and_then(|c| c.budget()));
+    let mut reports = Vec::new();
+    for ctx in &contexts {
+        let walk = ctx.walk(WalkOptions {
+            sizes: true,
+            into_pruned: true,
+        })?;
+        reports.push(build_context::analyze(ctx, &walk, budget));
+    }
+
+    if flags.json {
+        let doc = serde_json::json!({ "cleanup": { "plan": plan, "outcome": outcome }, "contexts": reports });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        if !plan.files.is_empty() || !plan.kept.is_empty() {
+            print!("{plan}");
+        }
+        println!("{outcome}");
+        for r in &reports {
+            println!();
+            print!("{r}");
+        }
+    }
+
+    let mut failures = Vec::new();
+    for r in &reports {
+        if r.over_budget {
+            let top: Vec<String> = r
+                .largest_dirs
+                .iter()
+                .take(3)
+                .map(|d| format!("{} ({})", d.path, build_context::human(d.bytes)))
+                .collect();
+            failures.push(format!(
+                "{} sends {}, over the budget of {}; biggest: {}",
+                r.context,
+                build_context::human(r.sent.bytes),
+                build_context::human(r.budget.unwrap_or_default()),
+                top.join(", ")
+            ));
+        }
+        let errors = r
+            .lints
+            .iter()
+            .filter(|l| l.severity == build_context::report::Severity::Error)
+            .count();
+        if errors > 0 {
+            failures.push(format!("{}: {errors} lint error(s), see above", r.context));
+        }
+    }
+    if !failures.is_empty() {
+        return Err(Limit(failures.join("\n")).into());
+    }
+    Ok(())
+}
+
+/// `--context`, or every build context of the compose stack in the config.
+fn contexts(flags: &CleanContext) -> anyhow::Result<(Vec<Context>, Option<pipeline::Config>)> {
+    if let Some(dir) = &flags.context {
+        let config = flags
+            .config
+            .as_deref()
+            .map(|c| crate::load_config(Some(c)))
+            .transpose()?;
+        return Ok((
+            vec![Context::open(dir, flags.dockerfile.as_deref())?],
+            config,
+        ));
+    }
+    let config = crate::load_config(flags.config.as_deref())?;
+    let spec = compose::ProjectSpec {
+        dir: config.base.clone(),
+        files: config.compose.files.clone(),
+        project: config.compose.project.clone(),
+        profiles: config.compose.profiles.clone(),
+    };
+    let stack =
+        compose::Stack::load(&spec).context("reading the compose stack (or pass --context DIR)")?;
+    let mut out: Vec<Context> = Vec::new();
+    for (_, dir, dockerfile) in stack.build_contexts() {
+        if out
+            .iter()
+            .any(|c| c.root == dir && c.dockerfile.as_deref() == Some(dockerfile.as_path()))
+        {
+            continue;
+        }
+        out.push(Context::open(dir, Some(&dockerfile))?);
+    }
+    if out.is_empty() {
+        return Err(Usage("the compose stack builds nothing; pass --context DIR".into()).into());
+    }
+    Ok((out, Some(config)))
+}
+
+fn names(contexts: &[Context]) -> String {
+    contexts
+        .iter()
+        .map(|c| c.root.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn list(ctx: &Context, json: bool) -> anyhow::Result<()> {
+    let paths = ctx.list()?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if json {
+        let text: Vec<String> = paths
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        serde_json::to_writer(&mut out, &text)?;
+        writeln!(out)?;
+    } else {
+        for p in &paths {
+            out.write_all(p)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn explain(contexts: &[Context], path: &str, json: bool) -> anyhow::Result<()> {
+    let mut all = Vec::new();
+    for ctx in contexts {
+        let rel = context_relative(&ctx.root, path);
+        let e = ctx.explain(&rel)?;
+        if json {
+            all.push(serde_json::json!({ "context": ctx.root, "ignore_file": ctx.ignore.path, "explanation": e }));
+        } else {
+            if contexts.len() > 1 {
+                print!("{}: ", ctx.root);
+            }
+            println!("{e}");
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    }
+    Ok(())
+}
+
+/// A path the user typed: relative to here when it exists here, else to the context.
+fn context_relative(root: &Utf8Path, path: &str) -> String {
+    let here = Utf8Path::new(path);
+    let resolved = here.canonicalize_utf8().ok().or_else(|| {
+        // A path that does not exist: resolve its folder instead.
+        let parent = here
+            .parent()
+            .filter(|p| !p.as_str().is_empty())
+            .unwrap_or(Utf8Path::new("."));
+        parent
+            .canonicalize_utf8()
+            .ok()
+            .map(|p| p.join(here.file_name().unwrap_or_default()))
+    });
+    match resolved.as_deref().and_then(|r| r.strip_prefix(root).ok()) {
+        Some(rel) if here.exists() || here.is_absolute() => rel.to_string(),
+        _ => path.to_owned(),
+    }
+}
+
+/// The repository root and what git tracks there. Cleaning needs git: it is
+/// how a tracked file is told from an artifact.
+fn git_tracked(context: &Utf8Path, dry_run: bool) -> anyhow::Result<(Utf8PathBuf, Tracked)> {
+    let sh = Shell::new()?;
+    sh.change_dir(context);
+    match cmd!(sh, "git rev-parse --show-toplevel").quiet().ignore_stderr().read() {
+        Ok(top) => {
+            let root = Utf8PathBuf::from(top);
+            sh.change_dir(&root);
+            let listed = cmd!(sh, "git ls-files -z").quiet().output().context("asking git which files it tracks")?;
+            Ok((root, Tracked::from_ls_files_z(&listed.stdout)))
+        }
+        Err(_) if dry_run => Ok((context.to_owned(), Tracked::default())),
+        Err(_) => Err(Usage(format!(
+            "{context} is not inside a git work tree; clean-context deletes only where git can tell tracked files \
+             from artifacts (--dry-run shows what it would delete)"
+        ))
+        .into()),
+    }
+}
