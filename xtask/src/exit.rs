@@ -31,6 +31,11 @@ pub fn code(err: &anyhow::Error) -> ExitCode {
                 _ => ExitCode::from(2),
             };
         }
+        if let Some(certs::Error::BadHost { .. } | certs::Error::KeyInMountedDir { .. }) =
+            cause.downcast_ref()
+        {
+            return ExitCode::from(2);
+        }
         if cause.is::<compose::Error>() {
             return ExitCode::from(3);
         }

@@ -1,6 +1,7 @@
 //! `cargo xtask`: parses flags, calls the workspace's crates, prints, exits.
 
 mod bench;
+mod certs;
 mod ci;
 mod clean_context;
 mod doctor;
@@ -16,7 +17,7 @@ fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
     let result = match flags.command {
         flags::Command::CleanContext(f) => clean_context::run(&f),
-        flags::Command::Certs(_) => Err(exit::Usage("certs: not built yet".into()).into()),
+        flags::Command::Certs(f) => certs::run(&f),
         flags::Command::Doctor => doctor::run(),
         flags::Command::Bench(f) => bench::run(&f),
         flags::Command::Ci => ci::run(),

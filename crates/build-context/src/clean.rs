@@ -346,7 +346,13 @@ mod tests {
     #[test]
     fn dry_run_deletes_nothing() {
         let (_d, root) = repo(&["a.out", "b/c.test"]);
-        let plan = plan(&root, std::slice::from_ref(&root), &defaults(), &Tracked::default()).unwrap();
+        let plan = plan(
+            &root,
+            std::slice::from_ref(&root),
+            &defaults(),
+            &Tracked::default(),
+        )
+        .unwrap();
         let out = execute(&plan, true);
         assert_eq!((out.removed_files, out.bytes_freed), (2, 200));
         assert!(root.join("a.out").exists() && root.join("b/c.test").exists());
@@ -359,7 +365,13 @@ mod tests {
         std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
         std::os::unix::fs::symlink(outside.join("victim.out"), root.join("link.out")).unwrap();
         std::os::unix::fs::symlink(outside.join("results"), root.join("test-results")).unwrap();
-        let plan = plan(&root, std::slice::from_ref(&root), &defaults(), &Tracked::default()).unwrap();
+        let plan = plan(
+            &root,
+            std::slice::from_ref(&root),
+            &defaults(),
+            &Tracked::default(),
+        )
+        .unwrap();
         let names: Vec<&str> = plan.files.iter().map(|a| a.path.as_str()).collect();
         assert_eq!(names, ["mine.out"]);
         let kept: Vec<&str> = plan.kept.iter().map(|k| k.path.as_str()).collect();
@@ -373,7 +385,13 @@ mod tests {
     fn refuses_a_context_outside_the_root() {
         let (_a, root) = repo(&["x.out"]);
         let (_b, other) = repo(&["y.out"]);
-        let err = plan(&root, std::slice::from_ref(&other), &defaults(), &Tracked::default()).unwrap_err();
+        let err = plan(
+            &root,
+            std::slice::from_ref(&other),
+            &defaults(),
+            &Tracked::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::OutsideRoot { .. }), "{err}");
         assert!(other.join("y.out").exists());
     }
@@ -382,7 +400,13 @@ mod tests {
     fn a_folder_swapped_for_a_symlink_after_planning_is_not_entered() {
         let (_o, outside) = repo(&["sub/a.out"]);
         let (_d, root) = repo(&["sub/a.out"]);
-        let plan = plan(&root, std::slice::from_ref(&root), &defaults(), &Tracked::default()).unwrap();
+        let plan = plan(
+            &root,
+            std::slice::from_ref(&root),
+            &defaults(),
+            &Tracked::default(),
+        )
+        .unwrap();
         std::fs::remove_dir_all(root.join("sub")).unwrap();
         std::os::unix::fs::symlink(outside.join("sub"), root.join("sub")).unwrap();
         let out = execute(&plan, false);
@@ -393,7 +417,13 @@ mod tests {
     #[test]
     fn git_internals_are_never_touched() {
         let (_d, root) = repo(&[".git/objects/pack.out", "x.out"]);
-        let plan = plan(&root, std::slice::from_ref(&root), &defaults(), &Tracked::default()).unwrap();
+        let plan = plan(
+            &root,
+            std::slice::from_ref(&root),
+            &defaults(),
+            &Tracked::default(),
+        )
+        .unwrap();
         let names: Vec<&str> = plan.files.iter().map(|a| a.path.as_str()).collect();
         assert_eq!(names, ["x.out"]);
     }

@@ -37,8 +37,10 @@ pub struct ContextConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CertsConfig {
-    /// Where the CA and the server certificate live.
+    /// Where `ca.crt` and the server (and client) certificate live: mountable.
     pub dir: Utf8PathBuf,
+    /// Where the CA's private key lives: never mounted, never in a context.
+    pub ca_key_dir: Utf8PathBuf,
     /// Names and addresses the server certificate must cover, besides the
     /// defaults (localhost, 127.0.0.1 and every compose service name).
     pub hosts: Vec<String>,
@@ -86,6 +88,7 @@ impl Default for CertsConfig {
     fn default() -> CertsConfig {
         CertsConfig {
             dir: "../.e2e/certs".into(),
+            ca_key_dir: "../.e2e/ca".into(),
             hosts: Vec::new(),
             validity_days: 90,
             renew_within_days: 14,
@@ -118,11 +121,11 @@ impl Config {
             source,
         })?;
         let mut config = Config::parse(path, &text)?;
-        config.base = path
+        let dir = path
             .parent()
             .filter(|p| !p.as_str().is_empty())
-            .unwrap_or(Utf8Path::new("."))
-            .to_owned();
+            .unwrap_or(Utf8Path::new("."));
+        config.base = dir.canonicalize_utf8().unwrap_or_else(|_| dir.to_owned());
         Ok(config)
     }
 
@@ -159,11 +162,23 @@ impl Config {
 
     /// A path from the config, resolved against the config's folder.
     pub fn resolve(&self, p: &Utf8Path) -> Utf8PathBuf {
-        if p.is_absolute() {
+        let joined = if p.is_absolute() {
             p.to_owned()
         } else {
             self.base.join(p)
+        };
+        // Lexically, so `docker/../.e2e` reads `.e2e` in every message.
+        let mut out = Utf8PathBuf::new();
+        for c in joined.components() {
+            match c {
+                camino::Utf8Component::ParentDir if out.file_name().is_some() => {
+                    out.pop();
+                }
+                camino::Utf8Component::CurDir => {}
+                other => out.push(other),
+            }
         }
+        out
     }
 
     pub fn budget(&self) -> Option<u64> {
