@@ -33,38 +33,19 @@ pub fn run(flags: &Certs) -> anyhow::Result<()> {
 }
 
 /// The certificate spec from the config: hosts are localhost, 127.0.0.1,
-/// every service of the compose stack, and the configured extras.
+/// every service of the compose stack (when its files exist), and the extras.
 pub fn spec(config: &pipeline::Config) -> anyhow::Result<certs::Spec> {
-    let c = &config.certs;
-    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
-    let files: Vec<_> = config
+    let files_exist = config
         .compose
         .files
         .iter()
-        .map(|f| config.resolve(f))
-        .collect();
-    if files.iter().all(|f| f.exists()) {
-        let spec = compose::ProjectSpec {
-            dir: config.base.clone(),
-            files: config.compose.files.clone(),
-            project: config.compose.project.clone(),
-            profiles: config.compose.profiles.clone(),
-        };
-        let stack =
-            compose::Stack::load(&spec).context("reading service names from the compose stack")?;
-        hosts.extend(stack.services.keys().cloned());
-    }
-    for h in &c.hosts {
-        if !hosts.contains(h) {
-            hosts.push(h.clone());
-        }
-    }
-    Ok(certs::Spec {
-        dir: config.resolve(&c.dir),
-        ca_key_dir: config.resolve(&c.ca_key_dir),
-        hosts,
-        validity_days: c.validity_days,
-        renew_within_days: c.renew_within_days,
-        client: c.client,
-    })
+        .all(|f| config.resolve(f).exists());
+    let services = if files_exist {
+        let stack = compose::Stack::load(&config.project_spec(None))
+            .context("reading service names from the compose stack")?;
+        stack.services.into_keys().collect()
+    } else {
+        Vec::new()
+    };
+    Ok(pipeline::e2e::certs_spec(config, services))
 }

@@ -2,13 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use xshell::{Shell, cmd};
+use xshell::cmd;
 
 use crate::exit::Limit;
 
 pub fn run() -> anyhow::Result<()> {
-    let sh = Shell::new()?;
-    sh.change_dir(crate::project_root());
+    let sh = crate::shell()?;
     // In CI a skipped Docker-backed test must fail; `E2E_REQUIRE_DOCKER=0` opts out.
     if std::env::var_os(compose::testing::REQUIRE_VAR).is_none() {
         sh.set_var(compose::testing::REQUIRE_VAR, "1");
@@ -31,7 +30,7 @@ pub fn run() -> anyhow::Result<()> {
     for (name, command) in steps {
         eprintln!("==> {name}: {command}");
         let start = Instant::now();
-        let ok = command.run().is_ok();
+        let ok = crate::nested_cargo(command).run().is_ok();
         results.push((name, ok, start.elapsed()));
         eprintln!(
             "==> {name}: {} in {:.1}s",

@@ -6,7 +6,6 @@ use anyhow::Context as _;
 use build_context::clean::{self, Tracked};
 use build_context::{Context, WalkOptions};
 use camino::{Utf8Path, Utf8PathBuf};
-use xshell::{Shell, cmd};
 
 use crate::exit::{Limit, Usage};
 use crate::flags::CleanContext;
@@ -114,12 +113,7 @@ fn contexts(flags: &CleanContext) -> anyhow::Result<(Vec<Context>, Option<pipeli
         ));
     }
     let config = crate::load_config(flags.config.as_deref())?;
-    let spec = compose::ProjectSpec {
-        dir: config.base.clone(),
-        files: config.compose.files.clone(),
-        project: config.compose.project.clone(),
-        profiles: config.compose.profiles.clone(),
-    };
+    let spec = config.project_spec(None);
     let stack =
         compose::Stack::load(&spec).context("reading the compose stack (or pass --context DIR)")?;
     let mut out: Vec<Context> = Vec::new();
@@ -210,17 +204,10 @@ fn context_relative(root: &Utf8Path, path: &str) -> String {
 /// The repository root and what git tracks there. Cleaning needs git: it is
 /// how a tracked file is told from an artifact.
 fn git_tracked(context: &Utf8Path, dry_run: bool) -> anyhow::Result<(Utf8PathBuf, Tracked)> {
-    let sh = Shell::new()?;
-    sh.change_dir(context);
-    match cmd!(sh, "git rev-parse --show-toplevel").quiet().ignore_stderr().read() {
-        Ok(top) => {
-            let root = Utf8PathBuf::from(top);
-            sh.change_dir(&root);
-            let listed = cmd!(sh, "git ls-files -z").quiet().output().context("asking git which files it tracks")?;
-            Ok((root, Tracked::from_ls_files_z(&listed.stdout)))
-        }
-        Err(_) if dry_run => Ok((context.to_owned(), Tracked::default())),
-        Err(_) => Err(Usage(format!(
+    match pipeline::git::tracked(context).context("asking git which files it tracks")? {
+        Some(found) => Ok(found),
+        None if dry_run => Ok((context.to_owned(), Tracked::default())),
+        None => Err(Usage(format!(
             "{context} is not inside a git work tree; clean-context deletes only where git can tell tracked files \
              from artifacts (--dry-run shows what it would delete)"
         ))

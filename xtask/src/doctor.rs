@@ -47,8 +47,8 @@ pub fn run() -> anyhow::Result<()> {
             "no"
         }
     );
-    let nextest = xshell::Shell::new().ok().and_then(|sh| {
-        xshell::cmd!(sh, "cargo nextest --version")
+    let nextest = crate::shell().ok().and_then(|sh| {
+        crate::nested_cargo(xshell::cmd!(sh, "cargo nextest --version"))
             .quiet()
             .ignore_stderr()
             .read()

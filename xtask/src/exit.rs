@@ -14,8 +14,24 @@ pub struct Limit(pub String);
 #[error("{0}")]
 pub struct Usage(pub String);
 
+/// The run was interrupted (Ctrl-C, SIGTERM): exit 130.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Interrupted(pub String);
+
+/// The environment or the stack failed (no engine, build, readiness): exit 3.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Stack(pub String);
+
 pub fn code(err: &anyhow::Error) -> ExitCode {
     for cause in err.chain() {
+        if cause.is::<Interrupted>() {
+            return ExitCode::from(130);
+        }
+        if cause.is::<Stack>() {
+            return ExitCode::from(3);
+        }
         if cause.is::<Limit>() {
             return ExitCode::from(1);
         }

@@ -1,7 +1,9 @@
 //! Every command and flag of `cargo xtask`, in one place; doc comments are the `--help`.
 
 use camino::Utf8PathBuf;
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
+use compose::Policy;
 
 /// Fast, leak-proof end-to-end runs against a Docker Compose stack.
 #[derive(Debug, Parser)]
@@ -18,6 +20,8 @@ pub struct Xtask {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Clean, check certificates, build, start and wait, test with nextest, tear down.
+    E2e(E2e),
     /// Measure, explain and shrink Docker build contexts (exact .dockerignore semantics).
     CleanContext(CleanContext),
     /// Make sure the stack's TLS certificates exist and are valid; generate only when needed.
@@ -28,6 +32,37 @@ pub enum Command {
     Bench(Bench),
     /// Everything CI checks: formatting, clippy, unit and Docker-backed tests.
     Ci,
+}
+
+#[derive(Debug, Args)]
+pub struct E2e {
+    /// The e2e config file.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<Utf8PathBuf>,
+    /// What to leave afterwards [default: stop; purge when CI is set].
+    #[arg(long, value_name = "POLICY", value_parser = policy_parser())]
+    pub teardown: Option<Policy>,
+    /// Leave a failed stack running for debugging, and say how to reach and remove it.
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    /// Run only the tests this nextest filterset selects (checked before anything starts).
+    #[arg(short = 'E', long = "filterset", value_name = "FILTERSET")]
+    pub filtersets: Vec<String>,
+    /// The Compose project name [default: stable per checkout; unique per run when CI is set].
+    #[arg(long, value_name = "NAME", value_parser = parse_project)]
+    pub project: Option<String>,
+    /// Skip deleting artifacts and measuring build contexts.
+    #[arg(long)]
+    pub no_clean: bool,
+    /// Skip building images: use the ones the engine has.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Where to write the run report as JSON [default: target/e2e/report.json].
+    #[arg(long, value_name = "PATH")]
+    pub report_json: Option<Utf8PathBuf>,
+    /// Arguments for `cargo nextest run`, after `--` (e.g. `-- --partition count:1/2`).
+    #[arg(last = true, value_name = "NEXTEST_ARGS")]
+    pub nextest_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +114,24 @@ pub struct Bench {
     /// Fewer and smaller runs (CI-sized).
     #[arg(long)]
     pub quick: bool,
+}
+
+fn policy_parser() -> impl clap::builder::TypedValueParser<Value = Policy> {
+    clap::builder::PossibleValuesParser::new(Policy::NAMES)
+        .map(|s| Policy::parse(&s).expect("clap admits only the listed names"))
+}
+
+/// Compose's rule for project names, checked before anything starts.
+fn parse_project(s: &str) -> Result<String, String> {
+    let ok_start = s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let ok_rest = s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok_start && ok_rest {
+        Ok(s.to_owned())
+    } else {
+        Err("use lowercase letters, digits, `-` and `_`, starting with a letter or digit (Compose's rule)".into())
+    }
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

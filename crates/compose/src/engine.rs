@@ -96,11 +96,7 @@ fn detect_compose(here: &Utf8Path) -> ComposeFlavor {
     if let Ok(v) = Cmd::docker(["compose", "version", "--short"]).text(here) {
         return ComposeFlavor::Plugin(v.trim_start_matches('v').to_owned());
     }
-    let standalone = Cmd {
-        program: "docker-compose".into(),
-        args: vec!["version".into(), "--short".into()],
-        env: vec![],
-    };
+    let standalone = Cmd::new("docker-compose", ["version", "--short"]);
     match standalone.text(here) {
         Ok(v) if v.trim_start_matches('v').starts_with('1') => ComposeFlavor::V1(v),
         Ok(v) => ComposeFlavor::StandaloneV2(v.trim_start_matches('v').to_owned()),

@@ -30,6 +30,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("service {service} failed: {detail}")]
+    ServiceFailed { service: String, detail: String },
+    #[error("not ready after {seconds} s, still waiting for: {waiting}")]
+    NotReady { waiting: String, seconds: u64 },
+    #[error(
+        "host port {port} (published by service {service}) is taken by {holder}; free it or change the port"
+    )]
+    PortTaken {
+        port: u16,
+        service: String,
+        holder: String,
+    },
+    #[error("interrupted")]
+    Interrupted,
     #[error("unexpected output from `{command}`: {detail}")]
     Parse { command: String, detail: String },
 }

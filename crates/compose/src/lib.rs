@@ -1,14 +1,22 @@
-//! The only crate that starts `docker`: engine detection, the context oracle,
-//! and the helpers Docker-backed tests use to skip or fail.
+//! The only crate that starts `docker`: engine detection, the stack model,
+//! build, up and readiness, teardown, failure bundles, the context oracle, and
+//! the helpers Docker-backed tests use to skip or fail.
 
 mod engine;
 mod error;
+pub mod interrupt;
 pub mod model;
 pub mod oracle;
+mod project;
 pub mod run;
 pub mod testing;
 
 pub use engine::{ComposeFlavor, Engine};
 pub use error::{Error, Result};
 pub use model::{ProjectSpec, Stack};
+pub use project::{
+    BuildSummary, Container, ImageBuild, Leftovers, Policy, Project, UpOptions, UpSummary,
+    leftovers,
+};
 pub use run::Cmd;
+pub use run::{GroupOptions, GroupOutput};

@@ -17,6 +17,8 @@ pub struct ProjectSpec {
     pub files: Vec<Utf8PathBuf>,
     pub project: Option<String>,
     pub profiles: Vec<String>,
+    /// Variables every `docker compose` call sees (interpolation, e.g. ports, paths).
+    pub env: Vec<(String, String)>,
 }
 
 impl ProjectSpec {
@@ -88,7 +90,7 @@ impl Stack {
     pub fn load(spec: &ProjectSpec) -> Result<Stack> {
         let mut args = spec.args();
         args.extend(["config".into(), "--format".into(), "json".into()]);
-        let cmd = Cmd::docker(args);
+        let cmd = Cmd::docker(args).envs(&spec.env);
         let json = cmd.output(&spec.dir)?;
         serde_json::from_slice(&json).map_err(|e| Error::Parse {
             command: cmd.to_string(),

@@ -11,19 +11,67 @@ pub struct Cmd {
     pub program: String,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Variables removed from the inherited environment.
+    pub env_remove: Vec<String>,
 }
 
+/// What `cargo run` sets for the program it runs (here: the xtask). A nested
+/// cargo that inherits them hands them to build scripts, and a build script
+/// that tracks one (ring tracks `CARGO_MANIFEST_DIR`) is rebuilt every time the
+/// xtask and the nested cargo take turns. So nested cargo calls drop them.
+pub const CARGO_RUN_VARS: &[&str] = &[
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_PKG_NAME",
+    "CARGO_PKG_VERSION",
+    "CARGO_PKG_VERSION_MAJOR",
+    "CARGO_PKG_VERSION_MINOR",
+    "CARGO_PKG_VERSION_PATCH",
+    "CARGO_PKG_VERSION_PRE",
+    "CARGO_PKG_AUTHORS",
+    "CARGO_PKG_DESCRIPTION",
+    "CARGO_PKG_HOMEPAGE",
+    "CARGO_PKG_REPOSITORY",
+    "CARGO_PKG_LICENSE",
+    "CARGO_PKG_LICENSE_FILE",
+    "CARGO_PKG_RUST_VERSION",
+    "CARGO_PKG_README",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+];
+
 impl Cmd {
-    pub fn docker<I, S>(args: I) -> Cmd
+    pub fn new<I, S>(program: &str, args: I) -> Cmd
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
         Cmd {
-            program: "docker".into(),
+            program: program.into(),
             args: args.into_iter().map(Into::into).collect(),
             env: Vec::new(),
+            env_remove: Vec::new(),
         }
+    }
+
+    /// `cargo ARGS`, without the variables `cargo run` gave us (see [`CARGO_RUN_VARS`]).
+    pub fn cargo<I, S>(args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut cmd = Cmd::new("cargo", args);
+        cmd.env_remove = CARGO_RUN_VARS.iter().map(|v| v.to_string()).collect();
+        cmd
+    }
+
+    pub fn docker<I, S>(args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Cmd::new("docker", args)
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Cmd {
@@ -31,8 +79,16 @@ impl Cmd {
         self
     }
 
+    pub fn envs(mut self, vars: &[(String, String)]) -> Cmd {
+        self.env.extend_from_slice(vars);
+        self
+    }
+
     fn expression(&self, dir: &Utf8Path) -> duct::Expression {
         let mut e = duct::cmd(&self.program, &self.args).dir(dir).stdin_null();
+        for k in &self.env_remove {
+            e = e.env_remove(k);
+        }
         for (k, v) in &self.env {
             e = e.env(k, v);
         }
@@ -61,11 +117,64 @@ impl Cmd {
         Ok(out.stdout)
     }
 
+    /// Runs in its own process group, so a terminal's Ctrl-C reaches only us;
+    /// [`crate::interrupt`] decides when it is stopped.
+    pub fn run_group(&self, dir: &Utf8Path, opts: GroupOptions) -> Result<GroupOutput> {
+        use std::os::unix::process::CommandExt;
+        let mut e = self.expression(dir).unchecked().before_spawn(|c| {
+            c.process_group(0);
+            Ok(())
+        });
+        if opts.capture {
+            e = e.stdout_capture().stderr_capture();
+        }
+        let spawn_error = |source| Error::Spawn {
+            command: self.to_string(),
+            source,
+        };
+        let handle = e.start().map_err(spawn_error)?;
+        let pids = handle.pids();
+        pids.iter()
+            .for_each(|&p| crate::interrupt::register(p, opts.interruptible));
+        let out = handle.wait().cloned();
+        pids.iter().for_each(|&p| crate::interrupt::unregister(p));
+        let out = out.map_err(spawn_error)?;
+        Ok(GroupOutput {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
     /// Like `output`, as trimmed text.
     pub fn text(&self, dir: &Utf8Path) -> Result<String> {
         Ok(String::from_utf8_lossy(&self.output(dir)?)
             .trim()
             .to_owned())
+    }
+}
+
+/// How [`Cmd::run_group`] runs a child.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupOptions {
+    /// Capture stdout and stderr (returned); otherwise they go to our terminal.
+    pub capture: bool,
+    /// The first Ctrl-C stops it (build, up, tests); teardown is not.
+    pub interruptible: bool,
+}
+
+/// What a process-group child left behind.
+#[derive(Debug, Clone)]
+pub struct GroupOutput {
+    /// `None` when a signal ended it.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl GroupOutput {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
     }
 }
 

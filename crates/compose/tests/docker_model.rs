@@ -15,7 +15,7 @@ fn model_reads_build_contexts_ports_and_healthchecks() {
     std::fs::create_dir_all(dir.join("svc")).unwrap();
     std::fs::write(
         dir.join("compose.yaml"),
-        "services:\n  api:\n    build:\n      context: ./svc\n      dockerfile: ${DF:-App.Dockerfile}\n    ports: [\"18443:8443\"]\n    healthcheck:\n      test: [\"CMD\", \"/probe\"]\n",
+        "services:\n  api:\n    build:\n      context: ./svc\n      dockerfile: ${DF:-Other.Dockerfile}\n    ports: [\"18443:8443\"]\n    healthcheck:\n      test: [\"CMD\", \"/probe\"]\n",
     )
     .unwrap();
     std::fs::write(
@@ -28,6 +28,7 @@ fn model_reads_build_contexts_ports_and_healthchecks() {
         files: vec!["compose.yaml".into(), "override.yaml".into()],
         project: Some("modeltest".into()),
         profiles: vec![],
+        env: vec![("DF".into(), "App.Dockerfile".into())],
     };
     let stack = Stack::load(&spec).unwrap();
     assert_eq!(stack.name, "modeltest");

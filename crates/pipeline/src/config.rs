@@ -10,9 +10,17 @@ pub struct Config {
     pub compose: ComposeConfig,
     pub context: ContextConfig,
     pub certs: CertsConfig,
+    /// Host-built static binaries copied into build contexts before the build.
+    pub stage: Vec<StageConfig>,
+    pub readiness: ReadinessConfig,
+    pub tests: TestsConfig,
+    pub teardown: TeardownConfig,
     /// The folder the file lives in (not a key).
     #[serde(skip)]
     pub base: Utf8PathBuf,
+    /// The file itself, for messages (not a key).
+    #[serde(skip)]
+    pub path: Utf8PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,13 +59,80 @@ pub struct CertsConfig {
     pub client: bool,
 }
 
+/// One binary to build for the host's Linux target, statically, and copy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// The workspace package whose binary (of the same name) is staged.
+    pub package: String,
+    /// The folder to copy it into, relative to this file.
+    pub to: Utf8PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadinessConfig {
+    /// How long services may take to become ready, in seconds.
+    pub timeout_s: u64,
+}
+
+impl Default for ReadinessConfig {
+    fn default() -> ReadinessConfig {
+        ReadinessConfig { timeout_s: 120 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestsConfig {
+    /// The nextest profile of the E2E tests.
+    pub profile: String,
+    /// A filterset (`-E`) used when the command line gives none.
+    pub filterset: Option<String>,
+    /// Variables for the tests; `{service:port}` becomes the published `127.0.0.1:PORT`.
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for TestsConfig {
+    fn default() -> TestsConfig {
+        TestsConfig {
+            profile: "e2e".into(),
+            filterset: None,
+            env: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeardownConfig {
+    /// keep, stop, down or purge; default: stop, or purge when CI is set.
+    pub policy: Option<String>,
+    /// Seconds each container gets after SIGTERM before it is killed.
+    pub grace_s: u64,
+}
+
+impl Default for TeardownConfig {
+    fn default() -> TeardownConfig {
+        TeardownConfig {
+            policy: None,
+            grace_s: 2,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
             compose: ComposeConfig::default(),
             context: ContextConfig::default(),
             certs: CertsConfig::default(),
+            stage: Vec::new(),
+            readiness: ReadinessConfig::default(),
+            tests: TestsConfig::default(),
+            teardown: TeardownConfig::default(),
             base: Utf8PathBuf::from("."),
+            path: Utf8PathBuf::from("e2e.yaml"),
         }
     }
 }
@@ -129,7 +204,7 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses config text; `path` only names the file in errors.
+    /// Parses config text; `path` names the file in errors and messages.
     pub fn parse(path: &Utf8Path, text: &str) -> Result<Config, ConfigError> {
         let invalid = |line, message: String| ConfigError::Invalid {
             path: path.to_owned(),
@@ -137,16 +212,25 @@ impl Config {
             message,
         };
         // An empty file (or one of comments only) is all defaults.
-        let config: Config = match serde_yaml::from_str::<Option<Config>>(text) {
+        let mut config: Config = match serde_yaml::from_str::<Option<Config>>(text) {
             Ok(c) => c.unwrap_or_default(),
             Err(e) => {
                 let line = e.location().map_or(1, |l| l.line());
                 return Err(invalid(line, e.to_string()));
             }
         };
+        config.path = path.to_owned();
         if let Some(b) = &config.context.budget {
             build_context::parse_size(b)
                 .map_err(|m| invalid(line_of(text, "budget"), format!("context.budget: {m}")))?;
+        }
+        if let Some(p) = &config.teardown.policy
+            && !["keep", "stop", "down", "purge"].contains(&p.as_str())
+        {
+            return Err(invalid(
+                line_of(text, "policy"),
+                format!("teardown.policy: `{p}` is not one of keep, stop, down, purge"),
+            ));
         }
         if config.certs.renew_within_days >= config.certs.validity_days {
             return Err(invalid(
@@ -179,6 +263,21 @@ impl Config {
             }
         }
         out
+    }
+
+    /// The compose project this config describes. `E2E_CERTS_DIR` is set for
+    /// interpolation, so a compose file can mount the certs phase's folder.
+    pub fn project_spec(&self, project: Option<String>) -> compose::ProjectSpec {
+        compose::ProjectSpec {
+            dir: self.base.clone(),
+            files: self.compose.files.clone(),
+            project: project.or_else(|| self.compose.project.clone()),
+            profiles: self.compose.profiles.clone(),
+            env: vec![(
+                "E2E_CERTS_DIR".into(),
+                self.resolve(&self.certs.dir).to_string(),
+            )],
+        }
     }
 
     pub fn budget(&self) -> Option<u64> {

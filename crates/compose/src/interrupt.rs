@@ -1,0 +1,62 @@
+//! Ctrl-C and SIGTERM, decided by us: long-lived children run in their own
+//! process group (a terminal's Ctrl-C reaches only us). The first signal calls
+//! [`request`]: the interruptible child running now is stopped and the caller
+//! goes on to teardown. A second calls [`abandon`]: teardown is stopped too.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Process groups running now, and whether the first Ctrl-C stops them.
+static RUNNING: Mutex<Vec<(i32, bool)>> = Mutex::new(Vec::new());
+
+/// Marks the run interrupted and stops every interruptible child group.
+pub fn request() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    signal_groups(|interruptible| interruptible);
+}
+
+/// Stops every running interruptible child without marking the run interrupted
+/// (a service failed, and the `up` still waiting on it has nothing left to do).
+pub fn terminate_running() {
+    signal_groups(|interruptible| interruptible);
+}
+
+/// Stops every child, teardown included: the user gave up waiting.
+pub fn abandon() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    signal_groups(|_| true);
+}
+
+pub fn is_requested() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+fn signal_groups(which: impl Fn(bool) -> bool) {
+    let groups = RUNNING.lock().map(|g| g.clone()).unwrap_or_default();
+    for (pgid, interruptible) in groups {
+        if which(interruptible) {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
+        }
+    }
+}
+
+pub(crate) fn register(pid: u32, interruptible: bool) {
+    let pgid = pid as i32;
+    if let Ok(mut g) = RUNNING.lock() {
+        g.push((pgid, interruptible));
+    }
+    // A signal that came between spawn and registration still stops the child.
+    if interruptible && is_requested() {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
+    }
+}
+
+pub(crate) fn unregister(pid: u32) {
+    if let Ok(mut g) = RUNNING.lock() {
+        g.retain(|&(p, _)| p != pid as i32);
+    }
+}

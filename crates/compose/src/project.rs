@@ -1,0 +1,641 @@
+//! One Compose project and what the pipeline does to it: build, port check, up
+//! with our own readiness polling, teardown, and the failure bundle.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{ProjectSpec, Stack};
+use crate::run::{Cmd, GroupOptions, GroupOutput};
+
+/// What to leave behind after a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Leave the stack running.
+    Keep,
+    /// Stop the containers; the next run starts them again.
+    Stop,
+    /// Remove containers and networks; keep volumes.
+    Down,
+    /// Remove containers, networks, volumes and orphans.
+    Purge,
+}
+
+impl Policy {
+    pub const NAMES: &'static [&'static str] = &["keep", "stop", "down", "purge"];
+
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s {
+            "keep" => Some(Policy::Keep),
+            "stop" => Some(Policy::Stop),
+            "down" => Some(Policy::Down),
+            "purge" => Some(Policy::Purge),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(Policy::NAMES[*self as usize])
+    }
+}
+
+/// One container as `docker compose ps --all --format json` describes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Container {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub name: String,
+    pub service: String,
+    pub state: String,
+    #[serde(default)]
+    pub health: String,
+    #[serde(default)]
+    pub exit_code: i32,
+    #[serde(default)]
+    pub publishers: Option<Vec<Publisher>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Publisher {
+    #[serde(default)]
+    pub published_port: u16,
+}
+
+/// `docker inspect`'s `.State.Health`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Health {
+    #[serde(default)]
+    log: Vec<HealthProbe>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HealthProbe {
+    exit_code: i64,
+    output: String,
+}
+
+/// Where one service stands while we wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    Waiting(String),
+    Failed(String),
+}
+
+/// What `up` did to each container.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UpSummary {
+    /// New containers (first run, or config or image changed).
+    pub created: usize,
+    /// Containers that existed stopped and were started again.
+    pub started: usize,
+    /// Containers that were running already and were left alone.
+    pub reused: usize,
+    pub seconds: f64,
+}
+
+/// How `up` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct UpOptions {
+    /// How long services may take to become ready.
+    pub timeout: Duration,
+    /// Recreate even unchanged containers (files they mount changed, e.g. certificates).
+    pub force_recreate: bool,
+}
+
+/// Whether a service's image changed in a build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageBuild {
+    pub service: String,
+    pub image: String,
+    /// `false` when BuildKit's cache gave the same image as before.
+    pub built: bool,
+}
+
+/// What `build` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BuildSummary {
+    pub images: Vec<ImageBuild>,
+    /// The whole BuildKit log.
+    pub log: Option<Utf8PathBuf>,
+}
+
+impl BuildSummary {
+    pub fn built(&self) -> usize {
+        self.images.iter().filter(|i| i.built).count()
+    }
+}
+
+/// What is left of a project on the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Leftovers {
+    /// `name state`
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
+    }
+}
+
+/// A loaded project.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub spec: ProjectSpec,
+    pub stack: Stack,
+}
+
+impl Project {
+    pub fn load(spec: ProjectSpec) -> Result<Project> {
+        let stack = Stack::load(&spec)?;
+        Ok(Project { spec, stack })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.stack.name
+    }
+
+    fn compose<I, S>(&self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut all = self.spec.args();
+        // The model names the project; use it even when the spec left it to Compose.
+        if self.spec.project.is_none() {
+            all.extend(["-p".to_owned(), self.stack.name.clone()]);
+        }
+        all.extend(args.into_iter().map(Into::into));
+        Cmd::docker(all)
+            .envs(&self.spec.env)
+            // Older tools build with BuildKit only when asked; Compose v2 always does.
+            .env("DOCKER_BUILDKIT", "1")
+            .env("COMPOSE_DOCKER_CLI_BUILD", "1")
+    }
+
+    /// Builds every image with BuildKit, writing the whole log to `log`; on
+    /// failure the error holds the log's tail, where the failing step is.
+    pub fn build(&self, log: &Utf8Path) -> Result<BuildSummary> {
+        let images = self.images();
+        let before = self.image_ids(&images);
+        let cmd = self.compose(["--progress", "plain", "build"]);
+        let out = cmd.run_group(
+            &self.spec.dir,
+            GroupOptions {
+                capture: true,
+                interruptible: true,
+            },
+        )?;
+        interrupted_check(&out)?;
+        let text = format!("{}{}", out.stdout, out.stderr);
+        write_file(log, &text)?;
+        if !out.success() {
+            return Err(Error::Failed {
+                command: cmd.to_string(),
+                status: status(&out),
+                stderr: format!(
+                    "{}
+(whole log: {log})",
+                    tail(&text, 40)
+                ),
+            });
+        }
+        let after = self.image_ids(&images);
+        let images = images
+            .into_iter()
+            .map(|(service, image)| {
+                let built = before
+                    .get(&image)
+                    .is_none_or(|id| after.get(&image) != Some(id));
+                ImageBuild {
+                    service,
+                    image,
+                    built,
+                }
+            })
+            .collect();
+        Ok(BuildSummary {
+            images,
+            log: Some(log.to_owned()),
+        })
+    }
+
+    /// `(service, image name)` for every service that builds; Compose names an
+    /// image without `image:` after the project and the service.
+    pub fn images(&self) -> Vec<(String, String)> {
+        self.stack
+            .services
+            .iter()
+            .filter(|(_, s)| s.build.is_some())
+            .map(|(name, s)| {
+                (
+                    name.clone(),
+                    s.image
+                        .clone()
+                        .unwrap_or_else(|| format!("{}-{name}", self.name())),
+                )
+            })
+            .collect()
+    }
+
+    fn image_ids(&self, images: &[(String, String)]) -> BTreeMap<String, String> {
+        images
+            .iter()
+            .filter_map(|(_, image)| {
+                let id = Cmd::docker(["image", "inspect", "--format", "{{.Id}}", image])
+                    .text(&self.spec.dir)
+                    .ok()?;
+                Some((image.clone(), id))
+            })
+            .collect()
+    }
+
+    /// Every published host port must be free, or published by this project already.
+    pub fn check_ports(&self) -> Result<()> {
+        let ours: BTreeSet<u16> = self
+            .ps()?
+            .iter()
+            .flat_map(|c| c.publishers.iter().flatten().map(|p| p.published_port))
+            .collect();
+        for (service, s) in &self.stack.services {
+            for port in &s.ports {
+                let Some(published) = port
+                    .published
+                    .as_deref()
+                    .and_then(|p| p.parse::<u16>().ok())
+                else {
+                    continue;
+                };
+                if ours.contains(&published) {
+                    continue;
+                }
+                let ip = port
+                    .host_ip
+                    .clone()
+                    .filter(|i| !i.is_empty())
+                    .unwrap_or_else(|| "0.0.0.0".into());
+                if std::net::TcpListener::bind((ip.as_str(), published)).is_err() {
+                    return Err(Error::PortTaken {
+                        port: published,
+                        service: service.clone(),
+                        holder: holder(published),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The project's containers, stopped ones included.
+    pub fn ps(&self) -> Result<Vec<Container>> {
+        let cmd = self.compose(["ps", "--all", "--format", "json"]);
+        let text = cmd.text(&self.spec.dir)?;
+        let parse = |s: &str| serde_json::from_str::<Container>(s);
+        if text.starts_with('[') {
+            return serde_json::from_str(&text).map_err(|e| Error::Parse {
+                command: cmd.to_string(),
+                detail: e.to_string(),
+            });
+        }
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                parse(l).map_err(|e| Error::Parse {
+                    command: cmd.to_string(),
+                    detail: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Starts the stack (reusing unchanged containers) and waits for every
+    /// service: healthy with a healthcheck, running without, exited 0 when
+    /// one-shot. Fails fast on an exit or an unhealthy service. `waiting` hears
+    /// who is still awaited, each time that changes.
+    pub fn up_and_wait(
+        &self,
+        opts: UpOptions,
+        mut waiting: impl FnMut(&[(String, String)]),
+    ) -> Result<UpSummary> {
+        let start = Instant::now();
+        // A container a previous run stopped still says `exited`: until `up`
+        // has returned, such a container is not judged.
+        let before: BTreeMap<String, String> =
+            self.ps()?.into_iter().map(|c| (c.id, c.state)).collect();
+        let recreate = opts.force_recreate.then_some("--force-recreate");
+        let up = self.compose(
+            ["up", "--detach", "--no-build", "--remove-orphans"]
+                .into_iter()
+                .chain(recreate),
+        );
+        let dir = self.spec.dir.clone();
+        let cmd = up.clone();
+        let group = GroupOptions {
+            capture: true,
+            interruptible: true,
+        };
+        let mut child = Some(std::thread::spawn(move || cmd.run_group(&dir, group)));
+        let mut up_out: Option<GroupOutput> = None;
+        let mut last: Vec<(String, String)> = Vec::new();
+        loop {
+            if crate::interrupt::is_requested() {
+                crate::interrupt::terminate_running();
+                if let Some(h) = child.take() {
+                    let _ = h.join();
+                }
+                return Err(Error::Interrupted);
+            }
+            if let Some(h) = child.take_if(|h| h.is_finished()) {
+                up_out = Some(h.join().expect("the up thread does not panic")?);
+            }
+            let containers = self.ps()?;
+            let fresh = |c: &Container| up_out.is_some() || before.get(&c.id) != Some(&c.state);
+            let states = self.readiness(&containers, fresh);
+            // A service that failed explains more than Compose's own error does.
+            if let Some((service, detail)) = states.iter().find_map(|(s, r)| match r {
+                Readiness::Failed(why) => Some((s.clone(), why.clone())),
+                _ => None,
+            }) {
+                crate::interrupt::terminate_running();
+                if let Some(h) = child.take() {
+                    let _ = h.join();
+                }
+                let detail = format!("{detail}{}", self.last_words(&service, &containers));
+                return Err(Error::ServiceFailed { service, detail });
+            }
+            if let Some(out) = &up_out
+                && !out.success()
+            {
+                return Err(Error::Failed {
+                    command: up.to_string(),
+                    status: status(out),
+                    stderr: tail(&out.stderr, 20),
+                });
+            }
+            let pending: Vec<(String, String)> = states
+                .into_iter()
+                .filter_map(|(s, r)| match r {
+                    Readiness::Waiting(why) => Some((s, why)),
+                    _ => None,
+                })
+                .collect();
+            if up_out.is_some() && pending.is_empty() {
+                let mut summary = UpSummary {
+                    seconds: start.elapsed().as_secs_f64(),
+                    ..UpSummary::default()
+                };
+                for c in &containers {
+                    match before.get(&c.id).map(String::as_str) {
+                        None => summary.created += 1,
+                        Some("running") => summary.reused += 1,
+                        Some(_) => summary.started += 1,
+                    }
+                }
+                return Ok(summary);
+            }
+            if start.elapsed() > opts.timeout {
+                crate::interrupt::terminate_running();
+                if let Some(h) = child.take() {
+                    let _ = h.join();
+                }
+                let list = pending
+                    .iter()
+                    .map(|(s, w)| format!("{s} ({w})"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(Error::NotReady {
+                    waiting: list,
+                    seconds: opts.timeout.as_secs(),
+                });
+            }
+            if pending != last {
+                waiting(&pending);
+                last = pending;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// A failed service's last log lines and last health-check output, for the error.
+    fn last_words(&self, service: &str, containers: &[Container]) -> String {
+        let mut out = String::new();
+        if let Ok(logs) = self
+            .compose(["logs", "--no-color", "--tail", "5", service])
+            .text(&self.spec.dir)
+            && !logs.is_empty()
+        {
+            out.push_str(&format!(
+                "\n  last log lines:\n    {}",
+                logs.replace('\n', "\n    ")
+            ));
+        }
+        for c in containers.iter().filter(|c| c.service == service) {
+            if let Ok(json) = Cmd::docker(["inspect", "--format", "{{json .State.Health}}", &c.id])
+                .text(&self.spec.dir)
+                && let Ok(health) = serde_json::from_str::<Health>(&json)
+                && let Some(last) = health.log.last()
+            {
+                out.push_str(&format!(
+                    "\n  last health check (exit {}): {}",
+                    last.exit_code,
+                    last.output.trim()
+                ));
+            }
+        }
+        out
+    }
+
+    fn readiness(
+        &self,
+        containers: &[Container],
+        fresh: impl Fn(&Container) -> bool,
+    ) -> Vec<(String, Readiness)> {
+        self.stack
+            .services
+            .iter()
+            .map(|(name, service)| {
+                let mine: Vec<&Container> =
+                    containers.iter().filter(|c| &c.service == name).collect();
+                let r = if mine.is_empty() {
+                    Readiness::Waiting("not created yet".into())
+                } else {
+                    mine.iter()
+                        .map(|c| {
+                            if fresh(c) {
+                                judge(c, service.healthcheck.is_some())
+                            } else {
+                                Readiness::Waiting("starting".into())
+                            }
+                        })
+                        .fold(Readiness::Ready, worst)
+                };
+                (name.clone(), r)
+            })
+            .collect()
+    }
+
+    /// Applies the policy; `grace` is how long each container gets after SIGTERM.
+    pub fn teardown(&self, policy: Policy, grace: Duration) -> Result<()> {
+        let t = grace.as_secs().to_string();
+        let args: Vec<&str> = match policy {
+            Policy::Keep => return Ok(()),
+            Policy::Stop => vec!["stop", "--timeout", &t],
+            Policy::Down => vec!["down", "--timeout", &t, "--remove-orphans"],
+            Policy::Purge => vec!["down", "--timeout", &t, "--remove-orphans", "--volumes"],
+        };
+        let cmd = self.compose(args);
+        // Not interruptible: a first Ctrl-C during teardown lets it finish.
+        let out = cmd.run_group(
+            &self.spec.dir,
+            GroupOptions {
+                capture: true,
+                interruptible: false,
+            },
+        )?;
+        if !out.success() {
+            return Err(Error::Failed {
+                command: cmd.to_string(),
+                status: status(&out),
+                stderr: tail(&out.stderr, 20),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes every service's logs, `ps --all` and each container's state
+    /// (with its health-check log) into `dir`. What a command could not get is
+    /// written in its place, so the bundle is never missing a file silently.
+    pub fn bundle(&self, dir: &Utf8Path) -> Result<Utf8PathBuf> {
+        let text = |cmd: Cmd| {
+            cmd.output(&self.spec.dir).map_or_else(
+                |e| e.to_string(),
+                |b| String::from_utf8_lossy(&b).into_owned(),
+            )
+        };
+        write_file(
+            &dir.join("logs.txt"),
+            &text(self.compose(["logs", "--no-color", "--timestamps"])),
+        )?;
+        write_file(&dir.join("ps.txt"), &text(self.compose(["ps", "--all"])))?;
+        for c in self.ps().unwrap_or_default() {
+            let state = text(Cmd::docker([
+                "inspect",
+                "--format",
+                "{{json .State}}",
+                &c.id,
+            ]));
+            write_file(&dir.join(format!("state-{}.json", c.name)), &state)?;
+        }
+        Ok(dir.to_owned())
+    }
+
+    /// What the engine still holds for this project.
+    pub fn leftovers(&self) -> Result<Leftovers> {
+        leftovers(self.name())
+    }
+}
+
+/// What the engine holds for a project name, found by Compose's labels.
+pub fn leftovers(project: &str) -> Result<Leftovers> {
+    let here = Utf8Path::new(".");
+    let label = format!("label=com.docker.compose.project={project}");
+    let lines = |args: &[&str]| -> Result<Vec<String>> {
+        let text = Cmd::docker(args.iter().copied()).text(here)?;
+        Ok(text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
+    };
+    Ok(Leftovers {
+        containers: lines(&[
+            "ps",
+            "--all",
+            "--filter",
+            &label,
+            "--format",
+            "{{.Names}} {{.State}}",
+        ])?,
+        networks: lines(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"])?,
+        volumes: lines(&["volume", "ls", "--filter", &label, "--format", "{{.Name}}"])?,
+    })
+}
+
+fn judge(c: &Container, has_healthcheck: bool) -> Readiness {
+    match (c.state.as_str(), c.health.as_str()) {
+        ("running", "unhealthy") => Readiness::Failed(format!("{} is unhealthy", c.name)),
+        ("running", "healthy") => Readiness::Ready,
+        ("running", "starting") => Readiness::Waiting("health: starting".into()),
+        ("running", _) if !has_healthcheck => Readiness::Ready,
+        ("running", h) => Readiness::Waiting(format!("health: {h}")),
+        ("exited", _) if c.exit_code == 0 => Readiness::Ready,
+        ("exited" | "dead", _) => {
+            Readiness::Failed(format!("{} exited with code {}", c.name, c.exit_code))
+        }
+        (state, _) => Readiness::Waiting(state.to_owned()),
+    }
+}
+
+fn worst(a: Readiness, b: Readiness) -> Readiness {
+    match (a, b) {
+        (f @ Readiness::Failed(_), _) | (_, f @ Readiness::Failed(_)) => f,
+        (w @ Readiness::Waiting(_), _) | (_, w @ Readiness::Waiting(_)) => w,
+        _ => Readiness::Ready,
+    }
+}
+
+fn write_file(path: &Utf8Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_string(),
+            source,
+        })?;
+    }
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        path: path.to_string(),
+        source,
+    })
+}
+
+fn interrupted_check(out: &GroupOutput) -> Result<()> {
+    if crate::interrupt::is_requested() && !out.success() {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+fn status(out: &GroupOutput) -> String {
+    out.code.map_or_else(
+        || "killed by a signal".to_owned(),
+        |c| format!("exit status {c}"),
+    )
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Who holds a host port: a container (by name and project), or a process.
+fn holder(port: u16) -> String {
+    let filter = format!("publish={port}");
+    let fmt = "{{.Names}} (project {{.Label \"com.docker.compose.project\"}})";
+    match Cmd::docker(["ps", "--filter", &filter, "--format", fmt]).text(Utf8Path::new(".")) {
+        Ok(names) if !names.is_empty() => format!("container {}", names.replace('\n', ", ")),
+        _ => format!("a process outside Docker (find it with `ss -ltnp 'sport = :{port}'`)"),
+    }
+}

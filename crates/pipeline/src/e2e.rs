@@ -1,0 +1,625 @@
+//! `cargo xtask e2e`, phase by phase: preflight, clean, certs, build, up, test,
+//! teardown. Teardown runs whatever happened before it: an error, a panic or an
+//! interruption (the first Ctrl-C stops the running child and lands here).
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use build_context::clean;
+use camino::{Utf8Path, Utf8PathBuf};
+use compose::{Cmd, Engine, Leftovers, Policy, Project, UpOptions};
+
+use crate::Config;
+use crate::report::{
+    CertsDone, Cleaned, ContextSize, Phase, PhaseReport, RunReport, Status, TeardownDone, Verdict,
+};
+
+/// Everything a run needs, decided by the caller.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: Config,
+    /// The workspace root: cargo runs there.
+    pub root: Utf8PathBuf,
+    /// Where cargo builds (`CARGO_TARGET_DIR`, else `root/target`).
+    pub target_dir: Utf8PathBuf,
+    pub project: String,
+    pub teardown: Policy,
+    pub keep_on_failure: bool,
+    pub no_clean: bool,
+    pub no_build: bool,
+    /// `-E` from the command line; when empty, the config's `tests.filterset`.
+    pub filtersets: Vec<String>,
+    /// Passed through to nextest after `--`.
+    pub nextest_args: Vec<String>,
+    /// This run's folder: build log, failure bundle.
+    pub run_dir: Utf8PathBuf,
+}
+
+/// Hears about phases as they run; the CLI draws spinners or prints lines.
+pub trait Progress {
+    fn start(&mut self, phase: Phase);
+    /// A line worth showing while a phase runs (who is still awaited).
+    fn note(&mut self, phase: Phase, line: &str);
+    fn end(&mut self, report: &PhaseReport);
+}
+
+/// Why a phase failed; each kind becomes one verdict.
+#[derive(Debug)]
+enum Failure {
+    BadInput(String),
+    Stack(String),
+    Tests(String),
+}
+
+/// A phase's value and the note shown for it.
+type PhaseResult<T> = Result<(T, String), Failure>;
+
+fn stack(e: impl std::fmt::Display) -> Failure {
+    Failure::Stack(e.to_string())
+}
+
+/// Runs the pipeline. Never panics out and never skips teardown once the
+/// stack may exist.
+pub fn run(opts: &Options, progress: &mut dyn Progress) -> RunReport {
+    let started = Instant::now();
+    let mut report = RunReport::new(&opts.project, opts.run_dir.clone());
+    let mut phases = Phases {
+        progress,
+        report: &mut report,
+    };
+    // Preflight: nothing exists yet, so a failure here has nothing to tear down.
+    let project = match phases.run(Phase::Preflight, |_| preflight(opts)) {
+        Ok(p) => p,
+        Err(verdict) => {
+            report.verdict = verdict;
+            report.seconds = started.elapsed().as_secs_f64();
+            return report;
+        }
+    };
+    let body = std::panic::catch_unwind(AssertUnwindSafe(|| body(opts, &project, &mut phases)));
+    let verdict = match body {
+        Ok(Ok(())) => Verdict::Passed,
+        Ok(Err(v)) => v,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            Verdict::StackFailed(format!("panic: {}", what.unwrap_or_default()))
+        }
+    };
+    let verdict = if compose::interrupt::is_requested() {
+        Verdict::Interrupted
+    } else {
+        verdict
+    };
+    let teardown_failure = teardown(opts, &project, &verdict, &mut phases);
+    report.verdict = match (verdict, teardown_failure) {
+        // A teardown that failed after a passing run fails the run.
+        (Verdict::Passed, Some(e)) => Verdict::StackFailed(format!("teardown: {e}")),
+        (v, _) => v,
+    };
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+struct Phases<'a> {
+    progress: &'a mut dyn Progress,
+    report: &'a mut RunReport,
+}
+
+impl Phases<'_> {
+    /// Runs one phase, timing and recording it; an interruption before it
+    /// starts skips it.
+    fn run<T>(
+        &mut self,
+        phase: Phase,
+        f: impl FnOnce(&mut dyn Progress) -> PhaseResult<T>,
+    ) -> Result<T, Verdict> {
+        if compose::interrupt::is_requested() {
+            self.record(
+                phase,
+                Status::Interrupted,
+                0.0,
+                "not started: interrupted".into(),
+            );
+            return Err(Verdict::Interrupted);
+        }
+        self.progress.start(phase);
+        let start = Instant::now();
+        let result = f(self.progress);
+        let seconds = start.elapsed().as_secs_f64();
+        let (status, note, out) = match result {
+            Ok((value, note)) => (Status::Ok, note, Ok(value)),
+            Err(_) if compose::interrupt::is_requested() => (
+                Status::Interrupted,
+                "interrupted".into(),
+                Err(Verdict::Interrupted),
+            ),
+            Err(Failure::BadInput(e)) => {
+                (Status::Failed, first_line(&e), Err(Verdict::BadInput(e)))
+            }
+            Err(Failure::Tests(e)) => (Status::Failed, e.clone(), Err(Verdict::TestsFailed(e))),
+            Err(Failure::Stack(e)) => (
+                Status::Failed,
+                first_line(&e),
+                Err(Verdict::StackFailed(format!("{}: {e}", phase.name()))),
+            ),
+        };
+        self.record(phase, status, seconds, note);
+        out
+    }
+
+    fn skip(&mut self, phase: Phase, why: &str) {
+        self.record(phase, Status::Skipped, 0.0, why.into());
+    }
+
+    fn record(&mut self, phase: Phase, status: Status, seconds: f64, note: String) {
+        let r = PhaseReport {
+            phase,
+            status,
+            seconds,
+            note,
+        };
+        self.progress.end(&r);
+        self.report.phases.push(r);
+    }
+}
+
+fn body(opts: &Options, project: &Project, phases: &mut Phases) -> Result<(), Verdict> {
+    if opts.no_clean {
+        phases.skip(Phase::Clean, "--no-clean");
+    } else {
+        (phases.report.cleaned, phases.report.contexts) =
+            phases.run(Phase::Clean, |_| clean_phase(opts, project))?;
+    }
+    let certs = phases.run(Phase::Certs, |_| certs_phase(opts, project))?;
+    let certs_changed = certs.action != certs::Action::Reused;
+    phases.report.certs = Some(certs);
+    if opts.no_build {
+        phases.skip(Phase::Build, "--no-build");
+    } else {
+        phases.report.images = phases.run(Phase::Build, |_| build_phase(opts, project))?;
+    }
+    let up = phases.run(Phase::Up, |progress| {
+        up_phase(opts, project, certs_changed, progress)
+    })?;
+    phases.report.containers = Some(up);
+    let outcome = phases.run(Phase::Test, |_| test_phase(opts, project));
+    let junit = opts
+        .target_dir
+        .join("nextest")
+        .join(&opts.config.tests.profile)
+        .join("junit.xml");
+    if junit.exists() {
+        phases.report.tests = test_runner::run::read_junit(&junit).ok();
+        phases.report.junit = Some(junit);
+    }
+    outcome
+}
+
+fn preflight(opts: &Options) -> PhaseResult<Project> {
+    let mut notes = Vec::new();
+    // Filtersets first: they need no engine, and a typo should cost a second.
+    let workspace = test_runner::Workspace::load(&opts.root).map_err(stack)?;
+    for f in &opts.filtersets {
+        workspace
+            .check(f, "-E")
+            .map_err(|e| Failure::BadInput(e.to_string()))?;
+    }
+    if let Some(f) = &opts.config.tests.filterset {
+        let what = format!("{}: tests.filterset", opts.config.path);
+        workspace
+            .check(f, &what)
+            .map_err(|e| Failure::BadInput(e.to_string()))?;
+    }
+    if let Some(note) = Cmd::cargo(["nextest", "--version"])
+        .text(&opts.root)
+        .ok()
+        .and_then(|v| test_runner::filterset::version_note(&v))
+    {
+        notes.push(note);
+    }
+    let engine = Engine::require().map_err(stack)?;
+    let project = Project::load(opts.config.project_spec(Some(opts.project.clone())))
+        .map_err(|e| Failure::BadInput(format!("the compose stack ({}): {e}", opts.config.path)))?;
+    project.check_ports().map_err(stack)?;
+    notes.insert(
+        0,
+        format!(
+            "engine {}, {} services",
+            engine.server_version.as_deref().unwrap_or("?"),
+            project.stack.services.len()
+        ),
+    );
+    Ok((project, notes.join("; ")))
+}
+
+fn clean_phase(
+    opts: &Options,
+    project: &Project,
+) -> PhaseResult<(Option<Cleaned>, Vec<ContextSize>)> {
+    let contexts: Vec<(String, Utf8PathBuf, Utf8PathBuf)> = project
+        .stack
+        .build_contexts()
+        .into_iter()
+        .map(|(s, c, d)| (s.to_owned(), c.to_owned(), d))
+        .collect();
+    if contexts.is_empty() {
+        return Ok(((None, Vec::new()), "no build contexts".into()));
+    }
+    let roots: Vec<Utf8PathBuf> = contexts.iter().map(|(_, c, _)| c.clone()).collect();
+    let mut notes = Vec::new();
+    let cleaned = match crate::git::tracked(&roots[0]).map_err(stack)? {
+        Some((repo, tracked)) => {
+            let plan = clean::plan(&repo, &roots, &opts.config.context.artifacts, &tracked)
+                .map_err(|e| {
+                    Failure::BadInput(format!("{}: context.artifacts: {e}", opts.config.path))
+                })?;
+            let outcome = clean::execute(&plan, false);
+            notes.push(format!(
+                "removed {} artifacts ({})",
+                outcome.removed_files,
+                build_context::human(outcome.bytes_freed)
+            ));
+            Some(Cleaned {
+                files: outcome.removed_files,
+                bytes: outcome.bytes_freed,
+            })
+        }
+        None => {
+            notes.push("not a git work tree: nothing deleted".into());
+            None
+        }
+    };
+    let budget = opts.config.budget();
+    let mut sizes = Vec::new();
+    for (service, root, dockerfile) in &contexts {
+        let ctx = build_context::Context::open(root, Some(dockerfile))
+            .map_err(|e| Failure::BadInput(e.to_string()))?;
+        let walk = ctx
+            .walk(build_context::WalkOptions {
+                sizes: true,
+                into_pruned: false,
+            })
+            .map_err(|e| Failure::BadInput(e.to_string()))?;
+        let r = build_context::analyze(&ctx, &walk, budget);
+        if r.over_budget {
+            let top: Vec<String> = r
+                .largest_dirs
+                .iter()
+                .take(3)
+                .map(|d| format!("{} ({})", d.path, build_context::human(d.bytes)))
+                .collect();
+            return Err(Failure::Stack(format!(
+                "the context of {service} sends {}, over the budget of {}; biggest: {} \
+                 (see `cargo xtask clean-context` for suggested ignore lines)",
+                build_context::human(r.sent.bytes),
+                build_context::human(budget.unwrap_or_default()),
+                top.join(", ")
+            )));
+        }
+        sizes.push(ContextSize {
+            service: service.clone(),
+            context: root.clone(),
+            sent_files: r.sent.files,
+            sent_bytes: r.sent.bytes,
+        });
+    }
+    let listed: Vec<String> = sizes
+        .iter()
+        .map(|s| format!("{} {}", s.service, build_context::human(s.sent_bytes)))
+        .collect();
+    notes.push(format!("contexts send: {}", listed.join(", ")));
+    Ok(((cleaned, sizes), notes.join("; ")))
+}
+
+fn certs_phase(opts: &Options, project: &Project) -> PhaseResult<CertsDone> {
+    let spec = certs_spec(&opts.config, project.stack.services.keys().cloned());
+    let r = certs::ensure(&spec, certs::Mode::Ensure).map_err(stack)?;
+    let note = r.reason.replace('\n', "; ");
+    Ok((
+        CertsDone {
+            action: r.action,
+            reason: r.reason,
+        },
+        note,
+    ))
+}
+
+fn build_phase(opts: &Options, project: &Project) -> PhaseResult<Vec<compose::ImageBuild>> {
+    let stages: Vec<_> = opts
+        .config
+        .stage
+        .iter()
+        .map(|s| (s.clone(), opts.config.resolve(&s.to)))
+        .collect();
+    let staged =
+        crate::stage::stage(&opts.root, &opts.target_dir, &stages).map_err(Failure::Stack)?;
+    let summary = project
+        .build(&opts.run_dir.join("build.log"))
+        .map_err(stack)?;
+    let images: Vec<String> = summary
+        .images
+        .iter()
+        .map(|i| format!("{} {}", i.service, if i.built { "built" } else { "cached" }))
+        .collect();
+    let note = format!(
+        "images: {}; staged binaries: {staged} of {} changed",
+        images.join(", "),
+        stages.len()
+    );
+    Ok((summary.images, note))
+}
+
+fn up_phase(
+    opts: &Options,
+    project: &Project,
+    certs_changed: bool,
+    progress: &mut dyn Progress,
+) -> PhaseResult<compose::UpSummary> {
+    // A running container holds the certificates it read at start: new ones
+    // need new containers, which Compose would not make for unchanged config.
+    let up_opts = UpOptions {
+        timeout: Duration::from_secs(opts.config.readiness.timeout_s),
+        force_recreate: certs_changed,
+    };
+    let up = project
+        .up_and_wait(up_opts, |pending| {
+            let list: Vec<String> = pending.iter().map(|(s, w)| format!("{s} ({w})")).collect();
+            progress.note(Phase::Up, &format!("waiting for {}", list.join(", ")));
+        })
+        .map_err(stack)?;
+    let note = format!(
+        "containers: {} created, {} started, {} reused",
+        up.created, up.started, up.reused
+    );
+    Ok((up, note))
+}
+
+fn test_phase(opts: &Options, project: &Project) -> PhaseResult<()> {
+    let c = &opts.config;
+    let mut env = vec![
+        ("E2E_PROJECT".to_owned(), opts.project.clone()),
+        (
+            "E2E_CA_CERT".to_owned(),
+            c.resolve(&c.certs.dir).join("ca.crt").to_string(),
+        ),
+    ];
+    for (key, value) in &c.tests.env {
+        env.push((
+            key.clone(),
+            expand(value, project).map_err(Failure::BadInput)?,
+        ));
+    }
+    let filtersets = if opts.filtersets.is_empty() {
+        c.tests.filterset.iter().cloned().collect()
+    } else {
+        opts.filtersets.clone()
+    };
+    let invocation = test_runner::Invocation {
+        profile: c.tests.profile.clone(),
+        filtersets,
+        args: opts.nextest_args.clone(),
+        env,
+    };
+    let outcome = invocation
+        .run(&opts.root, &opts.target_dir)
+        .map_err(stack)?;
+    let counts = outcome
+        .counts
+        .map_or_else(|| "no JUnit report to count from".into(), |c| c.to_string());
+    match outcome.verdict {
+        test_runner::Verdict::Passed => Ok(((), counts)),
+        test_runner::Verdict::Failed => Err(Failure::Tests(counts)),
+        test_runner::Verdict::NoTests => Err(Failure::Tests(format!(
+            "no tests ran: the filterset and the `{}` profile's default-filter selected none",
+            c.tests.profile
+        ))),
+        test_runner::Verdict::NextestError(code) => Err(Failure::Stack(format!(
+            "`{}` failed with exit code {}",
+            invocation.command(),
+            code.map_or("none (a signal)".into(), |c| c.to_string())
+        ))),
+    }
+}
+
+/// The bundle (on failure), the policy, and a check that the engine holds what
+/// the policy promises; a second pass mends what a racing interrupted `up` left.
+/// Returns what went wrong, if anything.
+fn teardown(
+    opts: &Options,
+    project: &Project,
+    verdict: &Verdict,
+    phases: &mut Phases,
+) -> Option<String> {
+    let failed = !matches!(verdict, Verdict::Passed | Verdict::Interrupted);
+    if failed {
+        let dir = opts.run_dir.join("bundle");
+        phases.report.bundle = project.bundle(&dir).ok();
+    }
+    let policy = if failed && opts.keep_on_failure {
+        Policy::Keep
+    } else {
+        opts.teardown
+    };
+    let grace = Duration::from_secs(opts.config.teardown.grace_s);
+    phases.progress.start(Phase::Teardown);
+    let start = Instant::now();
+    let mut result = project.teardown(policy, grace);
+    let mut leftovers = project.leftovers().ok();
+    if result.is_ok()
+        && let Some(left) = &leftovers
+        && broken_promise(policy, left).is_some()
+    {
+        result = project.teardown(policy, grace);
+        leftovers = project.leftovers().ok();
+    }
+    let note = match (
+        &result,
+        leftovers.as_ref().and_then(|l| broken_promise(policy, l)),
+    ) {
+        (Err(e), _) => format!("FAILED: {e}"),
+        (Ok(()), Some(broken)) => format!("FAILED: {broken}"),
+        (Ok(()), None) => match policy {
+            Policy::Keep if failed => keep_hint(opts, project),
+            Policy::Keep => format!(
+                "left running; remove it with `docker compose -p {} down --volumes`",
+                opts.project
+            ),
+            Policy::Stop => "containers stopped; the next run starts them again".into(),
+            Policy::Down => "containers and networks removed; volumes kept".into(),
+            Policy::Purge => "containers, networks and volumes removed".into(),
+        },
+    };
+    let failure = note.strip_prefix("FAILED: ").map(str::to_owned);
+    let status = if failure.is_some() {
+        Status::Failed
+    } else {
+        Status::Ok
+    };
+    phases.record(
+        Phase::Teardown,
+        status,
+        start.elapsed().as_secs_f64(),
+        format!("{policy}: {note}"),
+    );
+    phases.report.teardown = Some(TeardownDone {
+        policy,
+        leftovers,
+        note,
+    });
+    failure
+}
+
+/// What the engine holds that `policy` said it would not.
+pub fn broken_promise(policy: Policy, left: &Leftovers) -> Option<String> {
+    let running: Vec<&String> = left
+        .containers
+        .iter()
+        .filter(|c| c.ends_with(" running"))
+        .collect();
+    match policy {
+        Policy::Keep => None,
+        Policy::Stop if !running.is_empty() => Some(format!("still running: {running:?}")),
+        Policy::Stop => None,
+        Policy::Down if !left.containers.is_empty() || !left.networks.is_empty() => Some(format!(
+            "left behind: containers {:?}, networks {:?}",
+            left.containers, left.networks
+        )),
+        Policy::Down => None,
+        Policy::Purge if !left.is_empty() => Some(format!("left behind: {left:?}")),
+        Policy::Purge => None,
+    }
+}
+
+/// How to reach a stack kept after a failure, and how to remove it.
+fn keep_hint(opts: &Options, project: &Project) -> String {
+    let mut addresses = Vec::new();
+    for (name, s) in &project.stack.services {
+        for p in &s.ports {
+            if let Some(published) = &p.published {
+                addresses.push(format!("{name} at 127.0.0.1:{published}"));
+            }
+        }
+    }
+    let p = &opts.project;
+    format!(
+        "kept for debugging: {}; logs: `docker compose -p {p} logs`; remove: `docker compose -p {p} down --volumes --remove-orphans`",
+        if addresses.is_empty() {
+            "no published ports".into()
+        } else {
+            addresses.join(", ")
+        }
+    )
+}
+
+/// `{service:port}` becomes `127.0.0.1:PUBLISHED`.
+fn expand(value: &str, project: &Project) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..]
+            .find('}')
+            .ok_or(format!("tests.env: unclosed `{{` in `{value}`"))?
+            + open;
+        let (service, port) = rest[open + 1..close]
+            .split_once(':')
+            .ok_or(format!("tests.env: `{value}`: write {{service:port}}"))?;
+        let published = project
+            .stack
+            .services
+            .get(service)
+            .and_then(|s| s.ports.iter().find(|p| p.target.to_string() == port))
+            .and_then(|p| p.published.clone())
+            .ok_or(format!(
+                "tests.env `{value}`: service {service} publishes no port {port}"
+            ))?;
+        out.push_str(&rest[..open]);
+        out.push_str(&format!("127.0.0.1:{published}"));
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The certificate spec: localhost, 127.0.0.1, every service, and the config's hosts.
+pub fn certs_spec(config: &Config, services: impl IntoIterator<Item = String>) -> certs::Spec {
+    let c = &config.certs;
+    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
+    for h in services.into_iter().chain(c.hosts.iter().cloned()) {
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    certs::Spec {
+        dir: config.resolve(&c.dir),
+        ca_key_dir: config.resolve(&c.ca_key_dir),
+        hosts,
+        validity_days: c.validity_days,
+        renew_within_days: c.renew_within_days,
+        client: c.client,
+    }
+}
+
+/// The project name: the flag, else stable on a developer machine (so a stack
+/// can be reused), unique per run under CI.
+pub fn project_name(config: &Config, root: &Utf8Path, flag: Option<&str>, ci: bool) -> String {
+    if let Some(name) = flag {
+        return name.to_owned();
+    }
+    let base = config.compose.project.clone().unwrap_or_else(|| {
+        let dir = root.file_name().unwrap_or("stack").to_ascii_lowercase();
+        let dir: String = dir
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        format!("e2e-{dir}")
+    });
+    if ci {
+        format!("{base}-{}-{}", std::process::id(), unix_time() % 100_000)
+    } else {
+        base
+    }
+}
+
+/// The teardown policy when no flag chose one: the config's, else `purge`
+/// under CI and `stop` elsewhere.
+pub fn default_policy(config: &Config, ci: bool) -> Policy {
+    config
+        .teardown
+        .policy
+        .as_deref()
+        .and_then(Policy::parse)
+        .unwrap_or(if ci { Policy::Purge } else { Policy::Stop })
+}
+
+pub fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_owned()
+}

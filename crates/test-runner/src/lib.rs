@@ -1,0 +1,11 @@
+//! nextest: filterset validation before anything starts, the invocation, and
+//! its results. Processes start through `compose::Cmd`, the workspace's one
+//! process helper (process groups, interruption).
+
+mod error;
+pub mod filterset;
+pub mod run;
+
+pub use error::{Error, Result};
+pub use filterset::Workspace;
+pub use run::{Counts, Invocation, Outcome, Verdict};

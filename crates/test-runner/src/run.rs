@@ -1,0 +1,168 @@
+//! One `cargo nextest run`: the command as a value, run in its own process
+//! group with its output on our terminal, and its results read back from the
+//! JUnit report nextest writes.
+
+use camino::{Utf8Path, Utf8PathBuf};
+use compose::{Cmd, GroupOptions};
+use nextest_metadata::NextestExitCode;
+use quick_xml::events::Event;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    /// The nextest profile (its `default-filter` selects the E2E tests).
+    pub profile: String,
+    /// `-E` expressions (nextest ORs several).
+    pub filtersets: Vec<String>,
+    /// Passed through after ours (e.g. `--partition count:1/2`, `--no-capture`).
+    pub args: Vec<String>,
+    /// The environment the tests see (addresses, CA path).
+    pub env: Vec<(String, String)>,
+}
+
+/// How the run went, by nextest's exit code and its JUnit report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Passed,
+    Failed,
+    /// The filterset and profile selected nothing.
+    NoTests,
+    /// nextest itself failed (build error, bad arguments): its exit code.
+    NextestError(Option<i32>),
+}
+
+/// Test counts from the JUnit report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub run: usize,
+    pub passed: usize,
+    pub failed: usize,
+    /// Tests in the report that nextest marked skipped.
+    pub skipped: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub counts: Option<Counts>,
+    pub junit: Option<Utf8PathBuf>,
+}
+
+impl Invocation {
+    /// `cargo nextest run --workspace --profile P [-E F]... ARGS...`, with the environment.
+    pub fn command(&self) -> Cmd {
+        let filters = self
+            .filtersets
+            .iter()
+            .flat_map(|f| ["-E".to_owned(), f.clone()]);
+        let args = ["nextest", "run", "--workspace", "--profile", &self.profile]
+            .map(str::to_owned)
+            .into_iter()
+            .chain(filters)
+            .chain(self.args.iter().cloned());
+        Cmd::cargo(args).envs(&self.env)
+    }
+
+    /// Runs with output on our terminal; interruptible by the first Ctrl-C.
+    /// `target_dir` is where nextest writes `nextest/<profile>/junit.xml`.
+    pub fn run(&self, root: &Utf8Path, target_dir: &Utf8Path) -> Result<Outcome> {
+        let junit = target_dir
+            .join("nextest")
+            .join(&self.profile)
+            .join("junit.xml");
+        // A report left by an earlier run must not be read as this run's.
+        let _ = std::fs::remove_file(&junit);
+        let out = self.command().run_group(
+            root,
+            GroupOptions {
+                capture: false,
+                interruptible: true,
+            },
+        )?;
+        let verdict = match out.code {
+            Some(NextestExitCode::OK) => Verdict::Passed,
+            Some(NextestExitCode::TEST_RUN_FAILED) => Verdict::Failed,
+            Some(NextestExitCode::NO_TESTS_RUN) => Verdict::NoTests,
+            code => Verdict::NextestError(code),
+        };
+        let counts = junit.exists().then(|| read_junit(&junit)).transpose()?;
+        Ok(Outcome {
+            verdict,
+            counts,
+            junit: junit.exists().then_some(junit),
+        })
+    }
+}
+
+/// Counts the test cases of a nextest JUnit report: each `<testcase>` is run;
+/// one holding `<failure>` or `<error>` failed, one holding `<skipped>` skipped.
+pub fn read_junit(path: &Utf8Path) -> Result<Counts> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_string(),
+        source,
+    })?;
+    let bad = |detail: String| Error::Junit {
+        path: path.to_string(),
+        detail,
+    };
+    let mut reader = quick_xml::Reader::from_str(&text);
+    let mut counts = Counts::default();
+    let mut case: Option<Case> = None;
+    loop {
+        match reader.read_event().map_err(|e| bad(e.to_string()))? {
+            Event::Start(e) if e.name().as_ref() == b"testcase" => case = Some(Case::Passed),
+            Event::Empty(e) if e.name().as_ref() == b"testcase" => counts.add(Case::Passed),
+            Event::Start(e) | Event::Empty(e) => {
+                let kind = match e.name().as_ref() {
+                    b"failure" | b"error" => Some(Case::Failed),
+                    b"skipped" => Some(Case::Skipped),
+                    _ => None,
+                };
+                if let (Some(c), Some(k)) = (case.as_mut(), kind) {
+                    *c = k;
+                }
+            }
+            Event::End(e) if e.name().as_ref() == b"testcase" => {
+                counts.add(
+                    case.take()
+                        .ok_or_else(|| bad("</testcase> without its start".into()))?,
+                );
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(counts)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Case {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+impl Counts {
+    fn add(&mut self, case: Case) {
+        self.run += 1;
+        match case {
+            Case::Passed => self.passed += 1,
+            Case::Failed => self.failed += 1,
+            Case::Skipped => self.skipped += 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.skipped
+        )
+    }
+}

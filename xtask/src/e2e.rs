@@ -1,0 +1,85 @@
+//! `cargo xtask e2e`: the whole pipeline on the configured stack, with
+//! guaranteed teardown and one exit code per kind of outcome.
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Context as _;
+use pipeline::Verdict;
+use pipeline::e2e::Options;
+
+use crate::exit::{Interrupted, Limit, Stack, Usage};
+use crate::flags::E2e;
+
+pub fn run(flags: &E2e) -> anyhow::Result<()> {
+    let config = crate::load_config(flags.config.as_deref())?;
+    let root = crate::project_root();
+    let ci = crate::in_ci();
+    let project = pipeline::e2e::project_name(&config, &root, flags.project.as_deref(), ci);
+    let teardown = flags
+        .teardown
+        .unwrap_or_else(|| pipeline::e2e::default_policy(&config, ci));
+    let target_dir = crate::target_dir();
+    let run_dir = target_dir
+        .join("e2e/runs")
+        .join(format!("{}-{project}", pipeline::e2e::unix_time()));
+    let opts = Options {
+        config,
+        root,
+        target_dir: target_dir.clone(),
+        project: project.clone(),
+        teardown,
+        keep_on_failure: flags.keep_on_failure,
+        no_clean: flags.no_clean,
+        no_build: flags.no_build,
+        filtersets: flags.filtersets.clone(),
+        nextest_args: flags.nextest_args.clone(),
+        run_dir,
+    };
+    on_signals(project, teardown)?;
+    let report = pipeline::e2e::run(&opts, &mut crate::progress::Progress::new());
+
+    let json = flags
+        .report_json
+        .clone()
+        .unwrap_or_else(|| target_dir.join("e2e/report.json"));
+    if let Some(dir) = json.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
+    }
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {json}"))?;
+    // A closed stdout must not turn a finished run into a panic.
+    let _ = writeln!(std::io::stdout().lock(), "{report}\n  report     {json}");
+    match report.verdict {
+        Verdict::Passed => Ok(()),
+        Verdict::TestsFailed(e) => Err(Limit(format!("tests failed: {e}")).into()),
+        Verdict::BadInput(e) => Err(Usage(e).into()),
+        Verdict::StackFailed(e) => Err(Stack(e).into()),
+        Verdict::Interrupted => Err(Interrupted("interrupted; teardown done".into()).into()),
+    }
+}
+
+/// The first Ctrl-C (or SIGTERM) stops what runs and goes on to teardown; a
+/// second skips teardown, says what is left, and exits 130.
+fn on_signals(project: String, policy: compose::Policy) -> anyhow::Result<()> {
+    static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+    ctrlc::set_handler(move || {
+        if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
+            eprintln!("\ninterrupted: stopping, then teardown ({policy}); press Ctrl-C again to skip teardown");
+            compose::interrupt::request();
+            return;
+        }
+        compose::interrupt::abandon();
+        let left = match compose::leftovers(&project) {
+            Ok(l) if l.is_empty() => "nothing".to_owned(),
+            Ok(l) => format!("containers {:?}, networks {:?}, volumes {:?}", l.containers, l.networks, l.volumes),
+            Err(e) => format!("unknown ({e})"),
+        };
+        eprintln!(
+            "\nteardown skipped; the engine holds for project {project}: {left}\n\
+             remove it with: docker compose -p {project} down --volumes --remove-orphans"
+        );
+        std::process::exit(130);
+    })
+    .context("installing the Ctrl-C handler")
+}
