@@ -1,14 +1,21 @@
 //! The demo stack's backend: a small HTTP API that the TLS gateway forwards to.
 //! It counts visits in `/data` (a volume), so teardown policies show in its state.
-//! `demo-backend probe` is its healthcheck: the image is `FROM scratch`, with no shell.
+//! `demo-backend probe [URL]` is its healthcheck: the image is `FROM scratch`, with no shell.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tiny_http::{Header, Method, Request, Response, Server};
 
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("probe") {
-        let ok = ureq::get("http://127.0.0.1:8080/health").call().is_ok();
+        let url = std::env::args()
+            .nth(2)
+            .unwrap_or_else(|| "http://127.0.0.1:8080/health".into());
+        let ok = ureq::get(&url)
+            .timeout(std::time::Duration::from_secs(2))
+            .call()
+            .is_ok();
         std::process::exit(if ok { 0 } else { 1 });
     }
     // As PID 1 in a container, SIGTERM is ignored unless handled: exit at once.
@@ -19,12 +26,14 @@ fn main() {
     }
     let addr = std::env::var("BACKEND_ADDR").unwrap_or_else(|_| "0.0.0.0:8080".into());
     let data = std::env::var("BACKEND_DATA").unwrap_or_else(|_| "/data".into());
-    let visits = AtomicU64::new(read_count(&data));
+    let visits = Arc::new(AtomicU64::new(read_count(&data)));
     let server =
         Server::http(&addr).unwrap_or_else(|e| panic!("backend cannot listen on {addr}: {e}"));
     eprintln!("backend listening on {addr}");
+    // A thread per request: a slow answer must not hold up the health probe.
     for request in server.incoming_requests() {
-        let _ = respond(request, &visits, &data);
+        let (visits, data) = (visits.clone(), data.clone());
+        std::thread::spawn(move || respond(request, &visits, &data));
     }
 }
 
@@ -45,6 +54,18 @@ fn respond(mut request: Request, visits: &AtomicU64, data: &str) -> std::io::Res
                 serde_json::json!({ "greeting": format!("hello {name}"), "served_by": "backend", "visits": count }),
             )
         }
+        (Method::Get, "/api/slow") => {
+            let ms: u64 = form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "ms")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(100)
+                .min(60_000);
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            (
+                200,
+                serde_json::json!({ "slept_ms": ms, "served_by": "backend" }),
+            )
+        }
         (Method::Post, "/api/echo") => {
             let mut body = String::new();
             request.as_reader().read_to_string(&mut body)?;
@@ -53,7 +74,7 @@ fn respond(mut request: Request, visits: &AtomicU64, data: &str) -> std::io::Res
                 serde_json::json!({ "echo": body, "served_by": "backend" }),
             )
         }
-        (_, "/api/hello" | "/api/echo") => {
+        (_, "/api/hello" | "/api/echo" | "/api/slow") => {
             (405, serde_json::json!({ "error": "method not allowed" }))
         }
         _ => (

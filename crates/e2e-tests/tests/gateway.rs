@@ -83,3 +83,26 @@ fn bad_requests_get_the_right_error() {
         (404, Some("no route for /api/nothing-here"))
     );
 }
+
+#[test]
+fn a_slow_backend_answer_is_forwarded_whole() {
+    let Some(stack) = Stack::from_env("a_slow_backend_answer_is_forwarded_whole") else {
+        return;
+    };
+    // E2E_SLOW_MS lets the interrupt test hold a test open while it signals.
+    let ms: u64 = std::env::var("E2E_SLOW_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let (status, body) = status_and_json(
+        stack
+            .client()
+            .get(&stack.url(&format!("/api/slow?ms={ms}")))
+            .call(),
+    );
+    assert_eq!(
+        (status, body["slept_ms"].as_u64()),
+        (200, Some(ms)),
+        "{body}"
+    );
+}

@@ -1,0 +1,454 @@
+//! `cargo xtask e2e` against the real engine: each teardown policy leaves what
+//! it promises, a running stack is reused, Ctrl-C while starting and while
+//! testing leaves nothing, failing services fail fast with a bundle, and two
+//! projects run side by side. Each test has its own project and host port.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use compose::{Leftovers, Policy};
+
+const BIN: &str = env!("CARGO_BIN_EXE_xtask");
+
+fn root() -> Utf8PathBuf {
+    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Removes the project whatever the test's outcome, so one failure does not leak into the next run.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let args = [
+            "compose",
+            "-p",
+            &self.0,
+            "down",
+            "--volumes",
+            "--remove-orphans",
+            "--timeout",
+            "0",
+        ];
+        let _ = compose::Cmd::docker(args).output(&root());
+    }
+}
+
+/// One e2e run: the project, its port, and an optional config of its own.
+struct Run {
+    project: String,
+    port: u16,
+    config: Option<Utf8PathBuf>,
+    env: Vec<(String, String)>,
+    _tmp: tempfile::TempDir,
+    report: Utf8PathBuf,
+}
+
+struct Finished {
+    code: Option<i32>,
+    output: String,
+    report: serde_json::Value,
+}
+
+impl Run {
+    fn new(name: &str) -> (Run, Cleanup) {
+        let tmp = tempfile::tempdir().unwrap();
+        let report = Utf8PathBuf::from_path_buf(tmp.path().join("report.json")).unwrap();
+        let project = format!("t{}-{name}", std::process::id());
+        let cleanup = Cleanup(project.clone());
+        (
+            Run {
+                project,
+                port: free_port(),
+                config: None,
+                env: Vec::new(),
+                _tmp: tmp,
+                report,
+            },
+            cleanup,
+        )
+    }
+
+    /// A config like docker/e2e.yaml with an override compose file added.
+    fn with_override(mut self, override_yaml: &str, readiness_s: u64) -> Run {
+        let dir = Utf8Path::from_path(self._tmp.path()).unwrap().to_owned();
+        std::fs::write(dir.join("override.yaml"), override_yaml).unwrap();
+        let r = root();
+        let config = format!(
+            "compose:\n  files: [{r}/docker/compose.yaml, {dir}/override.yaml]\n\
+             certs:\n  dir: {r}/.e2e/certs\n  ca_key_dir: {r}/.e2e/ca\n\
+             stage:\n  - {{ package: demo-backend, to: {r}/docker/backend/bin }}\n  - {{ package: demo-gateway, to: {r}/docker/gateway/bin }}\n\
+             readiness:\n  timeout_s: {readiness_s}\n\
+             tests:\n  env:\n    E2E_GATEWAY_URL: \"https://{{gateway:8443}}\"\n\
+             teardown:\n  grace_s: 1\n"
+        );
+        std::fs::write(dir.join("e2e.yaml"), config).unwrap();
+        self.config = Some(dir.join("e2e.yaml"));
+        self
+    }
+
+    fn expression(&self, extra: &[&str]) -> duct::Expression {
+        let mut args: Vec<String> = vec!["e2e".into(), "--project".into(), self.project.clone()];
+        args.extend(["--report-json".into(), self.report.to_string()]);
+        if let Some(c) = &self.config {
+            args.extend(["--config".into(), c.to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut e = duct::cmd(BIN, args)
+            .dir(root())
+            .env("E2E_GATEWAY_PORT", self.port.to_string())
+            .stdin_null()
+            .stderr_to_stdout()
+            .unchecked();
+        for (k, v) in &self.env {
+            e = e.env(k, v);
+        }
+        e
+    }
+
+    fn run(&self, extra: &[&str]) -> Finished {
+        let out = self.expression(extra).stdout_capture().run().unwrap();
+        self.finished(
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// Starts the run in its own process group (as a terminal runs a job),
+    /// sends SIGINT to that group once a line containing `when` appears, as a
+    /// terminal's Ctrl-C does, and waits for the end.
+    fn interrupt_when(&self, extra: &[&str], when: &str) -> Finished {
+        self.interrupt_each(extra, &[when])
+    }
+
+    /// Like `interrupt_when`, one SIGINT per trigger, in order.
+    fn interrupt_each(&self, extra: &[&str], triggers: &[&str]) -> Finished {
+        let reader = self
+            .expression(extra)
+            .before_spawn(|c| {
+                c.process_group(0);
+                Ok(())
+            })
+            .reader()
+            .unwrap();
+        let pid = reader.pids()[0] as i32;
+        let mut output = String::new();
+        let mut pending = triggers.iter().peekable();
+        let mut lines = BufReader::new(&reader);
+        let mut line = String::new();
+        while lines.read_line(&mut line).unwrap() > 0 {
+            output.push_str(&line);
+            if pending.next_if(|when| line.contains(*when)).is_some() {
+                nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGINT,
+                )
+                .unwrap();
+            }
+            line.clear();
+        }
+        assert!(
+            pending.peek().is_none(),
+            "never saw {:?}:\n{output}",
+            pending.collect::<Vec<_>>()
+        );
+        let status = reader
+            .try_wait()
+            .unwrap()
+            .expect("output ended, so the child has exited");
+        self.finished(status.status.code(), output)
+    }
+
+    fn finished(&self, code: Option<i32>, output: String) -> Finished {
+        let report = std::fs::read_to_string(&self.report)
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap_or(serde_json::Value::Null);
+        Finished {
+            code,
+            output,
+            report,
+        }
+    }
+
+    fn leftovers(&self) -> Leftovers {
+        compose::leftovers(&self.project).unwrap()
+    }
+}
+
+fn states(left: &Leftovers) -> Vec<String> {
+    left.containers
+        .iter()
+        .map(|c| c.rsplit(' ').next().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn each_policy_leaves_what_it_promises_and_a_running_stack_is_reused() {
+    if compose::testing::engine_or_skip("each_policy_leaves_what_it_promises").is_none() {
+        return;
+    }
+    let (run, _cleanup) = Run::new("policies");
+
+    let r = run.run(&["--teardown", "keep"]);
+    assert_eq!(r.code, Some(0), "{}", r.output);
+    let left = run.leftovers();
+    assert_eq!(states(&left), ["running", "running"], "keep: {left:?}");
+    assert_eq!(
+        (left.networks.len(), left.volumes.len()),
+        (1, 1),
+        "keep: {left:?}"
+    );
+    assert_eq!(r.report["tests"]["failed"], 0);
+    assert_eq!(r.report["tests"]["passed"], r.report["tests"]["run"]);
+
+    // The stack kept running is reused as it is: no container made or started.
+    let r = run.run(&["--teardown", "stop"]);
+    assert_eq!(r.code, Some(0), "{}", r.output);
+    assert_eq!(r.report["containers"]["reused"], 2, "{}", r.report);
+    assert_eq!(r.report["containers"]["created"], 0, "{}", r.report);
+    let left = run.leftovers();
+    assert_eq!(states(&left), ["exited", "exited"], "stop: {left:?}");
+    assert_eq!(
+        (left.networks.len(), left.volumes.len()),
+        (1, 1),
+        "stop: {left:?}"
+    );
+
+    // Stopped containers are started again, not made anew.
+    let r = run.run(&["--teardown", "down"]);
+    assert_eq!(r.code, Some(0), "{}", r.output);
+    assert_eq!(r.report["containers"]["started"], 2, "{}", r.report);
+    let left = run.leftovers();
+    assert!(
+        left.containers.is_empty() && left.networks.is_empty(),
+        "down: {left:?}"
+    );
+    assert_eq!(left.volumes.len(), 1, "down keeps volumes: {left:?}");
+
+    let r = run.run(&["--teardown", "purge"]);
+    assert_eq!(r.code, Some(0), "{}", r.output);
+    assert_eq!(r.report["containers"]["created"], 2, "{}", r.report);
+    assert!(run.leftovers().is_empty(), "purge: {:?}", run.leftovers());
+    assert_eq!(
+        pipeline::e2e::broken_promise(Policy::Purge, &run.leftovers()),
+        None
+    );
+}
+
+#[test]
+fn ctrl_c_while_the_stack_starts_leaves_nothing_with_down() {
+    if compose::testing::engine_or_skip("ctrl_c_while_the_stack_starts").is_none() {
+        return;
+    }
+    let (run, _cleanup) = Run::new("int-up");
+    // Signalled once a container runs and is still being waited for.
+    let r = run.interrupt_when(&["--teardown", "down"], "(health: starting)");
+    assert!(
+        r.report["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["phase"] == "up" && p["status"] == "interrupted")
+    );
+    assert_eq!(r.code, Some(130), "{}", r.output);
+    assert_eq!(r.report["verdict"]["kind"], "interrupted", "{}", r.report);
+    assert!(
+        r.output
+            .contains("interrupted: stopping, then teardown (down)"),
+        "{}",
+        r.output
+    );
+    let left = run.leftovers();
+    assert!(
+        left.containers.is_empty() && left.networks.is_empty(),
+        "{left:?}\n{}",
+        r.output
+    );
+}
+
+#[test]
+fn ctrl_c_while_tests_run_leaves_nothing_with_down() {
+    if compose::testing::engine_or_skip("ctrl_c_while_tests_run").is_none() {
+        return;
+    }
+    let (mut run, _cleanup) = Run::new("int-test");
+    // The slow test stays open a minute, long enough to be interrupted.
+    run.env.push(("E2E_SLOW_MS".into(), "60000".into()));
+    let r = run.interrupt_when(&["--teardown", "down"], "Starting ");
+    assert_eq!(r.code, Some(130), "{}", r.output);
+    let test = r.report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "test")
+        .cloned();
+    assert_eq!(
+        test.as_ref().map(|t| t["status"].clone()),
+        Some("interrupted".into()),
+        "{}",
+        r.report
+    );
+    let left = run.leftovers();
+    assert!(
+        left.containers.is_empty() && left.networks.is_empty(),
+        "{left:?}\n{}",
+        r.output
+    );
+}
+
+#[test]
+fn a_second_ctrl_c_skips_teardown_and_says_what_is_left() {
+    if compose::testing::engine_or_skip("a_second_ctrl_c_skips_teardown").is_none() {
+        return;
+    }
+    let (mut run, _cleanup) = Run::new("int-twice");
+    run.env.push(("E2E_SLOW_MS".into(), "60000".into()));
+    let teardown_starts = format!("{:<10} started", "teardown");
+    let r = run.interrupt_each(&["--teardown", "purge"], &["Starting ", &teardown_starts]);
+    assert_eq!(r.code, Some(130), "{}", r.output);
+    let said = format!(
+        "teardown skipped; the engine holds for project {}: ",
+        run.project
+    );
+    assert!(r.output.contains(&said), "{}", r.output);
+    let remove = format!(
+        "remove it with: docker compose -p {} down --volumes --remove-orphans",
+        run.project
+    );
+    assert!(r.output.contains(&remove), "{}", r.output);
+}
+
+#[test]
+fn a_service_that_exits_fails_fast_with_a_bundle() {
+    if compose::testing::engine_or_skip("a_service_that_exits_fails_fast").is_none() {
+        return;
+    }
+    let (run, _cleanup) = Run::new("exit1");
+    let override_yaml =
+        "services:\n  backend:\n    environment:\n      BACKEND_FAIL_AT_START: \"1\"\n";
+    // A readiness timeout far away: only failing fast gives a ServiceFailed error.
+    let run = run.with_override(override_yaml, 600);
+    let r = run.run(&["--teardown", "purge"]);
+    assert_eq!(r.code, Some(3), "{}", r.output);
+    let verdict = r.report["verdict"]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        verdict.contains("service backend failed") && verdict.contains("exited with code 1"),
+        "{verdict}"
+    );
+    assert!(
+        verdict.contains("BACKEND_FAIL_AT_START is set"),
+        "the error shows the last log lines: {verdict}"
+    );
+    let bundle = Utf8PathBuf::from(r.report["bundle"].as_str().expect("a bundle"));
+    let logs = std::fs::read_to_string(bundle.join("logs.txt")).unwrap();
+    assert!(logs.contains("BACKEND_FAIL_AT_START is set"), "{logs}");
+    assert!(
+        std::fs::read_to_string(bundle.join("ps.txt"))
+            .unwrap()
+            .contains("backend")
+    );
+    assert!(
+        run.leftovers().is_empty(),
+        "purge after failure: {:?}",
+        run.leftovers()
+    );
+}
+
+#[test]
+fn a_service_that_never_gets_healthy_fails_fast_with_its_health_log() {
+    if compose::testing::engine_or_skip("a_service_that_never_gets_healthy").is_none() {
+        return;
+    }
+    let (run, _cleanup) = Run::new("unhealthy");
+    // The probe asks a port nothing listens on: unhealthy after two tries.
+    let override_yaml = "services:\n  backend:\n    healthcheck:\n      test: [\"CMD\", \"/demo-backend\", \"probe\", \"http://127.0.0.1:9/health\"]\n      retries: 2\n";
+    let run = run.with_override(override_yaml, 600);
+    let r = run.run(&["--teardown", "down"]);
+    assert_eq!(r.code, Some(3), "{}", r.output);
+    let verdict = r.report["verdict"]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        verdict.contains("service backend failed") && verdict.contains("is unhealthy"),
+        "{verdict}"
+    );
+    assert!(verdict.contains("last health check (exit 1)"), "{verdict}");
+    let bundle = Utf8PathBuf::from(r.report["bundle"].as_str().expect("a bundle"));
+    let states: Vec<String> = std::fs::read_dir(&bundle)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("state-"))
+        .collect();
+    let backend = states
+        .iter()
+        .find(|n| n.contains("backend"))
+        .expect("the backend's state");
+    let state = std::fs::read_to_string(bundle.join(backend)).unwrap();
+    assert!(state.contains("\"Status\":\"unhealthy\""), "{state}");
+    let left = run.leftovers();
+    assert!(
+        left.containers.is_empty() && left.networks.is_empty(),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn keep_on_failure_leaves_the_failed_stack_and_says_how_to_remove_it() {
+    if compose::testing::engine_or_skip("keep_on_failure").is_none() {
+        return;
+    }
+    let (run, _cleanup) = Run::new("keepfail");
+    let run = run.with_override(
+        "services:\n  backend:\n    environment:\n      BACKEND_FAIL_AT_START: \"1\"\n",
+        600,
+    );
+    let r = run.run(&["--teardown", "purge", "--keep-on-failure"]);
+    assert_eq!(r.code, Some(3), "{}", r.output);
+    assert_eq!(r.report["teardown"]["policy"], "keep");
+    let remove = format!(
+        "docker compose -p {} down --volumes --remove-orphans",
+        run.project
+    );
+    assert!(r.output.contains(&remove), "{}", r.output);
+    assert!(
+        !run.leftovers().containers.is_empty(),
+        "the failed stack is kept"
+    );
+}
+
+#[test]
+fn two_projects_run_side_by_side() {
+    if compose::testing::engine_or_skip("two_projects_run_side_by_side").is_none() {
+        return;
+    }
+    let (a, _ca) = Run::new("side-a");
+    let (b, _cb) = Run::new("side-b");
+    let (ra, rb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| a.run(&["--teardown", "keep"]));
+        let tb = s.spawn(|| b.run(&["--teardown", "keep"]));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert_eq!(ra.code, Some(0), "{}", ra.output);
+    assert_eq!(rb.code, Some(0), "{}", rb.output);
+    // Each project holds its own containers, and purging one leaves the other running.
+    let rb2 = b.run(&["--teardown", "purge", "--no-build"]);
+    assert_eq!(rb2.code, Some(0), "{}", rb2.output);
+    assert!(b.leftovers().is_empty());
+    assert_eq!(states(&a.leftovers()), ["running", "running"]);
+}
