@@ -135,6 +135,15 @@ impl Run {
 
     /// Like `interrupt_when`, one SIGINT per trigger, in order.
     fn interrupt_each(&self, extra: &[&str], triggers: &[&str]) -> Finished {
+        self.signal_each(extra, triggers, nix::sys::signal::Signal::SIGINT)
+    }
+
+    fn signal_each(
+        &self,
+        extra: &[&str],
+        triggers: &[&str],
+        signal: nix::sys::signal::Signal,
+    ) -> Finished {
         let reader = self
             .expression(extra)
             .before_spawn(|c| {
@@ -151,11 +160,7 @@ impl Run {
         while lines.read_line(&mut line).unwrap() > 0 {
             output.push_str(&line);
             if pending.next_if(|when| line.contains(*when)).is_some() {
-                nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGINT,
-                )
-                .unwrap();
+                nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal).unwrap();
             }
             line.clear();
         }
@@ -306,6 +311,56 @@ fn ctrl_c_while_tests_run_leaves_nothing_with_down() {
         "{left:?}\n{}",
         r.output
     );
+}
+
+#[test]
+fn sigterm_from_a_ci_runner_tears_down_like_ctrl_c() {
+    if compose::testing::engine_or_skip("sigterm_from_a_ci_runner").is_none() {
+        return;
+    }
+    let (mut run, _cleanup) = Run::new("term");
+    run.env.push(("E2E_SLOW_MS".into(), "60000".into()));
+    let r = run.signal_each(
+        &["--teardown", "purge"],
+        &["Starting "],
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    assert_eq!(r.code, Some(130), "{}", r.output);
+    assert!(
+        run.leftovers().is_empty(),
+        "{:?}\n{}",
+        run.leftovers(),
+        r.output
+    );
+}
+
+#[test]
+fn a_taken_port_is_named_with_its_holder_before_anything_starts() {
+    if compose::testing::engine_or_skip("a_taken_port_is_named").is_none() {
+        return;
+    }
+    let (mut run, _cleanup) = Run::new("port");
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    run.port = holder.local_addr().unwrap().port();
+    let r = run.run(&[]);
+    assert_eq!(r.code, Some(3), "{}", r.output);
+    let want = format!(
+        "host port {} (published by service gateway) is taken by a process outside Docker",
+        run.port
+    );
+    assert!(r.output.contains(&want), "{}", r.output);
+    let phases: Vec<&str> = r.report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        ["preflight"],
+        "nothing runs after a failed preflight"
+    );
+    assert!(run.leftovers().is_empty());
 }
 
 #[test]

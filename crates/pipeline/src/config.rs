@@ -31,6 +31,8 @@ pub struct ComposeConfig {
     /// Project name; default: the Compose default for the first file's folder.
     pub project: Option<String>,
     pub profiles: Vec<String>,
+    /// Variables for Compose's interpolation (ports, tags), over the environment's.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +145,7 @@ impl Default for ComposeConfig {
             files: vec!["compose.yaml".into()],
             project: None,
             profiles: Vec::new(),
+            env: Default::default(),
         }
     }
 }
