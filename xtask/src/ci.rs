@@ -1,10 +1,28 @@
-//! `cargo xtask ci`: every check CI makes, each named and timed, then a summary.
+//! `cargo xtask ci`: every check CI makes, each named and timed as it runs,
+//! then a summary. Steps are data (bevy's tools/ci): the plan is built first
+//! and run second, so the exact command lines show in the log.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use xshell::cmd;
+use xshell::{Shell, cmd};
 
-use crate::exit::Limit;
+use crate::exit::{Interrupted, Limit};
+
+/// One named check.
+pub struct Step<'a> {
+    pub name: &'static str,
+    pub cmd: xshell::Cmd<'a>,
+}
+
+#[derive(Debug)]
+pub struct StepResult {
+    pub name: &'static str,
+    pub ok: bool,
+    pub took: Duration,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub fn run() -> anyhow::Result<()> {
     let sh = crate::shell()?;
@@ -12,45 +30,123 @@ pub fn run() -> anyhow::Result<()> {
     if std::env::var_os(compose::testing::REQUIRE_VAR).is_none() {
         sh.set_var(compose::testing::REQUIRE_VAR, "1");
     }
-    let steps: Vec<(&str, xshell::Cmd<'_>)> = vec![
-        ("fmt", cmd!(sh, "cargo fmt --all -- --check")),
-        (
-            "clippy",
-            cmd!(
+    // Ctrl-C reaches the step running now (same process group), which handles
+    // it (the e2e step tears down); we only stop starting new steps.
+    ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))?;
+    let results = execute(plan(&sh)?);
+    eprintln!("\nci summary");
+    for r in &results {
+        eprintln!(
+            "  {:<30} {:<7} {:>7.1} s",
+            r.name,
+            if r.ok { "ok" } else { "FAILED" },
+            r.took.as_secs_f64()
+        );
+    }
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Err(Interrupted("ci interrupted".into()).into());
+    }
+    summary(&results)
+}
+
+/// fmt, clippy, unit and Docker-backed tests (JUnit in target/nextest/ci/),
+/// then the e2e run of the demo stack, purged afterwards (JUnit in target/nextest/e2e/).
+pub fn plan(sh: &Shell) -> anyhow::Result<Vec<Step<'_>>> {
+    let xtask = std::env::current_exe()?;
+    Ok(vec![
+        Step {
+            name: "fmt",
+            cmd: cmd!(sh, "cargo fmt --all -- --check"),
+        },
+        Step {
+            name: "clippy",
+            cmd: cmd!(
                 sh,
                 "cargo clippy --workspace --all-targets --locked -- -D warnings"
             ),
-        ),
-        (
-            "tests (unit + Docker-backed)",
-            cmd!(sh, "cargo nextest run --workspace --locked --profile ci"),
-        ),
-    ];
-    let mut results: Vec<(&str, bool, Duration)> = Vec::new();
-    for (name, command) in steps {
-        eprintln!("==> {name}: {command}");
+        },
+        Step {
+            name: "tests (unit + Docker-backed)",
+            cmd: cmd!(sh, "cargo nextest run --workspace --locked --profile ci"),
+        },
+        Step {
+            name: "e2e (demo stack, purge)",
+            cmd: cmd!(sh, "{xtask} e2e --teardown purge"),
+        },
+    ])
+}
+
+/// Runs every step, even after one failed (a CI log should show all that is
+/// wrong at once), unless interrupted.
+pub fn execute(steps: Vec<Step<'_>>) -> Vec<StepResult> {
+    let mut results = Vec::new();
+    for step in steps {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            break;
+        }
+        eprintln!("==> {}: {}", step.name, step.cmd);
         let start = Instant::now();
-        let ok = crate::nested_cargo(command).run().is_ok();
-        results.push((name, ok, start.elapsed()));
+        let ok = crate::nested_cargo(step.cmd).run().is_ok();
+        let took = start.elapsed();
         eprintln!(
-            "==> {name}: {} in {:.1}s",
+            "==> {}: {} in {:.1} s",
+            step.name,
             if ok { "ok" } else { "FAILED" },
-            start.elapsed().as_secs_f64()
-        );
-    }
-    eprintln!("\nci summary");
-    for (name, ok, took) in &results {
-        eprintln!(
-            "  {:<32} {:<6} {:>7.1}s",
-            name,
-            if *ok { "ok" } else { "FAILED" },
             took.as_secs_f64()
         );
+        results.push(StepResult {
+            name: step.name,
+            ok,
+            took,
+        });
     }
-    let failed: Vec<&str> = results.iter().filter(|r| !r.1).map(|r| r.0).collect();
+    results
+}
+
+fn summary(results: &[StepResult]) -> anyhow::Result<()> {
+    let failed: Vec<&str> = results.iter().filter(|r| !r.ok).map(|r| r.name).collect();
     if failed.is_empty() {
         Ok(())
     } else {
         Err(Limit(format!("ci failed: {}", failed.join(", "))).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real failing check (rustfmt on badly formatted code) fails the run,
+    /// names the step, and does not stop the steps after it.
+    #[test]
+    fn a_failing_step_fails_ci_and_the_rest_still_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sh = Shell::new().unwrap();
+        sh.change_dir(tmp.path());
+        sh.write_file(
+            "Cargo.toml",
+            "[package]\nname = \"scratch\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+        )
+        .unwrap();
+        sh.write_file("src/main.rs", "fn main( ) {println!(\"hi\") ;}\n")
+            .unwrap();
+        let steps = vec![
+            Step {
+                name: "fmt",
+                cmd: cmd!(sh, "cargo fmt -- --check").quiet(),
+            },
+            Step {
+                name: "metadata",
+                cmd: cmd!(sh, "cargo metadata --format-version 1 --no-deps")
+                    .quiet()
+                    .ignore_stdout(),
+            },
+        ];
+        let results = execute(steps);
+        let seen: Vec<(&str, bool)> = results.iter().map(|r| (r.name, r.ok)).collect();
+        assert_eq!(seen, [("fmt", false), ("metadata", true)]);
+        let err = summary(&results).unwrap_err();
+        assert_eq!(err.to_string(), "ci failed: fmt");
+        assert!(err.is::<Limit>(), "exit code 1");
     }
 }

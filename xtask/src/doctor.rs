@@ -1,52 +1,65 @@
-//! `cargo xtask doctor`: what this machine has for e2e runs, and the fix for each gap.
+//! `cargo xtask doctor`: what this machine has for e2e runs, and for each
+//! gap the command that fixes it. Exit 3 when anything is missing.
 
-use compose::{ComposeFlavor, Engine};
+use compose::{ComposeFlavor, Engine, PortState};
+
+use crate::exit::Stack;
 
 pub fn run() -> anyhow::Result<()> {
     let engine = Engine::detect();
-    let mut problems = Vec::new();
-    let show =
-        |what: &str, value: Option<&str>| println!("{what:<16} {}", value.unwrap_or("missing"));
-    show("docker client", engine.client_version.as_deref());
+    let mut problems: Vec<String> = Vec::new();
+    let row = |what: &str, value: &str| println!("{what:<16} {value}");
+
+    row(
+        "docker client",
+        engine.client_version.as_deref().unwrap_or("missing"),
+    );
     if engine.client_version.is_none() {
-        problems
-            .push("no docker CLI on PATH: run `make engine` (Debian: apt-get install docker.io)");
+        problems.push(
+            "no docker CLI on PATH: run `make engine` (Debian: apt-get install docker.io)".into(),
+        );
     }
+    row("docker host", engine.host.as_deref().unwrap_or("unknown"));
     match &engine.daemon_error {
-        None => println!(
-            "{:<16} {} ({}, {})",
+        None => row(
             "docker engine",
-            engine.server_version.as_deref().unwrap_or("?"),
-            engine.server_os.as_deref().unwrap_or("?"),
-            engine.storage_driver.as_deref().unwrap_or("?")
+            &format!(
+                "{} ({}, {})",
+                engine.server_version.as_deref().unwrap_or("?"),
+                engine.server_os.as_deref().unwrap_or("?"),
+                engine.storage_driver.as_deref().unwrap_or("?")
+            ),
         ),
         Some(e) => {
-            println!("{:<16} not answering: {e}", "docker engine");
-            problems.push("the Docker daemon does not answer: run `make engine` (starts dockerd), or check DOCKER_HOST");
+            row("docker engine", &format!("not answering: {e}"));
+            problems.push(
+                "the Docker daemon does not answer: run `make engine` (starts dockerd), or check DOCKER_HOST / `docker context use`"
+                    .into(),
+            );
         }
     }
     let compose = match &engine.compose {
         ComposeFlavor::Plugin(v) => format!("docker compose {v} (plugin)"),
         ComposeFlavor::StandaloneV2(v) => format!("docker-compose {v} (standalone v2)"),
         ComposeFlavor::V1(v) => {
-            problems.push("only Compose v1 (Python, end of life, no --wait): run `make engine` for Compose v2");
+            problems.push("only Compose v1 (Python, end of life, no --wait): run `make engine` for Compose v2".into());
             format!("docker-compose {v} (v1, unsupported)")
         }
         ComposeFlavor::Missing => {
-            problems.push("no Compose: run `make engine` (installs the v2 plugin)");
+            problems.push("no Compose: run `make engine` (installs the v2 plugin)".into());
             "missing".to_owned()
         }
     };
-    println!("{:<16} {compose}", "compose");
-    println!(
-        "{:<16} {}",
+    row("compose", &compose);
+    row(
         "buildkit",
         if engine.buildkit {
-            "yes (through Compose v2)"
+            "yes (Compose v2 builds with BuildKit)"
         } else {
-            "no"
-        }
+            "no (needs Compose v2)"
+        },
     );
+
     let nextest = crate::shell().ok().and_then(|sh| {
         crate::nested_cargo(xshell::cmd!(sh, "cargo nextest --version"))
             .quiet()
@@ -54,11 +67,25 @@ pub fn run() -> anyhow::Result<()> {
             .read()
             .ok()
     });
-    let nextest = nextest.and_then(|v| v.lines().next().map(str::to_owned));
-    if nextest.is_none() {
-        problems.push("cargo-nextest is missing: cargo install cargo-nextest --locked");
+    match nextest.as_deref().and_then(|v| v.lines().next()) {
+        Some(v) => {
+            row("nextest", v);
+            if let Some(note) = test_runner::filterset::version_note(v) {
+                row("", &format!("note: {note}"));
+            }
+        }
+        None => {
+            row("nextest", "missing");
+            problems.push("cargo-nextest is missing: cargo install cargo-nextest --locked".into());
+        }
     }
-    show("nextest", nextest.as_deref());
+
+    // The stack: certificates and ports need the config and Compose's model.
+    match crate::load_config(None) {
+        Err(e) => problems.push(format!("the config does not load: {e:#}")),
+        Ok(config) => stack_rows(&config, engine.daemon_error.is_none(), &mut problems),
+    }
+
     if problems.is_empty() {
         println!("\nall good");
         return Ok(());
@@ -67,8 +94,59 @@ pub fn run() -> anyhow::Result<()> {
     for p in &problems {
         println!("problem: {p}");
     }
-    anyhow::bail!(
+    Err(Stack(format!(
         "{} problem(s) found; each line above says the fix",
         problems.len()
-    )
+    ))
+    .into())
+}
+
+fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String>) {
+    let row = |what: &str, value: &str| println!("{what:<16} {value}");
+    let spec = match crate::certs::spec(config) {
+        Ok(spec) => spec,
+        Err(e) => {
+            problems.push(format!("certificates cannot be checked: {e:#}"));
+            return;
+        }
+    };
+    match certs::ensure(&spec, certs::Mode::Check) {
+        Ok(r) if r.action == certs::Action::Reused => {
+            row("certificates", &format!("{} ({})", r.reason, spec.dir))
+        }
+        Ok(r) => {
+            row(
+                "certificates",
+                &format!("need work: {}", r.reason.replace('\n', "; ")),
+            );
+            row("", "(the e2e run makes them; or run `cargo xtask certs`)");
+        }
+        Err(e) => problems.push(format!(
+            "certificates: {e}; fix the certs section of {}",
+            config.path
+        )),
+    }
+    if !daemon {
+        return;
+    }
+    let project = pipeline::e2e::project_name(config, &crate::project_root(), None, crate::in_ci());
+    match compose::Project::load(config.project_spec(Some(project))).and_then(|p| p.port_status()) {
+        Ok(ports) => {
+            for p in ports {
+                let state = match p.state {
+                    PortState::Free => "free".to_owned(),
+                    PortState::Ours => "held by this stack (it will be reused)".to_owned(),
+                    PortState::Taken(holder) => {
+                        problems.push(format!(
+                            "port {} (service {}) is taken by {holder}: free it, or set E2E_GATEWAY_PORT / compose.env",
+                            p.port, p.service
+                        ));
+                        format!("TAKEN by {holder}")
+                    }
+                };
+                row("port", &format!("{} ({}): {state}", p.port, p.service));
+            }
+        }
+        Err(e) => problems.push(format!("the compose stack does not load: {e}")),
+    }
 }

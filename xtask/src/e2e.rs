@@ -48,8 +48,11 @@ pub fn run(flags: &E2e) -> anyhow::Result<()> {
     }
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {json}"))?;
-    // A closed stdout must not turn a finished run into a panic.
-    let _ = writeln!(std::io::stdout().lock(), "{report}\n  report     {json}");
+    // A run that stopped in preflight has nothing to tabulate: the error says it all.
+    if report.phases.len() > 1 {
+        // A closed stdout must not turn a finished run into a panic.
+        let _ = writeln!(std::io::stdout().lock(), "{report}\n  report     {json}");
+    }
     match report.verdict {
         Verdict::Passed => Ok(()),
         Verdict::TestsFailed(e) => Err(Limit(format!("tests failed: {e}")).into()),

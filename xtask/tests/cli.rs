@@ -191,3 +191,29 @@ fn a_copy_source_hidden_by_the_ignore_file_fails_the_check() {
         r.stdout
     );
 }
+
+#[test]
+fn doctor_names_a_missing_engine_and_its_fix() {
+    let sh = Shell::new().unwrap();
+    // An engine nobody listens at: what a stopped dockerd looks like to the client.
+    let out = cmd!(sh, "{BIN} doctor")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .quiet()
+        .ignore_status()
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("docker host      unix:///nonexistent/docker.sock (DOCKER_HOST)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("docker engine    not answering: Cannot connect to the Docker daemon"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("problem: the Docker daemon does not answer: run `make engine`"),
+        "{stdout}"
+    );
+}

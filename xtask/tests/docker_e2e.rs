@@ -100,7 +100,10 @@ impl Run {
     }
 
     fn expression(&self, extra: &[&str]) -> duct::Expression {
-        let mut args: Vec<String> = vec!["e2e".into(), "--project".into(), self.project.clone()];
+        let mut args: Vec<String> = vec!["e2e".into()];
+        if !extra.contains(&"--project") {
+            args.extend(["--project".into(), self.project.clone()]);
+        }
         args.extend(["--report-json".into(), self.report.to_string()]);
         if let Some(c) = &self.config {
             args.extend(["--config".into(), c.to_string()]);
@@ -217,12 +220,21 @@ fn each_policy_leaves_what_it_promises_and_a_running_stack_is_reused() {
     );
     assert_eq!(r.report["tests"]["failed"], 0);
     assert_eq!(r.report["tests"]["passed"], r.report["tests"]["run"]);
+    check_report(&r.report);
 
     // The stack kept running is reused as it is: no container made or started.
     let r = run.run(&["--teardown", "stop"]);
     assert_eq!(r.code, Some(0), "{}", r.output);
     assert_eq!(r.report["containers"]["reused"], 2, "{}", r.report);
     assert_eq!(r.report["containers"]["created"], 0, "{}", r.report);
+    // Nothing changed since the last run, so BuildKit's cache gives the same images.
+    let built: Vec<&serde_json::Value> = r.report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["built"])
+        .collect();
+    assert_eq!(built, [false, false], "{}", r.report);
     let left = run.leftovers();
     assert_eq!(states(&left), ["exited", "exited"], "stop: {left:?}");
     assert_eq!(
@@ -250,6 +262,53 @@ fn each_policy_leaves_what_it_promises_and_a_running_stack_is_reused() {
         pipeline::e2e::broken_promise(Policy::Purge, &run.leftovers()),
         None
     );
+}
+
+/// The report of a passing run holds every fact the table shows.
+fn check_report(report: &serde_json::Value) {
+    let phases: Vec<(&str, &str)> = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["phase"].as_str().unwrap(), p["status"].as_str().unwrap()))
+        .collect();
+    let ok = |p| (p, "ok");
+    let want = [
+        "preflight",
+        "clean",
+        "certs",
+        "build",
+        "up",
+        "test",
+        "teardown",
+    ]
+    .map(ok);
+    assert_eq!(phases, want, "{report}");
+    assert_eq!(report["verdict"]["kind"], "passed");
+    let contexts: Vec<&str> = report["contexts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(contexts, ["backend", "gateway"], "{report}");
+    assert!(
+        ["reused", "generated", "renewed"].contains(&report["certs"]["action"].as_str().unwrap()),
+        "{report}"
+    );
+    let images: Vec<&str> = report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(images, ["backend", "gateway"], "{report}");
+    assert!(report["tests"]["run"].as_u64().unwrap() >= 6, "{report}");
+    assert!(
+        Utf8Path::new(report["junit"].as_str().unwrap()).exists(),
+        "{report}"
+    );
+    assert!(report["seconds"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
@@ -506,4 +565,130 @@ fn two_projects_run_side_by_side() {
     assert_eq!(rb2.code, Some(0), "{}", rb2.output);
     assert!(b.leftovers().is_empty());
     assert_eq!(states(&a.leftovers()), ["running", "running"]);
+}
+
+#[test]
+fn bad_input_exits_2_names_the_problem_and_creates_nothing() {
+    if compose::testing::engine_or_skip("bad_input_exits_2").is_none() {
+        return;
+    }
+    let r = root();
+    let good = format!(
+        "compose:\n  files: [{r}/docker/compose.yaml]\ncerts:\n  dir: {r}/.e2e/certs\n  ca_key_dir: {r}/.e2e/ca\n"
+    );
+    // (flags, config text, pieces the message must hold)
+    let table: Vec<(Vec<&str>, Option<String>, Vec<&str>)> = vec![
+        (
+            vec!["-E", "package(e2e-testz)"],
+            None,
+            vec![
+                "-E: invalid filterset `package(e2e-testz)`",
+                "didn't match any packages",
+            ],
+        ),
+        (
+            vec!["-E", "test(/[/)"],
+            None,
+            vec!["invalid filterset", "invalid regex"],
+        ),
+        (
+            vec![],
+            Some(format!("{good}tests:\n  filterset: \"group(nope)\"\n")),
+            vec![
+                "e2e.yaml: tests.filterset: invalid filterset `group(nope)`",
+                "didn't match any test groups",
+            ],
+        ),
+        (
+            vec![],
+            Some("teardown:\n  polcy: stop\n".into()),
+            vec!["e2e.yaml:2", "unknown field `polcy`", "expected `policy`"],
+        ),
+        (
+            vec![],
+            Some("readiness:\n  timeout_s: soon\n".into()),
+            vec!["e2e.yaml:2", "readiness.timeout_s: invalid type"],
+        ),
+        (
+            vec![],
+            Some(format!("{good}teardown:\n  policy: nuke\n")),
+            vec!["teardown.policy: `nuke` is not one of keep, stop, down, purge"],
+        ),
+        (
+            vec![],
+            Some(format!("compose:\n  files: [{r}/docker/nowhere.yaml]\n")),
+            vec!["the compose stack", "nowhere.yaml"],
+        ),
+        (
+            vec!["--teardown", "nuke"],
+            None,
+            vec![
+                "invalid value 'nuke' for '--teardown <POLICY>'",
+                "[possible values: keep, stop, down, purge]",
+            ],
+        ),
+        (
+            vec!["--project", "Bad Name"],
+            None,
+            vec![
+                "invalid value 'Bad Name' for '--project <NAME>'",
+                "lowercase letters",
+            ],
+        ),
+        (
+            vec!["--config", "/nonexistent/e2e.yaml"],
+            None,
+            vec!["cannot read config /nonexistent/e2e.yaml", "--config"],
+        ),
+    ];
+    for (i, (flags, config, pieces)) in table.into_iter().enumerate() {
+        let (mut run, _cleanup) = Run::new(&format!("bad{i}"));
+        if let Some(text) = config {
+            let path = Utf8Path::from_path(run._tmp.path())
+                .unwrap()
+                .join("e2e.yaml");
+            std::fs::write(&path, text).unwrap();
+            run.config = Some(path);
+        }
+        let out = run.run(&flags);
+        assert_eq!(out.code, Some(2), "{flags:?}: {}", out.output);
+        for piece in pieces {
+            assert!(
+                out.output.contains(piece),
+                "{flags:?}: wanted {piece:?} in\n{}",
+                out.output
+            );
+        }
+        let left = run.leftovers();
+        assert!(left.is_empty(), "{flags:?} left {left:?}");
+    }
+}
+
+#[test]
+fn doctor_reports_the_engine_compose_and_nextest() {
+    let Some(engine) = compose::testing::engine_or_skip("doctor_reports_the_engine") else {
+        return;
+    };
+    let out = duct::cmd(BIN, ["doctor"])
+        .dir(root())
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let version = engine.server_version.unwrap();
+    assert!(
+        stdout.contains(&format!("docker engine    {version} (")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("compose          docker compose 2."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("buildkit         yes"), "{stdout}");
+    assert!(
+        stdout.contains("nextest          cargo-nextest 0.9."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("port             "), "{stdout}");
 }

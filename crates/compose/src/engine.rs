@@ -31,15 +31,19 @@ pub struct Engine {
     pub buildkit: bool,
     /// Why the daemon did not answer, when it did not.
     pub daemon_error: Option<String>,
+    /// Which engine the client talks to: `DOCKER_HOST`, else the docker context's endpoint.
+    pub host: Option<String>,
 }
 
 impl Engine {
     /// Asks the client, the daemon and Compose; never fails, only reports.
     pub fn detect() -> Engine {
         let here = Utf8Path::new(".");
-        let client_version = Cmd::docker(["version", "--format", "{{.Client.Version}}"])
-            .text(here)
-            .ok();
+        // `docker --version` answers without a daemon; `docker version` does not.
+        let client_version = Cmd::docker(["--version"]).text(here).ok().and_then(|v| {
+            let v = v.strip_prefix("Docker version ")?;
+            Some(v.split(',').next().unwrap_or(v).to_owned())
+        });
         let info = Cmd::docker([
             "info",
             "--format",
@@ -56,6 +60,8 @@ impl Engine {
                     None,
                 )
             }
+            // Docker's own words say why (no socket, permission, TLS), not our command line.
+            Err(Error::Failed { stderr, .. }) => (None, None, None, Some(first_line(&stderr))),
             Err(e) => (None, None, None, Some(first_line(&e.to_string()))),
         };
         let compose = detect_compose(here);
@@ -63,7 +69,18 @@ impl Engine {
             compose,
             ComposeFlavor::Plugin(_) | ComposeFlavor::StandaloneV2(_)
         );
+        let host = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("{h} (DOCKER_HOST)"))
+            .or_else(|| {
+                let fmt = "{{.Endpoints.docker.Host}} (context {{.Name}})";
+                Cmd::docker(["context", "inspect", "--format", fmt])
+                    .text(here)
+                    .ok()
+            });
         Engine {
+            host,
             client_version,
             server_version,
             server_os,

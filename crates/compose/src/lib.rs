@@ -15,8 +15,7 @@ pub use engine::{ComposeFlavor, Engine};
 pub use error::{Error, Result};
 pub use model::{ProjectSpec, Stack};
 pub use project::{
-    BuildSummary, Container, ImageBuild, Leftovers, Policy, Project, UpOptions, UpSummary,
-    leftovers,
+    BuildSummary, Container, ImageBuild, Leftovers, Policy, PortState, PortStatus, Project,
+    UpOptions, UpSummary, leftovers,
 };
-pub use run::Cmd;
-pub use run::{GroupOptions, GroupOutput};
+pub use run::{Cmd, GroupOptions, GroupOutput};

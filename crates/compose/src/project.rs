@@ -92,6 +92,24 @@ pub enum Readiness {
     Failed(String),
 }
 
+/// A published host port and who has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortStatus {
+    pub port: u16,
+    pub service: String,
+    pub state: PortState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortState {
+    Free,
+    /// Published by this project's own containers (a stack to reuse).
+    Ours,
+    /// Held by someone else, named.
+    Taken(String),
+}
+
 /// What `up` did to each container.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct UpSummary {
@@ -265,11 +283,26 @@ impl Project {
 
     /// Every published host port must be free, or published by this project already.
     pub fn check_ports(&self) -> Result<()> {
+        for p in self.port_status()? {
+            if let PortState::Taken(holder) = p.state {
+                return Err(Error::PortTaken {
+                    port: p.port,
+                    service: p.service,
+                    holder,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Each published host port: free, held by this project, or taken (by whom).
+    pub fn port_status(&self) -> Result<Vec<PortStatus>> {
         let ours: BTreeSet<u16> = self
             .ps()?
             .iter()
             .flat_map(|c| c.publishers.iter().flatten().map(|p| p.published_port))
             .collect();
+        let mut out = Vec::new();
         for (service, s) in &self.stack.services {
             for port in &s.ports {
                 let Some(published) = port
@@ -279,24 +312,26 @@ impl Project {
                 else {
                     continue;
                 };
-                if ours.contains(&published) {
-                    continue;
-                }
                 let ip = port
                     .host_ip
                     .clone()
                     .filter(|i| !i.is_empty())
                     .unwrap_or_else(|| "0.0.0.0".into());
-                if std::net::TcpListener::bind((ip.as_str(), published)).is_err() {
-                    return Err(Error::PortTaken {
-                        port: published,
-                        service: service.clone(),
-                        holder: holder(published),
-                    });
-                }
+                let state = if ours.contains(&published) {
+                    PortState::Ours
+                } else if std::net::TcpListener::bind((ip.as_str(), published)).is_ok() {
+                    PortState::Free
+                } else {
+                    PortState::Taken(holder(published))
+                };
+                out.push(PortStatus {
+                    port: published,
+                    service: service.clone(),
+                    state,
+                });
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// The project's containers, stopped ones included.

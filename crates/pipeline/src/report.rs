@@ -160,6 +160,11 @@ impl std::fmt::Display for RunReport {
             Verdict::StackFailed(e) => format!("stack failed: {e}"),
             Verdict::Interrupted => "interrupted".to_owned(),
         };
-        write!(f, "  result     {verdict}")
+        // The whole error is the caller's to print once; the table names it.
+        write!(
+            f,
+            "  result     {}",
+            verdict.lines().next().unwrap_or_default()
+        )
     }
 }
