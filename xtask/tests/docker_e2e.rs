@@ -43,6 +43,19 @@ impl Drop for Cleanup {
             "0",
         ];
         let _ = compose::Cmd::docker(args).output(&root());
+        // Without the compose files `--rmi` cannot find the images: remove them by label.
+        let images = compose::leftovers(&self.0)
+            .map(|l| l.images)
+            .unwrap_or_default();
+        if !images.is_empty() {
+            let _ = compose::Cmd::docker(
+                ["image", "rm", "--force"]
+                    .into_iter()
+                    .map(String::from)
+                    .chain(images),
+            )
+            .output(&root());
+        }
     }
 }
 

@@ -161,11 +161,16 @@ pub struct Leftovers {
     pub containers: Vec<String>,
     pub networks: Vec<String>,
     pub volumes: Vec<String>,
+    /// Images Compose built and named after the project (`<project>-<service>`).
+    pub images: Vec<String>,
 }
 
 impl Leftovers {
     pub fn is_empty(&self) -> bool {
-        self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
+        self.containers.is_empty()
+            && self.networks.is_empty()
+            && self.volumes.is_empty()
+            && self.images.is_empty()
     }
 }
 
@@ -207,8 +212,6 @@ impl Project {
     /// Builds every image with BuildKit, writing the whole log to `log`; on
     /// failure the error holds the log's tail, where the failing step is.
     pub fn build(&self, log: &Utf8Path) -> Result<BuildSummary> {
-        let images = self.images();
-        let before = self.image_ids(&images);
         let cmd = self.compose(["--progress", "plain", "build"]);
         let out = cmd.run_group(
             &self.spec.dir,
@@ -224,25 +227,17 @@ impl Project {
             return Err(Error::Failed {
                 command: cmd.to_string(),
                 status: status(&out),
-                stderr: format!(
-                    "{}
-(whole log: {log})",
-                    tail(&text, 40)
-                ),
+                stderr: format!("{}\n(whole log: {log})", tail(&text, 40)),
             });
         }
-        let after = self.image_ids(&images);
-        let images = images
+        let ran = services_that_ran_steps(&text);
+        let images = self
+            .images()
             .into_iter()
-            .map(|(service, image)| {
-                let built = before
-                    .get(&image)
-                    .is_none_or(|id| after.get(&image) != Some(id));
-                ImageBuild {
-                    service,
-                    image,
-                    built,
-                }
+            .map(|(service, image)| ImageBuild {
+                built: ran.contains(&service),
+                service,
+                image,
             })
             .collect();
         Ok(BuildSummary {
@@ -265,18 +260,6 @@ impl Project {
                         .clone()
                         .unwrap_or_else(|| format!("{}-{name}", self.name())),
                 )
-            })
-            .collect()
-    }
-
-    fn image_ids(&self, images: &[(String, String)]) -> BTreeMap<String, String> {
-        images
-            .iter()
-            .filter_map(|(_, image)| {
-                let id = Cmd::docker(["image", "inspect", "--format", "{{.Id}}", image])
-                    .text(&self.spec.dir)
-                    .ok()?;
-                Some((image.clone(), id))
             })
             .collect()
     }
@@ -529,7 +512,18 @@ impl Project {
             Policy::Keep => return Ok(()),
             Policy::Stop => vec!["stop", "--timeout", &t],
             Policy::Down => vec!["down", "--timeout", &t, "--remove-orphans"],
-            Policy::Purge => vec!["down", "--timeout", &t, "--remove-orphans", "--volumes"],
+            // `--rmi local`: the images Compose named after the project (services
+            // without `image:`), which a unique CI project name would otherwise
+            // leave behind run after run. BuildKit's cache keeps their layers.
+            Policy::Purge => vec![
+                "down",
+                "--timeout",
+                &t,
+                "--remove-orphans",
+                "--volumes",
+                "--rmi",
+                "local",
+            ],
         };
         let cmd = self.compose(args);
         // Not interruptible: a first Ctrl-C during teardown lets it finish.
@@ -606,7 +600,48 @@ pub fn leftovers(project: &str) -> Result<Leftovers> {
         ])?,
         networks: lines(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"])?,
         volumes: lines(&["volume", "ls", "--filter", &label, "--format", "{{.Name}}"])?,
+        images: lines(&[
+            "image",
+            "ls",
+            "--filter",
+            &label,
+            "--format",
+            "{{.Repository}}",
+        ])?
+        .into_iter()
+        .filter(|name| name.starts_with(&format!("{project}-")))
+        .collect(),
     })
+}
+
+/// The services for which BuildKit ran at least one Dockerfile instruction,
+/// read from `--progress plain`: `#4 [backend 1/2] COPY ...` names step 4 and
+/// its service, and `#4 CACHED` says the cache answered it. Image IDs cannot
+/// tell this: two projects building one tag at once can each miss the cache,
+/// and later hits may return either of the two equal images.
+fn services_that_ran_steps(log: &str) -> BTreeSet<String> {
+    let mut service_of: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut cached: BTreeSet<&str> = BTreeSet::new();
+    for line in log.lines() {
+        let Some((step, rest)) = line.strip_prefix('#').and_then(|l| l.split_once(' ')) else {
+            continue;
+        };
+        if rest == "CACHED" {
+            cached.insert(step);
+        } else if let Some((label, instruction)) = rest.strip_prefix('[').and_then(|r| r.split_once("] "))
+            // `[service k/n]` or `[service stage k/n]`; `[service internal]` is no instruction.
+            && label.rsplit(' ').next().is_some_and(|k| k.contains('/'))
+            // FROM resolves a base image; it runs nothing.
+            && !instruction.starts_with("FROM ")
+        {
+            service_of.insert(step, label.split(' ').next().unwrap_or_default());
+        }
+    }
+    service_of
+        .into_iter()
+        .filter(|(step, _)| !cached.contains(step))
+        .map(|(_, s)| s.to_owned())
+        .collect()
 }
 
 fn judge(c: &Container, has_healthcheck: bool) -> Readiness {
@@ -672,5 +707,41 @@ fn holder(port: u16) -> String {
     match Cmd::docker(["ps", "--filter", &filter, "--format", fmt]).text(Utf8Path::new(".")) {
         Ok(names) if !names.is_empty() => format!("container {}", names.replace('\n', ", ")),
         _ => format!("a process outside Docker (find it with `ss -ltnp 'sport = :{port}'`)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buildkit_progress_tells_which_services_ran_steps() {
+        // Trimmed from real `docker compose --progress plain build` output.
+        let log = "\
+#3 [backend internal] load build context
+#3 transferring context: 4.04MB 0.0s done
+#3 DONE 0.0s
+
+#4 [backend 1/1] COPY bin/demo-backend /demo-backend
+#4 CACHED
+
+#5 [backend] exporting to image
+#5 DONE 0.0s
+
+#9 [gateway 1/1] COPY bin/demo-gateway /demo-gateway
+#9 DONE 0.1s
+
+#11 [api builder 1/3] FROM docker.io/library/rust:1.95
+#11 DONE 0.0s
+
+#12 [api builder 2/3] RUN cargo build
+#12 CACHED
+
+#13 [api stage-1 3/3] COPY --from=builder /app /app
+#13 CACHED
+";
+        let ran: Vec<String> = services_that_ran_steps(log).into_iter().collect();
+        assert_eq!(ran, ["gateway"]);
+        assert!(services_that_ran_steps("").is_empty());
     }
 }

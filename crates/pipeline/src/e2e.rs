@@ -469,7 +469,9 @@ fn teardown(
             ),
             Policy::Stop => "containers stopped; the next run starts them again".into(),
             Policy::Down => "containers and networks removed; volumes kept".into(),
-            Policy::Purge => "containers, networks and volumes removed".into(),
+            Policy::Purge => {
+                "containers, networks, volumes and the project's images removed".into()
+            }
         },
     };
     let failure = note.strip_prefix("FAILED: ").map(str::to_owned);
