@@ -19,7 +19,10 @@ pub fn run() -> anyhow::Result<()> {
             "no docker CLI on PATH: run `make engine` (Debian: apt-get install docker.io)".into(),
         );
     }
-    row("docker host", engine.host.as_deref().unwrap_or("unknown"));
+    row(
+        "docker host",
+        Engine::host().as_deref().unwrap_or("unknown"),
+    );
     match &engine.daemon_error {
         None => row(
             "docker engine",

@@ -31,25 +31,30 @@ pub struct Engine {
     pub buildkit: bool,
     /// Why the daemon did not answer, when it did not.
     pub daemon_error: Option<String>,
-    /// Which engine the client talks to: `DOCKER_HOST`, else the docker context's endpoint.
-    pub host: Option<String>,
 }
 
 impl Engine {
-    /// Asks the client, the daemon and Compose; never fails, only reports.
+    /// Asks the client, the daemon and Compose (at once: each call costs a
+    /// process start and a round trip); never fails, only reports.
     pub fn detect() -> Engine {
         let here = Utf8Path::new(".");
-        // `docker --version` answers without a daemon; `docker version` does not.
-        let client_version = Cmd::docker(["--version"]).text(here).ok().and_then(|v| {
+        let (client, info, compose) = std::thread::scope(|s| {
+            // `docker --version` answers without a daemon; `docker version` does not.
+            let client = s.spawn(|| Cmd::docker(["--version"]).text(here));
+            let fmt = "{{.ServerVersion}}|{{.OSType}}|{{.Driver}}";
+            let info = s.spawn(move || Cmd::docker(["info", "--format", fmt]).text(here));
+            let compose = s.spawn(|| detect_compose(here));
+            let lost = "detection does not panic";
+            (
+                client.join().expect(lost),
+                info.join().expect(lost),
+                compose.join().expect(lost),
+            )
+        });
+        let client_version = client.ok().and_then(|v| {
             let v = v.strip_prefix("Docker version ")?;
             Some(v.split(',').next().unwrap_or(v).to_owned())
         });
-        let info = Cmd::docker([
-            "info",
-            "--format",
-            "{{.ServerVersion}}|{{.OSType}}|{{.Driver}}",
-        ])
-        .text(here);
         let (server_version, server_os, storage_driver, daemon_error) = match info {
             Ok(line) => {
                 let mut parts = line.splitn(3, '|').map(|s| Some(s.to_owned()));
@@ -64,23 +69,11 @@ impl Engine {
             Err(Error::Failed { stderr, .. }) => (None, None, None, Some(first_line(&stderr))),
             Err(e) => (None, None, None, Some(first_line(&e.to_string()))),
         };
-        let compose = detect_compose(here);
         let buildkit = matches!(
             compose,
             ComposeFlavor::Plugin(_) | ComposeFlavor::StandaloneV2(_)
         );
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .map(|h| format!("{h} (DOCKER_HOST)"))
-            .or_else(|| {
-                let fmt = "{{.Endpoints.docker.Host}} (context {{.Name}})";
-                Cmd::docker(["context", "inspect", "--format", fmt])
-                    .text(here)
-                    .ok()
-            });
         Engine {
-            host,
             client_version,
             server_version,
             server_os,
@@ -89,6 +82,18 @@ impl Engine {
             buildkit,
             daemon_error,
         }
+    }
+
+    /// Which engine the client talks to: `DOCKER_HOST`, else the docker
+    /// context's endpoint (for `doctor`; the pipeline does not need it).
+    pub fn host() -> Option<String> {
+        if let Some(h) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
+            return Some(format!("{h} (DOCKER_HOST)"));
+        }
+        let fmt = "{{.Endpoints.docker.Host}} (context {{.Name}})";
+        Cmd::docker(["context", "inspect", "--format", fmt])
+            .text(Utf8Path::new("."))
+            .ok()
     }
 
     /// An engine and Compose v2 answer, or the error that says what to do.

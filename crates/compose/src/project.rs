@@ -577,7 +577,8 @@ impl Project {
     }
 }
 
-/// What the engine holds for a project name, found by Compose's labels.
+/// What the engine holds for a project name, found by Compose's labels (the
+/// four listings at once: this runs after every teardown).
 pub fn leftovers(project: &str) -> Result<Leftovers> {
     let here = Utf8Path::new(".");
     let label = format!("label=com.docker.compose.project={project}");
@@ -589,28 +590,43 @@ pub fn leftovers(project: &str) -> Result<Leftovers> {
             .map(str::to_owned)
             .collect())
     };
-    Ok(Leftovers {
-        containers: lines(&[
-            "ps",
-            "--all",
-            "--filter",
-            &label,
-            "--format",
-            "{{.Names}} {{.State}}",
-        ])?,
-        networks: lines(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"])?,
-        volumes: lines(&["volume", "ls", "--filter", &label, "--format", "{{.Name}}"])?,
-        images: lines(&[
-            "image",
-            "ls",
-            "--filter",
-            &label,
-            "--format",
-            "{{.Repository}}",
-        ])?
-        .into_iter()
-        .filter(|name| name.starts_with(&format!("{project}-")))
-        .collect(),
+    std::thread::scope(|s| {
+        let containers = s.spawn(|| {
+            lines(&[
+                "ps",
+                "--all",
+                "--filter",
+                &label,
+                "--format",
+                "{{.Names}} {{.State}}",
+            ])
+        });
+        let networks =
+            s.spawn(|| lines(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"]));
+        let volumes =
+            s.spawn(|| lines(&["volume", "ls", "--filter", &label, "--format", "{{.Name}}"]));
+        let images = s.spawn(|| {
+            lines(&[
+                "image",
+                "ls",
+                "--filter",
+                &label,
+                "--format",
+                "{{.Repository}}",
+            ])
+        });
+        let joined = |h: std::thread::ScopedJoinHandle<'_, Result<Vec<String>>>| {
+            h.join().expect("listing does not panic")
+        };
+        Ok(Leftovers {
+            containers: joined(containers)?,
+            networks: joined(networks)?,
+            volumes: joined(volumes)?,
+            images: joined(images)?
+                .into_iter()
+                .filter(|name| name.starts_with(&format!("{project}-")))
+                .collect(),
+        })
     })
 }
 

@@ -198,9 +198,34 @@ fn body(opts: &Options, project: &Project, phases: &mut Phases) -> Result<(), Ve
     outcome
 }
 
+/// Checks filtersets (cargo metadata) and the engine and stack (docker) at
+/// once: two independent chains of process starts. A filterset error wins,
+/// being the user's typo rather than the machine's state.
 fn preflight(opts: &Options) -> PhaseResult<Project> {
-    let mut notes = Vec::new();
-    // Filtersets first: they need no engine, and a typo should cost a second.
+    let (filters, docker) = std::thread::scope(|s| {
+        let filters = s.spawn(|| check_filtersets(opts));
+        let docker = s.spawn(|| engine_and_stack(opts));
+        (
+            filters.join().expect("filterset check does not panic"),
+            docker.join().expect("stack check does not panic"),
+        )
+    });
+    let version_note = filters?;
+    let (engine, project) = docker?;
+    let mut note = format!(
+        "engine {}, {} services",
+        engine.server_version.as_deref().unwrap_or("?"),
+        project.stack.services.len()
+    );
+    if let Some(v) = version_note {
+        note.push_str(&format!("; {v}"));
+    }
+    Ok((project, note))
+}
+
+/// `-E` and the config's filterset, against the package graph; the note to
+/// show when the installed nextest is not the one whose parser we embed.
+fn check_filtersets(opts: &Options) -> Result<Option<String>, Failure> {
     let workspace = test_runner::Workspace::load(&opts.root).map_err(stack)?;
     for f in &opts.filtersets {
         workspace
@@ -213,26 +238,16 @@ fn preflight(opts: &Options) -> PhaseResult<Project> {
             .check(f, &what)
             .map_err(|e| Failure::BadInput(e.to_string()))?;
     }
-    if let Some(note) = Cmd::cargo(["nextest", "--version"])
-        .text(&opts.root)
-        .ok()
-        .and_then(|v| test_runner::filterset::version_note(&v))
-    {
-        notes.push(note);
-    }
+    let version = Cmd::cargo(["nextest", "--version"]).text(&opts.root).ok();
+    Ok(version.and_then(|v| test_runner::filterset::version_note(&v)))
+}
+
+fn engine_and_stack(opts: &Options) -> Result<(Engine, Project), Failure> {
     let engine = Engine::require().map_err(stack)?;
     let project = Project::load(opts.config.project_spec(Some(opts.project.clone())))
         .map_err(|e| Failure::BadInput(format!("the compose stack ({}): {e}", opts.config.path)))?;
     project.check_ports().map_err(stack)?;
-    notes.insert(
-        0,
-        format!(
-            "engine {}, {} services",
-            engine.server_version.as_deref().unwrap_or("?"),
-            project.stack.services.len()
-        ),
-    );
-    Ok((project, notes.join("; ")))
+    Ok((engine, project))
 }
 
 fn clean_phase(
