@@ -67,18 +67,27 @@ pub fn run(flags: &E2e) -> anyhow::Result<()> {
 fn on_signals(project: String, policy: compose::Policy) -> anyhow::Result<()> {
     static SIGNALS: AtomicUsize = AtomicUsize::new(0);
     ctrlc::set_handler(move || {
+        // Act first, then say so: a closed stderr must not stop the teardown.
+        let mut err = std::io::stderr();
         if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
-            eprintln!("\ninterrupted: stopping, then teardown ({policy}); press Ctrl-C again to skip teardown");
             compose::interrupt::request();
+            let _ = writeln!(
+                err,
+                "\ninterrupted: stopping, then teardown ({policy}); press Ctrl-C again to skip teardown"
+            );
             return;
         }
         compose::interrupt::abandon();
         let left = match compose::leftovers(&project) {
             Ok(l) if l.is_empty() => "nothing".to_owned(),
-            Ok(l) => format!("containers {:?}, networks {:?}, volumes {:?}", l.containers, l.networks, l.volumes),
+            Ok(l) => format!(
+                "containers {:?}, networks {:?}, volumes {:?}, images {:?}",
+                l.containers, l.networks, l.volumes, l.images
+            ),
             Err(e) => format!("unknown ({e})"),
         };
-        eprintln!(
+        let _ = writeln!(
+            err,
             "\nteardown skipped; the engine holds for project {project}: {left}\n\
              remove it with: docker compose -p {project} down --volumes --remove-orphans"
         );

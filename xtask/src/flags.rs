@@ -111,9 +111,23 @@ pub struct Certs {
 
 #[derive(Debug, Args)]
 pub struct Bench {
-    /// Fewer and smaller runs (CI-sized).
+    /// Fewer rounds (2 per cycle scenario): the whole run under ten minutes on 2 cores.
     #[arg(long)]
     pub quick: bool,
+    /// Run only these parts [default: all]. The cycle part clears the engine's
+    /// BuildKit cache for its cold scenario.
+    #[arg(long, value_enum, value_name = "PART")]
+    pub only: Vec<BenchPart>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchPart {
+    /// The naive E2E script against cargo xtask e2e on a ~650 MiB repository.
+    Cycle,
+    /// The pipeline against the bare commands it runs.
+    Overhead,
+    /// The context walk against find and du.
+    Walk,
 }
 
 fn policy_parser() -> impl clap::builder::TypedValueParser<Value = Policy> {

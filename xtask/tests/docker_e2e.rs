@@ -633,6 +633,15 @@ fn bad_input_exits_2_names_the_problem_and_creates_nothing() {
             vec!["the compose stack", "nowhere.yaml"],
         ),
         (
+            vec![],
+            Some(format!(
+                "{good}tests:\n  env:\n    URL: \"https://{{gateway:9999}}\"\n"
+            )),
+            vec![
+                "e2e.yaml: tests.env `https://{gateway:9999}`: service gateway publishes no port 9999",
+            ],
+        ),
+        (
             vec!["--teardown", "nuke"],
             None,
             vec![
@@ -704,4 +713,27 @@ fn doctor_reports_the_engine_compose_and_nextest() {
         "{stdout}"
     );
     assert!(stdout.contains("port             "), "{stdout}");
+}
+
+#[test]
+fn a_closed_output_pipe_still_tears_down() {
+    if compose::testing::engine_or_skip("a_closed_output_pipe_still_tears_down").is_none() {
+        return;
+    }
+    let (run, _cleanup) = Run::new("pipe");
+    // `| grep -m 1` closes our stdout and stderr once the stack is up, as a
+    // user's `| head` does; a shell is the only way to reproduce it faithfully.
+    let line = format!(
+        "E2E_GATEWAY_PORT={} {BIN} e2e --project {} --teardown purge 2>&1 | grep -m 1 'up.*ok in'",
+        run.port, run.project
+    );
+    let out = duct::cmd("bash", ["-c", &line])
+        .dir(root())
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    // The shell waited for the whole pipeline, so the run has ended.
+    assert!(run.leftovers().is_empty(), "{:?}", run.leftovers());
 }

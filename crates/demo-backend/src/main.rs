@@ -19,7 +19,11 @@ fn main() {
         std::process::exit(if ok { 0 } else { 1 });
     }
     // As PID 1 in a container, SIGTERM is ignored unless handled: exit at once.
-    ctrlc::set_handler(|| std::process::exit(0)).expect("signal handler");
+    // IGNORE_SIGTERM=1 keeps the kernel's default for PID 1, as many real
+    // services do; the benchmark uses it to reproduce their slow stops.
+    if std::env::var_os("IGNORE_SIGTERM").is_none() {
+        ctrlc::set_handler(|| std::process::exit(0)).expect("signal handler");
+    }
     if std::env::var_os("BACKEND_FAIL_AT_START").is_some() {
         eprintln!("backend: BACKEND_FAIL_AT_START is set, exiting 1");
         std::process::exit(1);

@@ -21,7 +21,12 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("probe") {
         std::process::exit(probe(&ca));
     }
-    ctrlc::set_handler(|| std::process::exit(0)).expect("signal handler");
+    // As PID 1 in a container, SIGTERM is ignored unless handled: exit at once.
+    // IGNORE_SIGTERM=1 keeps the kernel's default for PID 1, as many real
+    // services do; the benchmark uses it to reproduce their slow stops.
+    if std::env::var_os("IGNORE_SIGTERM").is_none() {
+        ctrlc::set_handler(|| std::process::exit(0)).expect("signal handler");
+    }
     let addr = env("GATEWAY_ADDR", "0.0.0.0:8443");
     let backend = env("BACKEND_URL", "http://backend:8080");
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)

@@ -276,10 +276,13 @@ impl Config {
             files: self.compose.files.clone(),
             project: project.or_else(|| self.compose.project.clone()),
             profiles: self.compose.profiles.clone(),
-            env: vec![(
-                "E2E_CERTS_DIR".into(),
+            env: [(
+                "E2E_CERTS_DIR".to_owned(),
                 self.resolve(&self.certs.dir).to_string(),
-            )],
+            )]
+            .into_iter()
+            .chain(self.compose.env.clone())
+            .collect(),
         }
     }
 
@@ -311,6 +314,25 @@ mod tests {
         assert_eq!(c.compose.files, [Utf8PathBuf::from("compose.yaml")]);
         assert_eq!(c.certs.validity_days, 90);
         assert!(c.context.artifacts.contains(&"**/*.out".to_owned()));
+    }
+
+    #[test]
+    fn compose_env_and_the_certs_folder_reach_compose() {
+        let mut c =
+            parse("compose:\n  env:\n    E2E_GATEWAY_PORT: \"23456\"\ncerts:\n  dir: /x/certs\n")
+                .unwrap();
+        c.base = "/repo/docker".into();
+        let spec = c.project_spec(Some("p".into()));
+        let env: Vec<(&str, &str)> = spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            env,
+            [("E2E_CERTS_DIR", "/x/certs"), ("E2E_GATEWAY_PORT", "23456")]
+        );
+        assert_eq!(spec.project.as_deref(), Some("p"));
     }
 
     #[test]

@@ -246,8 +246,28 @@ fn engine_and_stack(opts: &Options) -> Result<(Engine, Project), Failure> {
     let engine = Engine::require().map_err(stack)?;
     let project = Project::load(opts.config.project_spec(Some(opts.project.clone())))
         .map_err(|e| Failure::BadInput(format!("the compose stack ({}): {e}", opts.config.path)))?;
+    // A `{service:port}` that names nothing is a config error: found now, not after `up`.
+    test_env(opts, &project)
+        .map_err(|e| Failure::BadInput(format!("{}: {e}", opts.config.path)))?;
     project.check_ports().map_err(stack)?;
     Ok((engine, project))
+}
+
+/// What the tests see: the project, the CA, and `tests.env` with each
+/// `{service:port}` made the published address.
+fn test_env(opts: &Options, project: &Project) -> Result<Vec<(String, String)>, String> {
+    let c = &opts.config;
+    let mut env = vec![
+        ("E2E_PROJECT".to_owned(), opts.project.clone()),
+        (
+            "E2E_CA_CERT".to_owned(),
+            c.resolve(&c.certs.dir).join("ca.crt").to_string(),
+        ),
+    ];
+    for (key, value) in &c.tests.env {
+        env.push((key.clone(), expand(value, project)?));
+    }
+    Ok(env)
 }
 
 fn clean_phase(
@@ -394,19 +414,7 @@ fn up_phase(
 
 fn test_phase(opts: &Options, project: &Project) -> PhaseResult<()> {
     let c = &opts.config;
-    let mut env = vec![
-        ("E2E_PROJECT".to_owned(), opts.project.clone()),
-        (
-            "E2E_CA_CERT".to_owned(),
-            c.resolve(&c.certs.dir).join("ca.crt").to_string(),
-        ),
-    ];
-    for (key, value) in &c.tests.env {
-        env.push((
-            key.clone(),
-            expand(value, project).map_err(Failure::BadInput)?,
-        ));
-    }
+    let env = test_env(opts, project).map_err(Failure::BadInput)?;
     let filtersets = if opts.filtersets.is_empty() {
         c.tests.filterset.iter().cloned().collect()
     } else {

@@ -5,7 +5,7 @@ pub mod config;
 pub mod e2e;
 pub mod git;
 pub mod report;
-mod stage;
+pub mod stage;
 
 pub use config::{Config, ConfigError};
 pub use report::{Phase, RunReport, Verdict};

@@ -1,0 +1,245 @@
+//! The E2E cycle on the motivating repository, two ways, alternating:
+//! - naive: the script teams start from: certificates regenerated, no ignore
+//!   rules for artifacts, `up -d --build --wait`, tests, `down -v --remove-orphans`
+//!   with Compose's default stop grace (10 s);
+//! - tool: `cargo xtask e2e` on the same repository, default local teardown.
+
+use camino::{Utf8Path, Utf8PathBuf};
+use xshell::{Shell, cmd};
+
+use super::repo::{self, Flavor};
+use super::{Comparison, run_step, time};
+
+/// The naive cycle, as a script: the commands are the comparison.
+const NAIVE: &str = r#"#!/usr/bin/env bash
+set -euo pipefail
+cd "$REPO"
+# Certificates regenerated every run, inside the repository.
+rm -rf certs && mkdir certs && cd certs
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 30 -subj /CN=bench-ca \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null
+echo "subjectAltName=DNS:localhost,IP:127.0.0.1,DNS:gateway,DNS:backend" > san.ext
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 30 \
+  -extfile san.ext 2>/dev/null
+cd "$REPO"
+docker compose -p "$PROJECT" up -d --build --wait
+(cd "$WORKSPACE" && E2E_GATEWAY_URL="https://127.0.0.1:$BENCH_PORT" E2E_CA_CERT="$REPO/certs/ca.crt" \
+  cargo nextest run --workspace --profile e2e)
+docker compose -p "$PROJECT" down -v --remove-orphans
+"#;
+
+const NAIVE_PROJECT: &str = "bench-naive";
+const TOOL_PROJECT: &str = "bench-tool";
+
+struct Side {
+    repo: Utf8PathBuf,
+    port: u16,
+}
+
+/// Runs the four scenarios, `runs` rounds each.
+pub fn run(runs: usize, work: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
+    let sh = crate::shell()?;
+    let binaries = staged_binaries()?;
+    let naive = Side {
+        repo: work.join("naive"),
+        port: free_port()?,
+    };
+    let tool = Side {
+        repo: work.join("tool"),
+        port: free_port()?,
+    };
+    eprintln!("cycle: generating two copies of the repository under {work}");
+    let size = repo::generate(&naive.repo, Flavor::Naive, &binaries, naive.port)?;
+    repo::generate(&tool.repo, Flavor::Tool, &binaries, tool.port)?;
+    eprintln!("cycle: {} per copy", build_context::human(size));
+    std::fs::write(work.join("naive.sh"), NAIVE)?;
+    let naive_script = work.join("naive.sh");
+
+    let naive_cycle = || -> anyhow::Result<()> {
+        let r = &naive.repo;
+        let (port, root) = (naive.port.to_string(), crate::project_root());
+        let c = cmd!(sh, "bash {naive_script}")
+            .env("REPO", r)
+            .env("PROJECT", NAIVE_PROJECT)
+            .env("BENCH_PORT", &port)
+            .env("WORKSPACE", root);
+        run_step(c)
+    };
+    let xtask = std::env::current_exe()?;
+    let tool_config = tool.repo.join("e2e.yaml");
+    let tool_cycle = |extra: &[&str]| -> anyhow::Result<()> {
+        run_step(cmd!(
+            sh,
+            "{xtask} e2e --config {tool_config} --project {TOOL_PROJECT} {extra...}"
+        ))
+    };
+    // What unit tests would have left since the last run: the tool pays for cleaning it every time.
+    let artifacts_back = || repo::write_artifacts(&tool.repo).map(drop);
+
+    let mut scenarios = Vec::new();
+
+    let mut cold = Comparison::new("cold", "naive script");
+    for round in 0..runs {
+        eprintln!("cycle: cold, round {}/{runs}", round + 1);
+        alternate(
+            round,
+            &mut cold,
+            || {
+                forget_everything(&sh, &naive.repo, NAIVE_PROJECT)?;
+                time(naive_cycle)
+            },
+            || {
+                forget_everything(&sh, &tool.repo, TOOL_PROJECT)?;
+                artifacts_back()?;
+                time(|| tool_cycle(&[]))
+            },
+        )?;
+    }
+    scenarios.push(cold);
+
+    let mut rebuild = Comparison::new("warm-rebuild", "naive script");
+    let mut edits = 0;
+    for round in 0..runs {
+        eprintln!("cycle: warm-rebuild, round {}/{runs}", round + 1);
+        alternate(
+            round,
+            &mut rebuild,
+            || {
+                edits += 1;
+                repo::change_a_source(&naive.repo, edits)?;
+                time(naive_cycle)
+            },
+            || {
+                repo::change_a_source(&tool.repo, round + 1)?;
+                artifacts_back()?;
+                time(|| tool_cycle(&[]))
+            },
+        )?;
+    }
+    scenarios.push(rebuild);
+
+    let mut cycle = Comparison::new("warm-cycle", "naive script");
+    for round in 0..runs {
+        eprintln!("cycle: warm-cycle, round {}/{runs}", round + 1);
+        alternate(
+            round,
+            &mut cycle,
+            || time(naive_cycle),
+            || {
+                artifacts_back()?;
+                time(|| tool_cycle(&[]))
+            },
+        )?;
+    }
+    scenarios.push(cycle);
+
+    // Bringing a stopped stack back to ready: the naive way is its `up`; the
+    // tool's is a whole run that keeps the stack and runs no test.
+    let mut restart = Comparison::new("restart", "compose up --build --wait");
+    let naive_dir = &naive.repo;
+    let naive_port = naive.port.to_string();
+    let naive_up = || -> anyhow::Result<()> {
+        let file = naive_dir.join("compose.yaml");
+        run_step(
+            cmd!(
+                sh,
+                "docker compose -f {file} -p {NAIVE_PROJECT} up -d --build --wait"
+            )
+            .env("BENCH_PORT", &naive_port),
+        )
+    };
+    let stop = |project: &str, dir: &Utf8Path| -> anyhow::Result<()> {
+        let file = dir.join("compose.yaml");
+        run_step(cmd!(sh, "docker compose -f {file} -p {project} stop -t 0").env("BENCH_PORT", "1"))
+    };
+    naive_up()?;
+    stop(NAIVE_PROJECT, &naive.repo)?;
+    for round in 0..runs {
+        eprintln!("cycle: restart, round {}/{runs}", round + 1);
+        alternate(
+            round,
+            &mut restart,
+            || {
+                let t = time(naive_up)?;
+                stop(NAIVE_PROJECT, &naive.repo)?;
+                Ok(t)
+            },
+            || {
+                let t = time(|| tool_cycle(&["--teardown", "keep", "--", "--no-run"]))?;
+                stop(TOOL_PROJECT, &tool.repo)?;
+                Ok(t)
+            },
+        )?;
+    }
+    scenarios.push(restart);
+
+    for (project, side) in [(NAIVE_PROJECT, &naive), (TOOL_PROJECT, &tool)] {
+        let _ = forget_project(&sh, &side.repo, project);
+    }
+    Ok(scenarios)
+}
+
+/// One round: both sides, the first one alternating between rounds so that
+/// drift in the machine's state hits both alike.
+fn alternate(
+    round: usize,
+    c: &mut Comparison,
+    mut naive: impl FnMut() -> anyhow::Result<f64>,
+    mut tool: impl FnMut() -> anyhow::Result<f64>,
+) -> anyhow::Result<()> {
+    if round % 2 == 0 {
+        c.theirs.push(naive()?);
+        c.ours.push(tool()?);
+    } else {
+        c.ours.push(tool()?);
+        c.theirs.push(naive()?);
+    }
+    eprintln!(
+        "  naive {:.1} s, tool {:.1} s",
+        c.theirs.last().unwrap_or(&0.0),
+        c.ours.last().unwrap_or(&0.0)
+    );
+    Ok(())
+}
+
+/// Nothing cached: the project's containers, volumes and images, BuildKit's
+/// whole build cache, and (for the tool) its certificates.
+fn forget_everything(sh: &Shell, repo: &Utf8Path, project: &str) -> anyhow::Result<()> {
+    forget_project(sh, repo, project)?;
+    run_step(cmd!(sh, "docker builder prune --all --force"))?;
+    let _ = std::fs::remove_dir_all(repo.join(".e2e"));
+    Ok(())
+}
+
+fn forget_project(sh: &Shell, repo: &Utf8Path, project: &str) -> anyhow::Result<()> {
+    // BENCH_PORT only satisfies interpolation: nothing is published by `down`.
+    let file = repo.join("compose.yaml");
+    run_step(
+        cmd!(sh, "docker compose -f {file} -p {project} down --volumes --remove-orphans --rmi all --timeout 0")
+            .env("BENCH_PORT", "1"),
+    )
+}
+
+/// The demo binaries, built static as the e2e pipeline stages them.
+fn staged_binaries() -> anyhow::Result<Utf8PathBuf> {
+    let root = crate::project_root();
+    let target = crate::target_dir();
+    let stages = [("demo-gateway", "bench-bin"), ("demo-backend", "bench-bin")].map(|(p, to)| {
+        (
+            pipeline::config::StageConfig {
+                package: p.into(),
+                to: to.into(),
+            },
+            target.join(to),
+        )
+    });
+    pipeline::stage::stage(&root, &target, &stages).map_err(anyhow::Error::msg)?;
+    Ok(target.join("bench-bin"))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

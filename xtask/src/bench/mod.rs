@@ -1,0 +1,213 @@
+//! `cargo xtask bench`: our claims measured side by side with the
+//! alternatives, in one run: alternating rounds, medians, ratios.
+//! - cycle: the naive E2E script against `cargo xtask e2e` on a repository
+//!   shaped like the one that motivated this project, in four scenarios;
+//! - overhead: the pipeline against the bare commands it runs;
+//! - walk: the context walk against `find` and `du`.
+
+mod chart;
+mod cycle;
+mod overhead;
+mod repo;
+mod walk;
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::flags::{Bench, BenchPart};
+
+/// One claim: our samples against theirs, in seconds.
+#[derive(Debug)]
+pub struct Comparison {
+    pub name: &'static str,
+    pub theirs_label: &'static str,
+    pub ours: Vec<f64>,
+    pub theirs: Vec<f64>,
+}
+
+impl Comparison {
+    pub fn new(name: &'static str, theirs_label: &'static str) -> Comparison {
+        Comparison {
+            name,
+            theirs_label,
+            ours: Vec::new(),
+            theirs: Vec::new(),
+        }
+    }
+
+    pub fn ours_s(&self) -> f64 {
+        median(&self.ours)
+    }
+
+    pub fn theirs_s(&self) -> f64 {
+        median(&self.theirs)
+    }
+
+    /// How many times faster ours is: theirs / ours (below 1: slower).
+    pub fn speedup(&self) -> f64 {
+        self.theirs_s() / self.ours_s()
+    }
+}
+
+pub fn run(flags: &Bench) -> anyhow::Result<()> {
+    let all = flags.only.is_empty();
+    let wants = |p: BenchPart| all || flags.only.contains(&p);
+    let runs = |quick: usize, full: usize| if flags.quick { quick } else { full };
+    let out = crate::target_dir().join("e2e");
+    std::fs::create_dir_all(&out)?;
+    let machine = machine();
+    let mut doc = json!({ "machine": machine, "quick": flags.quick });
+    let mut report = String::new();
+
+    if wants(BenchPart::Cycle) {
+        let work = tempfile::Builder::new().prefix("e2e-bench-").tempdir()?;
+        let work = camino::Utf8PathBuf::from_path_buf(work.path().to_owned())
+            .map_err(|p| anyhow::anyhow!("{p:?}"))?;
+        let n = runs(2, 5);
+        let scenarios = cycle::run(n, &work);
+        let _ = std::fs::remove_dir_all(&work);
+        let scenarios = scenarios?;
+        report += &format!(
+            "e2e cycle on a repository of ~650 MiB, naive script vs cargo xtask e2e ({n} runs each, medians)\n"
+        );
+        report += &table(&scenarios, "naive", "tool");
+        doc["scenarios"] = scenarios
+            .iter()
+            .map(|c| json!({ "name": c.name, "naive_s": c.theirs_s(), "tool_s": c.ours_s(), "speedup": c.speedup(),
+                             "runs": c.ours.len(), "naive_runs_s": c.theirs, "tool_runs_s": c.ours }))
+            .collect();
+        chart::draw(&scenarios, &machine, &out.join("bench.svg"))?;
+    }
+    if wants(BenchPart::Overhead) {
+        let n = runs(3, 7);
+        let c = overhead::run(n)?;
+        report +=
+            &format!("\npipeline overhead on the demo stack, warm ({n} runs each, medians)\n");
+        report += &table(std::slice::from_ref(&c), "bare", "pipeline");
+        doc["overhead"] = json!({ "bare_s": c.theirs_s(), "tool_s": c.ours_s(), "overhead": c.ours_s() / c.theirs_s() - 1.0,
+                                   "runs": c.ours.len(), "bare_runs_s": c.theirs, "tool_runs_s": c.ours });
+    }
+    if wants(BenchPart::Walk) {
+        let n = runs(5, 11);
+        let rows = walk::run(n)?;
+        report += &format!("\ncontext walk of 100,000 files ({n} runs each, medians)\n");
+        report += &table(&rows, "theirs", "ours");
+        doc["walk"] = rows
+            .iter()
+            .map(|c| json!({ "name": c.name, "baseline": c.theirs_label, "baseline_s": c.theirs_s(), "tool_s": c.ours_s(),
+                             "speedup": c.speedup(), "runs": c.ours.len() }))
+            .collect();
+    }
+    let json_path = out.join("bench.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&doc)?)?;
+    print!("{report}");
+    println!("\nmachine: {machine}\nspeedup = theirs / ours (above 1: ours is faster)");
+    println!(
+        "written: {json_path}{}",
+        if wants(BenchPart::Cycle) {
+            format!(", {}", out.join("bench.svg"))
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+fn table(rows: &[Comparison], theirs: &str, ours: &str) -> String {
+    let mut s = format!(
+        "  {:<14} {:>10} {:>10} {:>9}   {}\n",
+        "", theirs, ours, "speedup", "against"
+    );
+    for c in rows {
+        s += &format!(
+            "  {:<14} {:>8.2} s {:>8.2} s {:>8.2}x   {}\n",
+            c.name,
+            c.theirs_s(),
+            c.ours_s(),
+            c.speedup(),
+            c.theirs_label
+        );
+    }
+    s
+}
+
+/// Times `f`, which must succeed.
+pub fn time<T, E: Into<anyhow::Error>>(f: impl FnOnce() -> Result<T, E>) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    f().map_err(Into::into)?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Runs one step as a local run would (no `CI`, which would make the tool pick
+/// a unique project and purge; no variables of `cargo run`), its output kept
+/// and shown only on failure.
+pub fn run_step(c: xshell::Cmd<'_>) -> anyhow::Result<()> {
+    let c = crate::nested_cargo(c)
+        .env_remove("CI")
+        .quiet()
+        .ignore_status();
+    let shown = c.to_string();
+    let out = c.output()?;
+    if !out.status.success() {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        anyhow::bail!(
+            "`{shown}` failed ({}):\n{}",
+            out.status,
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// The machine, as a README quotes it.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| {
+        t.lines().find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+    });
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_owned())
+            })
+        });
+    let docker = compose::Engine::detect().server_version;
+    format!(
+        "{cores} cores ({}), {}, {}, Docker Engine {}",
+        cpu.unwrap_or_else(|| std::env::consts::ARCH.into()),
+        os.unwrap_or_else(|| std::env::consts::OS.into()),
+        std::env::consts::ARCH,
+        docker.unwrap_or_else(|| "?".into())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(super::median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(super::median(&[]).is_nan());
+    }
+}

@@ -1,0 +1,81 @@
+//! What the pipeline costs over the bare commands it runs, on the demo stack,
+//! warm: stage build, compose build, up with wait, nextest, stop.
+
+use xshell::cmd;
+
+use super::{Comparison, run_step, time};
+
+const PROJECT: &str = "bench-overhead";
+
+pub fn run(runs: usize) -> anyhow::Result<Comparison> {
+    let sh = crate::shell()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port()
+        .to_string();
+    let config = crate::load_config(None)?;
+    let certs = config.resolve(&config.certs.dir);
+    let compose_file = config.resolve(&config.compose.files[0]);
+    let ca = certs.join("ca.crt");
+    let url = format!("https://127.0.0.1:{port}");
+    let triple = host_triple(&sh)?;
+    let xtask = std::env::current_exe()?;
+
+    let tool =
+        || run_step(cmd!(sh, "{xtask} e2e --project {PROJECT}").env("E2E_GATEWAY_PORT", &port));
+    let bare = || -> anyhow::Result<()> {
+        let compose = |args: &[&str]| {
+            run_step(
+                cmd!(
+                    sh,
+                    "docker compose -f {compose_file} -p {PROJECT} {args...}"
+                )
+                .env("E2E_GATEWAY_PORT", &port)
+                .env("E2E_CERTS_DIR", &certs),
+            )
+        };
+        run_step(
+            cmd!(sh, "cargo build --locked --profile image --target {triple} -p demo-backend -p demo-gateway")
+                .env("RUSTFLAGS", "-C target-feature=+crt-static"),
+        )?;
+        compose(&["build"])?;
+        compose(&["up", "-d", "--wait"])?;
+        run_step(
+            cmd!(sh, "cargo nextest run --workspace --profile e2e")
+                .env("E2E_GATEWAY_URL", &url)
+                .env("E2E_CA_CERT", &ca),
+        )?;
+        compose(&["stop", "-t", "2"])
+    };
+    // Warm both: binaries, images, certificates, a stopped stack.
+    tool()?;
+    bare()?;
+    let mut c = Comparison::new("overhead", "bare commands");
+    for round in 0..runs {
+        eprintln!("overhead: round {}/{runs}", round + 1);
+        if round % 2 == 0 {
+            c.theirs.push(time(bare)?);
+            c.ours.push(time(tool)?);
+        } else {
+            c.ours.push(time(tool)?);
+            c.theirs.push(time(bare)?);
+        }
+    }
+    let _ = run_step(
+        cmd!(
+            sh,
+            "docker compose -f {compose_file} -p {PROJECT} down --volumes --rmi local --timeout 0"
+        )
+        .env("E2E_GATEWAY_PORT", &port)
+        .env("E2E_CERTS_DIR", &certs),
+    );
+    Ok(c)
+}
+
+fn host_triple(sh: &xshell::Shell) -> anyhow::Result<String> {
+    let text = cmd!(sh, "rustc -vV").read()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("`rustc -vV` names no host"))
+}
