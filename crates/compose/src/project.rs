@@ -443,7 +443,8 @@ impl Project {
                 waiting(&pending);
                 last = pending;
             }
-            std::thread::sleep(Duration::from_millis(250));
+            // `ps` itself takes ~0.1 s: together a state change is seen within ~0.2 s.
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -507,6 +508,10 @@ impl Project {
 
     /// Applies the policy; `grace` is how long each container gets after SIGTERM.
     pub fn teardown(&self, policy: Policy, grace: Duration) -> Result<()> {
+        if policy == Policy::Keep {
+            return Ok(());
+        }
+        self.stop_all_at_once(grace)?;
         let t = grace.as_secs().to_string();
         let args: Vec<&str> = match policy {
             Policy::Keep => return Ok(()),
@@ -527,6 +532,45 @@ impl Project {
         };
         let cmd = self.compose(args);
         // Not interruptible: a first Ctrl-C during teardown lets it finish.
+        let out = cmd.run_group(
+            &self.spec.dir,
+            GroupOptions {
+                capture: true,
+                interruptible: false,
+            },
+        )?;
+        if !out.success() {
+            return Err(Error::Failed {
+                command: cmd.to_string(),
+                status: status(&out),
+                stderr: tail(&out.stderr, 20),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops every running container of the project in one `docker stop`,
+    /// which signals them all at once: the grace is paid once, where Compose's
+    /// dependency-ordered stop pays it once per level (two SIGTERM-ignoring
+    /// services: 2.2 s against 4.4 s). A test stack loses nothing by the order.
+    fn stop_all_at_once(&self, grace: Duration) -> Result<()> {
+        let running: Vec<String> = self
+            .ps()?
+            .into_iter()
+            .filter(|c| c.state == "running")
+            .map(|c| c.id)
+            .collect();
+        if running.is_empty() {
+            return Ok(());
+        }
+        let args = [
+            "stop".to_owned(),
+            "--time".to_owned(),
+            grace.as_secs().to_string(),
+        ]
+        .into_iter()
+        .chain(running);
+        let cmd = Cmd::docker(args);
         let out = cmd.run_group(
             &self.spec.dir,
             GroupOptions {

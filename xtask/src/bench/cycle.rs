@@ -188,7 +188,7 @@ fn alternate(
     mut naive: impl FnMut() -> anyhow::Result<f64>,
     mut tool: impl FnMut() -> anyhow::Result<f64>,
 ) -> anyhow::Result<()> {
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         c.theirs.push(naive()?);
         c.ours.push(tool()?);
     } else {

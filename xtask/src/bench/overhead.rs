@@ -53,7 +53,7 @@ pub fn run(runs: usize) -> anyhow::Result<Comparison> {
     let mut c = Comparison::new("overhead", "bare commands");
     for round in 0..runs {
         eprintln!("overhead: round {}/{runs}", round + 1);
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             c.theirs.push(time(bare)?);
             c.ours.push(time(tool)?);
         } else {
