@@ -1,5 +1,9 @@
 # One-line targets over cargo xtask; README explains each.
-.PHONY: test ci engine clean-context certs doctor bench
+.PHONY: e2e test ci engine clean-context certs doctor bench
+
+# The main job on a fresh machine: engine first, then the e2e run of the bundled stack.
+e2e: engine
+	cargo xtask e2e
 
 # The whole test suite on a fresh machine: engine first, then everything CI checks.
 test: engine

@@ -56,6 +56,7 @@ pub fn run(flags: &E2e) -> anyhow::Result<()> {
     match report.verdict {
         Verdict::Passed => Ok(()),
         Verdict::TestsFailed(e) => Err(Limit(format!("tests failed: {e}")).into()),
+        Verdict::OverBudget(e) => Err(Limit(e).into()),
         Verdict::BadInput(e) => Err(Usage(e).into()),
         Verdict::StackFailed(e) => Err(Stack(e).into()),
         Verdict::Interrupted => Err(Interrupted("interrupted; teardown done".into()).into()),

@@ -737,3 +737,49 @@ fn a_closed_output_pipe_still_tears_down() {
     // The shell waited for the whole pipeline, so the run has ended.
     assert!(run.leftovers().is_empty(), "{:?}", run.leftovers());
 }
+
+#[test]
+fn a_context_over_budget_fails_before_the_build_with_exit_1() {
+    if compose::testing::engine_or_skip("a_context_over_budget").is_none() {
+        return;
+    }
+    let (mut run, _cleanup) = Run::new("budget");
+    let r = root();
+    let config = format!(
+        "compose:\n  files: [{r}/docker/compose.yaml]\ncontext:\n  budget: 1KB\n\
+         certs:\n  dir: {r}/.e2e/certs\n  ca_key_dir: {r}/.e2e/ca\n\
+         stage:\n  - {{ package: demo-backend, to: {r}/docker/backend/bin }}\n  - {{ package: demo-gateway, to: {r}/docker/gateway/bin }}\n\
+         tests:\n  env:\n    E2E_GATEWAY_URL: \"https://{{gateway:8443}}\"\n"
+    );
+    let path = Utf8Path::from_path(run._tmp.path())
+        .unwrap()
+        .join("e2e.yaml");
+    std::fs::write(&path, config).unwrap();
+    run.config = Some(path);
+    let out = run.run(&[]);
+    assert_eq!(out.code, Some(1), "{}", out.output);
+    assert!(
+        out.output
+            .contains("over the budget of 1000 B; biggest: bin/ ("),
+        "{}",
+        out.output
+    );
+    assert_eq!(
+        out.report["verdict"]["kind"], "over-budget",
+        "{}",
+        out.report
+    );
+    let build = out.report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "build")
+        .cloned()
+        .unwrap();
+    assert_eq!(build["status"], "failed");
+    assert!(
+        run.leftovers().is_empty(),
+        "nothing was built or started: {:?}",
+        run.leftovers()
+    );
+}

@@ -49,6 +49,8 @@ enum Failure {
     BadInput(String),
     Stack(String),
     Tests(String),
+    /// A build context over `context.budget`.
+    Limit(String),
 }
 
 /// A phase's value and the note shown for it.
@@ -139,6 +141,7 @@ impl Phases<'_> {
             Err(Failure::BadInput(e)) => {
                 (Status::Failed, first_line(&e), Err(Verdict::BadInput(e)))
             }
+            Err(Failure::Limit(e)) => (Status::Failed, first_line(&e), Err(Verdict::OverBudget(e))),
             Err(Failure::Tests(e)) => (Status::Failed, e.clone(), Err(Verdict::TestsFailed(e))),
             Err(Failure::Stack(e)) => (
                 Status::Failed,
@@ -170,8 +173,7 @@ fn body(opts: &Options, project: &Project, phases: &mut Phases) -> Result<(), Ve
     if opts.no_clean {
         phases.skip(Phase::Clean, "--no-clean");
     } else {
-        (phases.report.cleaned, phases.report.contexts) =
-            phases.run(Phase::Clean, |_| clean_phase(opts, project))?;
+        phases.report.cleaned = phases.run(Phase::Clean, |_| clean_phase(opts, project))?;
     }
     let certs = phases.run(Phase::Certs, |_| certs_phase(opts, project))?;
     let certs_changed = certs.action != certs::Action::Reused;
@@ -179,7 +181,8 @@ fn body(opts: &Options, project: &Project, phases: &mut Phases) -> Result<(), Ve
     if opts.no_build {
         phases.skip(Phase::Build, "--no-build");
     } else {
-        phases.report.images = phases.run(Phase::Build, |_| build_phase(opts, project))?;
+        (phases.report.contexts, phases.report.images) =
+            phases.run(Phase::Build, |_| build_phase(opts, project))?;
     }
     let up = phases.run(Phase::Up, |progress| {
         up_phase(opts, project, certs_changed, progress)
@@ -270,47 +273,47 @@ fn test_env(opts: &Options, project: &Project) -> Result<Vec<(String, String)>, 
     Ok(env)
 }
 
-fn clean_phase(
-    opts: &Options,
-    project: &Project,
-) -> PhaseResult<(Option<Cleaned>, Vec<ContextSize>)> {
-    let contexts: Vec<(String, Utf8PathBuf, Utf8PathBuf)> = project
+fn clean_phase(opts: &Options, project: &Project) -> PhaseResult<Option<Cleaned>> {
+    let roots: Vec<Utf8PathBuf> = project
         .stack
         .build_contexts()
         .into_iter()
-        .map(|(s, c, d)| (s.to_owned(), c.to_owned(), d))
+        .map(|(_, c, _)| c.to_owned())
         .collect();
-    if contexts.is_empty() {
-        return Ok(((None, Vec::new()), "no build contexts".into()));
-    }
-    let roots: Vec<Utf8PathBuf> = contexts.iter().map(|(_, c, _)| c.clone()).collect();
-    let mut notes = Vec::new();
-    let cleaned = match crate::git::tracked(&roots[0]).map_err(stack)? {
+    let Some(first) = roots.first() else {
+        return Ok((None, "no build contexts".into()));
+    };
+    match crate::git::tracked(first).map_err(stack)? {
         Some((repo, tracked)) => {
             let plan = clean::plan(&repo, &roots, &opts.config.context.artifacts, &tracked)
                 .map_err(|e| {
                     Failure::BadInput(format!("{}: context.artifacts: {e}", opts.config.path))
                 })?;
             let outcome = clean::execute(&plan, false);
-            notes.push(format!(
+            let note = format!(
                 "removed {} artifacts ({})",
                 outcome.removed_files,
                 build_context::human(outcome.bytes_freed)
-            ));
-            Some(Cleaned {
-                files: outcome.removed_files,
-                bytes: outcome.bytes_freed,
-            })
+            );
+            Ok((
+                Some(Cleaned {
+                    files: outcome.removed_files,
+                    bytes: outcome.bytes_freed,
+                }),
+                note,
+            ))
         }
-        None => {
-            notes.push("not a git work tree: nothing deleted".into());
-            None
-        }
-    };
+        None => Ok((None, "not a git work tree: nothing deleted".into())),
+    }
+}
+
+/// What each context sends now (after staging: exactly what the build will
+/// get), checked against `context.budget` before the build starts.
+fn measure_contexts(opts: &Options, project: &Project) -> Result<Vec<ContextSize>, Failure> {
     let budget = opts.config.budget();
     let mut sizes = Vec::new();
-    for (service, root, dockerfile) in &contexts {
-        let ctx = build_context::Context::open(root, Some(dockerfile))
+    for (service, root, dockerfile) in project.stack.build_contexts() {
+        let ctx = build_context::Context::open(root, Some(&dockerfile))
             .map_err(|e| Failure::BadInput(e.to_string()))?;
         let walk = ctx
             .walk(build_context::WalkOptions {
@@ -326,27 +329,22 @@ fn clean_phase(
                 .take(3)
                 .map(|d| format!("{} ({})", d.path, build_context::human(d.bytes)))
                 .collect();
-            return Err(Failure::Stack(format!(
+            return Err(Failure::Limit(format!(
                 "the context of {service} sends {}, over the budget of {}; biggest: {} \
-                 (see `cargo xtask clean-context` for suggested ignore lines)",
+                 (`cargo xtask clean-context` suggests ignore lines)",
                 build_context::human(r.sent.bytes),
                 build_context::human(budget.unwrap_or_default()),
                 top.join(", ")
             )));
         }
         sizes.push(ContextSize {
-            service: service.clone(),
-            context: root.clone(),
+            service: service.to_owned(),
+            context: root.to_owned(),
             sent_files: r.sent.files,
             sent_bytes: r.sent.bytes,
         });
     }
-    let listed: Vec<String> = sizes
-        .iter()
-        .map(|s| format!("{} {}", s.service, build_context::human(s.sent_bytes)))
-        .collect();
-    notes.push(format!("contexts send: {}", listed.join(", ")));
-    Ok(((cleaned, sizes), notes.join("; ")))
+    Ok(sizes)
 }
 
 fn certs_phase(opts: &Options, project: &Project) -> PhaseResult<CertsDone> {
@@ -362,7 +360,10 @@ fn certs_phase(opts: &Options, project: &Project) -> PhaseResult<CertsDone> {
     ))
 }
 
-fn build_phase(opts: &Options, project: &Project) -> PhaseResult<Vec<compose::ImageBuild>> {
+fn build_phase(
+    opts: &Options,
+    project: &Project,
+) -> PhaseResult<(Vec<ContextSize>, Vec<compose::ImageBuild>)> {
     let stages: Vec<_> = opts
         .config
         .stage
@@ -371,6 +372,7 @@ fn build_phase(opts: &Options, project: &Project) -> PhaseResult<Vec<compose::Im
         .collect();
     let staged =
         crate::stage::stage(&opts.root, &opts.target_dir, &stages).map_err(Failure::Stack)?;
+    let contexts = measure_contexts(opts, project)?;
     let summary = project
         .build(&opts.run_dir.join("build.log"))
         .map_err(stack)?;
@@ -379,12 +381,17 @@ fn build_phase(opts: &Options, project: &Project) -> PhaseResult<Vec<compose::Im
         .iter()
         .map(|i| format!("{} {}", i.service, if i.built { "built" } else { "cached" }))
         .collect();
+    let sizes: Vec<String> = contexts
+        .iter()
+        .map(|c| format!("{} {}", c.service, build_context::human(c.sent_bytes)))
+        .collect();
     let note = format!(
-        "images: {}; staged binaries: {staged} of {} changed",
+        "images: {}; contexts sent: {}; staged binaries: {staged} of {} changed",
         images.join(", "),
+        sizes.join(", "),
         stages.len()
     );
-    Ok((summary.images, note))
+    Ok(((contexts, summary.images), note))
 }
 
 fn up_phase(

@@ -38,6 +38,8 @@ impl Phase {
 pub enum Verdict {
     Passed,
     TestsFailed(String),
+    /// A build context sends more than `context.budget`.
+    OverBudget(String),
     /// Bad config, flag or filterset, found before anything ran.
     BadInput(String),
     /// No engine, a failed build, a service that never got ready.
@@ -62,7 +64,7 @@ pub struct PhaseReport {
     pub note: String,
 }
 
-/// One build context as the clean phase measured it.
+/// One build context as the build phase measured it, after staging.
 #[derive(Debug, Clone, Serialize)]
 pub struct ContextSize {
     pub service: String,
@@ -156,6 +158,7 @@ impl std::fmt::Display for RunReport {
         let verdict = match &self.verdict {
             Verdict::Passed => "passed".to_owned(),
             Verdict::TestsFailed(e) => format!("tests failed: {e}"),
+            Verdict::OverBudget(e) => format!("over budget: {e}"),
             Verdict::BadInput(e) => format!("bad input: {e}"),
             Verdict::StackFailed(e) => format!("stack failed: {e}"),
             Verdict::Interrupted => "interrupted".to_owned(),

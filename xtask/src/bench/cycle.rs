@@ -68,11 +68,22 @@ pub fn run(runs: usize, work: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
     };
     let xtask = std::env::current_exe()?;
     let tool_config = tool.repo.join("e2e.yaml");
+    let report = work.join("tool-report.json");
+    // Each tool run's phase times, read back from its report: where the time goes.
+    let phase_log = std::cell::RefCell::new(Vec::new());
     let tool_cycle = |extra: &[&str]| -> anyhow::Result<()> {
         run_step(cmd!(
             sh,
-            "{xtask} e2e --config {tool_config} --project {TOOL_PROJECT} {extra...}"
-        ))
+            "{xtask} e2e --config {tool_config} --project {TOOL_PROJECT} --report-json {report} {extra...}"
+        ))?;
+        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+        let phases = doc["phases"].as_array().cloned().unwrap_or_default();
+        let times = phases
+            .iter()
+            .filter_map(|p| Some((p["phase"].as_str()?.to_owned(), p["seconds"].as_f64()?)))
+            .collect();
+        phase_log.borrow_mut().push(times);
+        Ok(())
     };
     // What unit tests would have left since the last run: the tool pays for cleaning it every time.
     let artifacts_back = || repo::write_artifacts(&tool.repo).map(drop);
@@ -96,6 +107,7 @@ pub fn run(runs: usize, work: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
             },
         )?;
     }
+    cold.phases = phase_log.borrow_mut().drain(..).collect();
     scenarios.push(cold);
 
     let mut rebuild = Comparison::new("warm-rebuild", "naive script");
@@ -117,6 +129,7 @@ pub fn run(runs: usize, work: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
             },
         )?;
     }
+    rebuild.phases = phase_log.borrow_mut().drain(..).collect();
     scenarios.push(rebuild);
 
     let mut cycle = Comparison::new("warm-cycle", "naive script");
@@ -132,6 +145,7 @@ pub fn run(runs: usize, work: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
             },
         )?;
     }
+    cycle.phases = phase_log.borrow_mut().drain(..).collect();
     scenarios.push(cycle);
 
     // Bringing a stopped stack back to ready: the naive way is its `up`; the
@@ -172,6 +186,7 @@ pub fn run(runs: usize, work: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
             },
         )?;
     }
+    restart.phases = phase_log.borrow_mut().drain(..).collect();
     scenarios.push(restart);
 
     for (project, side) in [(NAIVE_PROJECT, &naive), (TOOL_PROJECT, &tool)] {

@@ -24,6 +24,8 @@ pub struct Comparison {
     pub theirs_label: &'static str,
     pub ours: Vec<f64>,
     pub theirs: Vec<f64>,
+    /// Per run of ours, each phase's seconds (from the e2e report), when known.
+    pub phases: Vec<Vec<(String, f64)>>,
 }
 
 impl Comparison {
@@ -33,6 +35,7 @@ impl Comparison {
             theirs_label,
             ours: Vec::new(),
             theirs: Vec::new(),
+            phases: Vec::new(),
         }
     }
 
@@ -42,6 +45,27 @@ impl Comparison {
 
     pub fn theirs_s(&self) -> f64 {
         median(&self.theirs)
+    }
+
+    /// The median of each phase over our runs, in pipeline order.
+    pub fn phase_medians(&self) -> Vec<(String, f64)> {
+        let names: Vec<String> = self
+            .phases
+            .first()
+            .map(|r| r.iter().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default();
+        names
+            .into_iter()
+            .map(|n| {
+                let samples: Vec<f64> = self
+                    .phases
+                    .iter()
+                    .filter_map(|r| r.iter().find(|(m, _)| *m == n).map(|(_, t)| *t))
+                    .collect();
+                let m = median(&samples);
+                (n, m)
+            })
+            .collect()
     }
 
     /// How many times faster ours is: theirs / ours (below 1: slower).
@@ -72,10 +96,19 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
             "e2e cycle on a repository of ~650 MiB, naive script vs cargo xtask e2e ({n} runs each, medians)\n"
         );
         report += &table(&scenarios, "naive", "tool");
+        report += "  where the tool's time goes (median seconds per phase):\n";
+        for c in &scenarios {
+            let parts: Vec<String> = c
+                .phase_medians()
+                .iter()
+                .map(|(n, t)| format!("{n} {t:.1}"))
+                .collect();
+            report += &format!("    {:<14} {}\n", c.name, parts.join(", "));
+        }
         doc["scenarios"] = scenarios
             .iter()
             .map(|c| json!({ "name": c.name, "naive_s": c.theirs_s(), "tool_s": c.ours_s(), "speedup": c.speedup(),
-                             "runs": c.ours.len(), "naive_runs_s": c.theirs, "tool_runs_s": c.ours }))
+                             "runs": c.ours.len(), "naive_runs_s": c.theirs, "tool_runs_s": c.ours, "tool_phase_medians_s": c.phase_medians().into_iter().map(|(n, t)| (n, json!(t))).collect::<serde_json::Map<_, _>>() }))
             .collect();
         chart::draw(&scenarios, &machine, &out.join("bench.svg"))?;
     }
