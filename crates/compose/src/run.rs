@@ -182,7 +182,9 @@ impl std::fmt::Display for Cmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.program)?;
         for a in &self.args {
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+            // Quoted unless plainly safe, so a shown command can be pasted into a shell.
+            let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:=,@%+".contains(c);
+            if a.is_empty() || !a.chars().all(safe) {
                 write!(f, " '{}'", a.replace('\'', r"'\''"))?;
             } else {
                 write!(f, " {a}")?;

@@ -91,6 +91,8 @@ pub struct TestsConfig {
     pub profile: String,
     /// A filterset (`-E`) used when the command line gives none.
     pub filterset: Option<String>,
+    /// The packages nextest builds and lists (`-p`); empty means the workspace.
+    pub packages: Vec<String>,
     /// Variables for the tests; `{service:port}` becomes the published `127.0.0.1:PORT`.
     pub env: std::collections::BTreeMap<String, String>,
 }
@@ -100,6 +102,7 @@ impl Default for TestsConfig {
         TestsConfig {
             profile: "e2e".into(),
             filterset: None,
+            packages: Vec::new(),
             env: Default::default(),
         }
     }

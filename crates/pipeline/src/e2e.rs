@@ -429,6 +429,7 @@ fn test_phase(opts: &Options, project: &Project) -> PhaseResult<()> {
     };
     let invocation = test_runner::Invocation {
         profile: c.tests.profile.clone(),
+        packages: c.tests.packages.clone(),
         filtersets,
         args: opts.nextest_args.clone(),
         env,

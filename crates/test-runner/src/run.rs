@@ -15,6 +15,10 @@ use crate::error::{Error, Result};
 pub struct Invocation {
     /// The nextest profile (its `default-filter` selects the E2E tests).
     pub profile: String,
+    /// The packages to build and list; empty means `--workspace`. nextest
+    /// builds every test binary of its scope before filtering, so naming the
+    /// E2E package spares building (and relinking) everything else.
+    pub packages: Vec<String>,
     /// `-E` expressions (nextest ORs several).
     pub filtersets: Vec<String>,
     /// Passed through after ours (e.g. `--partition count:1/2`, `--no-capture`).
@@ -53,15 +57,26 @@ pub struct Outcome {
 }
 
 impl Invocation {
-    /// `cargo nextest run --workspace --profile P [-E F]... ARGS...`, with the environment.
+    /// `cargo nextest run (--workspace | -p PKG...) --profile P [-E F]... ARGS...`,
+    /// with the environment.
     pub fn command(&self) -> Cmd {
+        let scope: Vec<String> = if self.packages.is_empty() {
+            vec!["--workspace".into()]
+        } else {
+            self.packages
+                .iter()
+                .flat_map(|p| ["-p".to_owned(), p.clone()])
+                .collect()
+        };
         let filters = self
             .filtersets
             .iter()
             .flat_map(|f| ["-E".to_owned(), f.clone()]);
-        let args = ["nextest", "run", "--workspace", "--profile", &self.profile]
+        let args = ["nextest", "run"]
             .map(str::to_owned)
             .into_iter()
+            .chain(scope)
+            .chain(["--profile".to_owned(), self.profile.clone()])
             .chain(filters)
             .chain(self.args.iter().cloned());
         Cmd::cargo(args).envs(&self.env)
@@ -164,5 +179,42 @@ impl std::fmt::Display for Counts {
             "{} passed, {} failed, {} skipped",
             self.passed, self.failed, self.skipped
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_exact() {
+        let inv = Invocation {
+            profile: "e2e".into(),
+            packages: vec!["e2e-tests".into()],
+            filtersets: vec!["test(/tls/)".into()],
+            args: vec!["--partition".into(), "count:1/2".into()],
+            env: vec![("E2E_CA_CERT".into(), "/c/ca.crt".into())],
+        };
+        let cmd = inv.command();
+        assert_eq!(
+            cmd.to_string(),
+            "cargo nextest run -p e2e-tests --profile e2e -E 'test(/tls/)' --partition count:1/2"
+        );
+        assert_eq!(
+            cmd.env,
+            [("E2E_CA_CERT".to_owned(), "/c/ca.crt".to_owned())]
+        );
+        assert!(
+            cmd.env_remove.iter().any(|v| v == "CARGO_MANIFEST_DIR"),
+            "nested cargo drops cargo run's variables"
+        );
+        let workspace = Invocation {
+            profile: "e2e".into(),
+            ..Invocation::default()
+        };
+        assert_eq!(
+            workspace.command().to_string(),
+            "cargo nextest run --workspace --profile e2e"
+        );
     }
 }

@@ -25,7 +25,7 @@ openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out s
 cd "$REPO"
 docker compose -p "$PROJECT" up -d --build --wait
 (cd "$WORKSPACE" && E2E_GATEWAY_URL="https://127.0.0.1:$BENCH_PORT" E2E_CA_CERT="$REPO/certs/ca.crt" \
-  cargo nextest run --workspace --profile e2e)
+  cargo nextest run -p e2e-tests --profile e2e)
 docker compose -p "$PROJECT" down -v --remove-orphans
 "#;
 
@@ -38,7 +38,7 @@ struct Side {
 }
 
 /// Runs the four scenarios, `runs` rounds each.
-pub fn run(runs: usize, work: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
+pub fn run(runs: usize, work: &Utf8Path, xtask: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
     let sh = crate::shell()?;
     let binaries = staged_binaries()?;
     let naive = Side {
@@ -66,7 +66,6 @@ pub fn run(runs: usize, work: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
             .env("WORKSPACE", root);
         run_step(c)
     };
-    let xtask = std::env::current_exe()?;
     let tool_config = tool.repo.join("e2e.yaml");
     let report = work.join("tool-report.json");
     // Each tool run's phase times, read back from its report: where the time goes.

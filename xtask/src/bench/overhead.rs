@@ -7,7 +7,7 @@ use super::{Comparison, run_step, time};
 
 const PROJECT: &str = "bench-overhead";
 
-pub fn run(runs: usize) -> anyhow::Result<Comparison> {
+pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> {
     let sh = crate::shell()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -19,7 +19,6 @@ pub fn run(runs: usize) -> anyhow::Result<Comparison> {
     let ca = certs.join("ca.crt");
     let url = format!("https://127.0.0.1:{port}");
     let triple = host_triple(&sh)?;
-    let xtask = std::env::current_exe()?;
 
     let tool =
         || run_step(cmd!(sh, "{xtask} e2e --project {PROJECT}").env("E2E_GATEWAY_PORT", &port));
@@ -41,7 +40,7 @@ pub fn run(runs: usize) -> anyhow::Result<Comparison> {
         compose(&["build"])?;
         compose(&["up", "-d", "--wait"])?;
         run_step(
-            cmd!(sh, "cargo nextest run --workspace --profile e2e")
+            cmd!(sh, "cargo nextest run -p e2e-tests --profile e2e")
                 .env("E2E_GATEWAY_URL", &url)
                 .env("E2E_CA_CERT", &ca),
         )?;

@@ -87,7 +87,7 @@ pub fn generate(
                  context:\n  artifacts: [\"**/*.out\", \"**/*.test\", \"**/audit-results\"]\n\
                  certs:\n  dir: .e2e/certs\n  ca_key_dir: .e2e/ca\n\
                  stage:\n  - {{ package: demo-gateway, to: bin }}\n  - {{ package: demo-backend, to: backend/bin }}\n\
-                 tests:\n  env:\n    E2E_GATEWAY_URL: \"https://{{gateway:8443}}\"\n"
+                 tests:\n  packages: [e2e-tests]\n  env:\n    E2E_GATEWAY_URL: \"https://{{gateway:8443}}\"\n"
             );
             write(root.join("e2e.yaml"), config.as_bytes())?;
             let sh = xshell::Shell::new()?;
