@@ -783,3 +783,26 @@ fn a_context_over_budget_fails_before_the_build_with_exit_1() {
         run.leftovers()
     );
 }
+
+#[test]
+fn a_first_ctrl_c_during_teardown_lets_it_finish() {
+    if compose::testing::engine_or_skip("a_first_ctrl_c_during_teardown").is_none() {
+        return;
+    }
+    let (run, _cleanup) = Run::new("int-teardown");
+    let r = run.interrupt_when(
+        &["--teardown", "purge"],
+        &format!("{:<10} started", "teardown"),
+    );
+    let teardown = r.report["teardown"]["note"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!teardown.contains("FAILED"), "{teardown}\n{}", r.output);
+    assert!(
+        run.leftovers().is_empty(),
+        "{:?}\n{}",
+        run.leftovers(),
+        r.output
+    );
+}

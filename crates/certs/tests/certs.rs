@@ -390,3 +390,45 @@ mod tls {
         assert!(refused.contains("UnknownIssuer"), "{refused}");
     }
 }
+
+/// A rewrite is a rename: a reader that opened the old file reads it whole
+/// while it is replaced (an in-place write would show it truncated or new),
+/// and the new file is a different inode with the same mode.
+#[test]
+fn rewrites_replace_files_whole() {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let (_t, root) = tmp();
+    let s = spec(&root);
+    ensure(&s, Mode::Ensure).unwrap();
+    let f = s.files();
+    let (old_cert, old_key) = (
+        std::fs::read(&f.cert).unwrap(),
+        std::fs::read(&f.key).unwrap(),
+    );
+    let (mut cert_reader, mut key_reader) = (
+        std::fs::File::open(&f.cert).unwrap(),
+        std::fs::File::open(&f.key).unwrap(),
+    );
+    let old_inode = std::fs::metadata(&f.key).unwrap().ino();
+    ensure(&s, Mode::Force).unwrap();
+    let (mut seen_cert, mut seen_key) = (Vec::new(), Vec::new());
+    cert_reader.read_to_end(&mut seen_cert).unwrap();
+    key_reader.read_to_end(&mut seen_key).unwrap();
+    assert_eq!(
+        (seen_cert, seen_key),
+        (old_cert.clone(), old_key),
+        "the old files stay whole for their readers"
+    );
+    assert_ne!(
+        std::fs::read(&f.cert).unwrap(),
+        old_cert,
+        "--force wrote a new certificate"
+    );
+    assert_ne!(
+        std::fs::metadata(&f.key).unwrap().ino(),
+        old_inode,
+        "the key was replaced by rename"
+    );
+    assert_eq!(mode(&f.key), 0o600);
+}

@@ -84,8 +84,18 @@ impl Cmd {
         self
     }
 
+    /// Every child gets its own process group, short-lived ones too: a
+    /// terminal's Ctrl-C then reaches only us, and we decide (a `ps` inside
+    /// teardown killed by the user's first Ctrl-C would fail the teardown).
     fn expression(&self, dir: &Utf8Path) -> duct::Expression {
-        let mut e = duct::cmd(&self.program, &self.args).dir(dir).stdin_null();
+        use std::os::unix::process::CommandExt;
+        let mut e = duct::cmd(&self.program, &self.args)
+            .dir(dir)
+            .stdin_null()
+            .before_spawn(|c| {
+                c.process_group(0);
+                Ok(())
+            });
         for k in &self.env_remove {
             e = e.env_remove(k);
         }
@@ -120,11 +130,7 @@ impl Cmd {
     /// Runs in its own process group, so a terminal's Ctrl-C reaches only us;
     /// [`crate::interrupt`] decides when it is stopped.
     pub fn run_group(&self, dir: &Utf8Path, opts: GroupOptions) -> Result<GroupOutput> {
-        use std::os::unix::process::CommandExt;
-        let mut e = self.expression(dir).unchecked().before_spawn(|c| {
-            c.process_group(0);
-            Ok(())
-        });
+        let mut e = self.expression(dir).unchecked();
         if opts.capture {
             e = e.stdout_capture().stderr_capture();
         }
@@ -191,5 +197,51 @@ impl std::fmt::Display for Cmd {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The child reads its own process group from /proc/self/stat (field 5).
+    fn child_pgrp(run: impl Fn(&Cmd) -> String) -> i32 {
+        let stat = run(&Cmd::new("cat", ["/proc/self/stat"]));
+        let after_comm = &stat[stat.rfind(')').expect("stat has (comm)") + 2..];
+        after_comm
+            .split(' ')
+            .nth(2)
+            .expect("pgrp field")
+            .parse()
+            .expect("a number")
+    }
+
+    #[test]
+    fn every_child_runs_in_its_own_process_group() {
+        let ours = nix::unistd::getpgrp().as_raw();
+        let here = Utf8Path::new(".");
+        let short = child_pgrp(|c| c.text(here).unwrap());
+        let long = child_pgrp(|c| {
+            c.run_group(
+                here,
+                GroupOptions {
+                    capture: true,
+                    interruptible: false,
+                },
+            )
+            .unwrap()
+            .stdout
+        });
+        assert_ne!(short, ours, "a short-lived child must not share our group");
+        assert_ne!(long, ours);
+    }
+
+    #[test]
+    fn shown_commands_paste_into_a_shell() {
+        let cmd = Cmd::new("cargo", ["nextest", "run", "-E", "test(/a b/)", "it's", ""]);
+        assert_eq!(
+            cmd.to_string(),
+            r"cargo nextest run -E 'test(/a b/)' 'it'\''s' ''"
+        );
     }
 }

@@ -64,7 +64,7 @@ pub fn draw(scenarios: &[Comparison], machine: &str, path: &Utf8Path) -> anyhow:
     chart.draw_series(scenarios.iter().enumerate().map(|(i, c)| {
         Text::new(
             format!("{:.1}x", c.speedup()),
-            (i as f64 + 0.58, c.ours_s() + top * 0.03),
+            (i as f64 + 0.58, c.ours_s() + top * 0.07),
             ("sans-serif", 15),
         )
     }))?;
