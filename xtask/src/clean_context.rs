@@ -69,20 +69,8 @@ pub fn run(flags: &CleanContext) -> anyhow::Result<()> {
 
     let mut failures = Vec::new();
     for r in &reports {
-        if r.over_budget {
-            let top: Vec<String> = r
-                .largest_dirs
-                .iter()
-                .take(3)
-                .map(|d| format!("{} ({})", d.path, build_context::human(d.bytes)))
-                .collect();
-            failures.push(format!(
-                "{} sends {}, over the budget of {}; biggest: {}",
-                r.context,
-                build_context::human(r.sent.bytes),
-                build_context::human(r.budget.unwrap_or_default()),
-                top.join(", ")
-            ));
+        if let Some(over) = r.over_budget_message() {
+            failures.push(format!("{} {over}", r.context));
         }
         let errors = r
             .lints

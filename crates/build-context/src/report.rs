@@ -428,6 +428,28 @@ fn holds_private_key(ctx: &Context, rel: &str) -> bool {
     head[..n].windows(11).any(|w| w == b"PRIVATE KEY")
 }
 
+impl ContextReport {
+    /// "sends X, over the budget of Y; biggest: ..." when over budget: the
+    /// three largest folders sent are where to look first.
+    pub fn over_budget_message(&self) -> Option<String> {
+        if !self.over_budget {
+            return None;
+        }
+        let top: Vec<String> = self
+            .largest_dirs
+            .iter()
+            .take(3)
+            .map(|d| format!("{} ({})", d.path, crate::human(d.bytes)))
+            .collect();
+        Some(format!(
+            "sends {}, over the budget of {}; biggest: {}",
+            crate::human(self.sent.bytes),
+            crate::human(self.budget.unwrap_or_default()),
+            top.join(", ")
+        ))
+    }
+}
+
 impl std::fmt::Display for ContextReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use crate::human;

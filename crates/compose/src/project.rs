@@ -530,8 +530,11 @@ impl Project {
                 "local",
             ],
         };
-        let cmd = self.compose(args);
-        // Not interruptible: a first Ctrl-C during teardown lets it finish.
+        self.run_teardown_step(&self.compose(args))
+    }
+
+    /// Not interruptible: a first Ctrl-C during teardown lets it finish.
+    fn run_teardown_step(&self, cmd: &Cmd) -> Result<()> {
         let out = cmd.run_group(
             &self.spec.dir,
             GroupOptions {
@@ -570,22 +573,7 @@ impl Project {
         ]
         .into_iter()
         .chain(running);
-        let cmd = Cmd::docker(args);
-        let out = cmd.run_group(
-            &self.spec.dir,
-            GroupOptions {
-                capture: true,
-                interruptible: false,
-            },
-        )?;
-        if !out.success() {
-            return Err(Error::Failed {
-                command: cmd.to_string(),
-                status: status(&out),
-                stderr: tail(&out.stderr, 20),
-            });
-        }
-        Ok(())
+        self.run_teardown_step(&Cmd::docker(args))
     }
 
     /// Writes every service's logs, `ps --all` and each container's state

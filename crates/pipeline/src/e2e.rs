@@ -322,19 +322,9 @@ fn measure_contexts(opts: &Options, project: &Project) -> Result<Vec<ContextSize
             })
             .map_err(|e| Failure::BadInput(e.to_string()))?;
         let r = build_context::analyze(&ctx, &walk, budget);
-        if r.over_budget {
-            let top: Vec<String> = r
-                .largest_dirs
-                .iter()
-                .take(3)
-                .map(|d| format!("{} ({})", d.path, build_context::human(d.bytes)))
-                .collect();
+        if let Some(over) = r.over_budget_message() {
             return Err(Failure::Limit(format!(
-                "the context of {service} sends {}, over the budget of {}; biggest: {} \
-                 (`cargo xtask clean-context` suggests ignore lines)",
-                build_context::human(r.sent.bytes),
-                build_context::human(budget.unwrap_or_default()),
-                top.join(", ")
+                "the context of {service} {over} (`cargo xtask clean-context` suggests ignore lines)"
             )));
         }
         sizes.push(ContextSize {
