@@ -72,7 +72,8 @@ fn copy_if_changed(from: &Utf8Path, to: &Utf8Path) -> Result<bool, String> {
     Ok(true)
 }
 
-fn host_triple(root: &Utf8Path) -> Result<String, String> {
+/// The host's target triple, from `rustc -vV`.
+pub fn host_triple(root: &Utf8Path) -> Result<String, String> {
     let text = Cmd::new("rustc", ["-vV"])
         .text(root)
         .map_err(|e| e.to_string())?;

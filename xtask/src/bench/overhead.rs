@@ -18,7 +18,8 @@ pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> 
     let compose_file = config.resolve(&config.compose.files[0]);
     let ca = certs.join("ca.crt");
     let url = format!("https://127.0.0.1:{port}");
-    let triple = host_triple(&sh)?;
+    let triple =
+        pipeline::stage::host_triple(&crate::project_root()).map_err(anyhow::Error::msg)?;
 
     let tool =
         || run_step(cmd!(sh, "{xtask} e2e --project {PROJECT}").env("E2E_GATEWAY_PORT", &port));
@@ -69,12 +70,4 @@ pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> 
         .env("E2E_CERTS_DIR", &certs),
     );
     Ok(c)
-}
-
-fn host_triple(sh: &xshell::Shell) -> anyhow::Result<String> {
-    let text = cmd!(sh, "rustc -vV").read()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("host: "))
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("`rustc -vV` names no host"))
 }
