@@ -15,7 +15,7 @@ pub use engine::{ComposeFlavor, Engine};
 pub use error::{Error, Result};
 pub use model::{ProjectSpec, Stack};
 pub use project::{
-    BuildSummary, Container, ImageBuild, Leftovers, Policy, PortState, PortStatus, Project,
-    UpOptions, UpSummary, leftovers,
+    Container, ImageBuild, Leftovers, Policy, PortState, PortStatus, Project, UpOptions, UpSummary,
+    leftovers,
 };
 pub use run::{Cmd, GroupOptions, GroupOutput};

@@ -140,20 +140,6 @@ pub struct ImageBuild {
     pub built: bool,
 }
 
-/// What `build` did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct BuildSummary {
-    pub images: Vec<ImageBuild>,
-    /// The whole BuildKit log.
-    pub log: Option<Utf8PathBuf>,
-}
-
-impl BuildSummary {
-    pub fn built(&self) -> usize {
-        self.images.iter().filter(|i| i.built).count()
-    }
-}
-
 /// What is left of a project on the engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Leftovers {
@@ -211,7 +197,7 @@ impl Project {
 
     /// Builds every image with BuildKit, writing the whole log to `log`; on
     /// failure the error holds the log's tail, where the failing step is.
-    pub fn build(&self, log: &Utf8Path) -> Result<BuildSummary> {
+    pub fn build(&self, log: &Utf8Path) -> Result<Vec<ImageBuild>> {
         let cmd = self.compose(["--progress", "plain", "build"]);
         let out = cmd.run_group(
             &self.spec.dir,
@@ -231,7 +217,7 @@ impl Project {
             });
         }
         let ran = services_that_ran_steps(&text);
-        let images = self
+        Ok(self
             .images()
             .into_iter()
             .map(|(service, image)| ImageBuild {
@@ -239,11 +225,7 @@ impl Project {
                 service,
                 image,
             })
-            .collect();
-        Ok(BuildSummary {
-            images,
-            log: Some(log.to_owned()),
-        })
+            .collect())
     }
 
     /// `(service, image name)` for every service that builds; Compose names an

@@ -363,11 +363,10 @@ fn build_phase(
     let staged =
         crate::stage::stage(&opts.root, &opts.target_dir, &stages).map_err(Failure::Stack)?;
     let contexts = measure_contexts(opts, project)?;
-    let summary = project
+    let images = project
         .build(&opts.run_dir.join("build.log"))
         .map_err(stack)?;
-    let images: Vec<String> = summary
-        .images
+    let shown: Vec<String> = images
         .iter()
         .map(|i| format!("{} {}", i.service, if i.built { "built" } else { "cached" }))
         .collect();
@@ -377,11 +376,11 @@ fn build_phase(
         .collect();
     let note = format!(
         "images: {}; contexts sent: {}; staged binaries: {staged} of {} changed",
-        images.join(", "),
+        shown.join(", "),
         sizes.join(", "),
         stages.len()
     );
-    Ok(((contexts, summary.images), note))
+    Ok(((contexts, images), note))
 }
 
 fn up_phase(
