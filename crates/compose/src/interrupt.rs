@@ -16,7 +16,7 @@ static RUNNING: Mutex<Vec<(i32, bool)>> = Mutex::new(Vec::new());
 /// Marks the run interrupted and stops every interruptible child group.
 pub fn request() {
     INTERRUPTED.store(true, Ordering::SeqCst);
-    signal_groups(|interruptible| interruptible);
+    terminate_running();
 }
 
 /// Stops every running interruptible child without marking the run interrupted

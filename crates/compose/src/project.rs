@@ -303,21 +303,17 @@ impl Project {
     pub fn ps(&self) -> Result<Vec<Container>> {
         let cmd = self.compose(["ps", "--all", "--format", "json"]);
         let text = cmd.text(&self.spec.dir)?;
-        let parse = |s: &str| serde_json::from_str::<Container>(s);
+        let parse_error = |e: serde_json::Error| Error::Parse {
+            command: cmd.to_string(),
+            detail: e.to_string(),
+        };
+        // Older Compose prints one array, newer one object per line.
         if text.starts_with('[') {
-            return serde_json::from_str(&text).map_err(|e| Error::Parse {
-                command: cmd.to_string(),
-                detail: e.to_string(),
-            });
+            return serde_json::from_str(&text).map_err(parse_error);
         }
         text.lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                parse(l).map_err(|e| Error::Parse {
-                    command: cmd.to_string(),
-                    detail: e.to_string(),
-                })
-            })
+            .map(|l| serde_json::from_str(l).map_err(parse_error))
             .collect()
     }
 
@@ -348,14 +344,18 @@ impl Project {
             interruptible: true,
         };
         let mut child = Some(std::thread::spawn(move || cmd.run_group(&dir, group)));
+        // Stops `up` if it still runs, and waits for its thread: nothing outlives the wait.
+        let stop_up = |child: &mut Option<std::thread::JoinHandle<_>>| {
+            crate::interrupt::terminate_running();
+            if let Some(h) = child.take() {
+                let _ = h.join();
+            }
+        };
         let mut up_out: Option<GroupOutput> = None;
         let mut last: Vec<(String, String)> = Vec::new();
         loop {
             if crate::interrupt::is_requested() {
-                crate::interrupt::terminate_running();
-                if let Some(h) = child.take() {
-                    let _ = h.join();
-                }
+                stop_up(&mut child);
                 return Err(Error::Interrupted);
             }
             if let Some(h) = child.take_if(|h| h.is_finished()) {
@@ -369,10 +369,7 @@ impl Project {
                 Readiness::Failed(why) => Some((s.clone(), why.clone())),
                 _ => None,
             }) {
-                crate::interrupt::terminate_running();
-                if let Some(h) = child.take() {
-                    let _ = h.join();
-                }
+                stop_up(&mut child);
                 let detail = format!("{detail}{}", self.last_words(&service, &containers));
                 return Err(Error::ServiceFailed { service, detail });
             }
@@ -407,10 +404,7 @@ impl Project {
                 return Ok(summary);
             }
             if start.elapsed() > opts.timeout {
-                crate::interrupt::terminate_running();
-                if let Some(h) = child.take() {
-                    let _ = h.join();
-                }
+                stop_up(&mut child);
                 let list = pending
                     .iter()
                     .map(|(s, w)| format!("{s} ({w})"))
@@ -490,11 +484,9 @@ impl Project {
 
     /// Applies the policy; `grace` is how long each container gets after SIGTERM.
     pub fn teardown(&self, policy: Policy, grace: Duration) -> Result<()> {
-        if policy == Policy::Keep {
-            return Ok(());
-        }
-        self.stop_all_at_once(grace)?;
         let t = grace.as_secs().to_string();
+        // After `docker stop`, Compose's own command handles what that does not:
+        // containers not running (created, restarting), networks, volumes, images.
         let args: Vec<&str> = match policy {
             Policy::Keep => return Ok(()),
             Policy::Stop => vec!["stop", "--timeout", &t],
@@ -512,6 +504,7 @@ impl Project {
                 "local",
             ],
         };
+        self.stop_all_at_once(grace)?;
         self.run_teardown_step(&self.compose(args))
     }
 
