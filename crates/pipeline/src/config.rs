@@ -231,11 +231,14 @@ impl Config {
                 .map_err(|m| invalid(line_of(text, "budget"), format!("context.budget: {m}")))?;
         }
         if let Some(p) = &config.teardown.policy
-            && !["keep", "stop", "down", "purge"].contains(&p.as_str())
+            && compose::Policy::parse(p).is_none()
         {
             return Err(invalid(
                 line_of(text, "policy"),
-                format!("teardown.policy: `{p}` is not one of keep, stop, down, purge"),
+                format!(
+                    "teardown.policy: `{p}` is not one of {}",
+                    compose::Policy::NAMES.join(", ")
+                ),
             ));
         }
         if config.certs.renew_within_days >= config.certs.validity_days {
