@@ -806,3 +806,26 @@ fn a_first_ctrl_c_during_teardown_lets_it_finish() {
         r.output
     );
 }
+
+#[test]
+fn failing_tests_exit_1_with_their_counts_and_a_bundle() {
+    if compose::testing::engine_or_skip("failing_tests_exit_1").is_none() {
+        return;
+    }
+    let (mut run, _cleanup) = Run::new("testfail");
+    // The gateway gives up on the backend after 10 s: an 11 s answer is a 502,
+    // and the slow-answer test fails for real.
+    run.env.push(("E2E_SLOW_MS".into(), "11000".into()));
+    let r = run.run(&["--teardown", "purge"]);
+    assert_eq!(r.code, Some(1), "{}", r.output);
+    assert_eq!(r.report["verdict"]["kind"], "tests-failed", "{}", r.report);
+    assert_eq!(r.report["tests"]["failed"], 1, "{}", r.report);
+    assert_eq!(r.report["tests"]["passed"], 5, "{}", r.report);
+    assert!(Utf8Path::new(r.report["junit"].as_str().unwrap()).exists());
+    assert!(
+        r.report["bundle"].is_string(),
+        "failed tests leave a bundle: {}",
+        r.report
+    );
+    assert!(run.leftovers().is_empty(), "{:?}", run.leftovers());
+}

@@ -188,15 +188,11 @@ fn body(opts: &Options, project: &Project, phases: &mut Phases) -> Result<(), Ve
         up_phase(opts, project, certs_changed, progress)
     })?;
     phases.report.containers = Some(up);
-    let outcome = phases.run(Phase::Test, |_| test_phase(opts, project));
-    let junit = opts
-        .target_dir
-        .join("nextest")
-        .join(&opts.config.tests.profile)
-        .join("junit.xml");
-    if junit.exists() {
-        phases.report.tests = test_runner::run::read_junit(&junit).ok();
-        phases.report.junit = Some(junit);
+    // A failing phase hands back only its verdict: the counts travel aside.
+    let mut counted = None;
+    let outcome = phases.run(Phase::Test, |_| test_phase(opts, project, &mut counted));
+    if let Some(o) = counted {
+        (phases.report.tests, phases.report.junit) = (o.counts, o.junit);
     }
     outcome
 }
@@ -408,7 +404,13 @@ fn up_phase(
     Ok((up, note))
 }
 
-fn test_phase(opts: &Options, project: &Project) -> PhaseResult<()> {
+/// Runs nextest; `counted` receives its outcome (counts, JUnit path) whether
+/// the tests passed or not.
+fn test_phase(
+    opts: &Options,
+    project: &Project,
+    counted: &mut Option<test_runner::Outcome>,
+) -> PhaseResult<()> {
     let c = &opts.config;
     let env = test_env(opts, project).map_err(Failure::BadInput)?;
     let filtersets = if opts.filtersets.is_empty() {
@@ -429,7 +431,9 @@ fn test_phase(opts: &Options, project: &Project) -> PhaseResult<()> {
     let counts = outcome
         .counts
         .map_or_else(|| "no JUnit report to count from".into(), |c| c.to_string());
-    match outcome.verdict {
+    let verdict = outcome.verdict.clone();
+    *counted = Some(outcome);
+    match verdict {
         test_runner::Verdict::Passed => Ok(((), counts)),
         test_runner::Verdict::Failed => Err(Failure::Tests(counts)),
         test_runner::Verdict::NoTests => Err(Failure::Tests(format!(
@@ -475,26 +479,26 @@ fn teardown(
         result = project.teardown(policy, grace);
         leftovers = project.leftovers().ok();
     }
-    let note = match (
+    let failure = match (
         &result,
         leftovers.as_ref().and_then(|l| broken_promise(policy, l)),
     ) {
-        (Err(e), _) => format!("FAILED: {e}"),
-        (Ok(()), Some(broken)) => format!("FAILED: {broken}"),
-        (Ok(()), None) => match policy {
-            Policy::Keep if failed => keep_hint(opts, project),
-            Policy::Keep => format!(
-                "left running; remove it with `docker compose -p {} down --volumes`",
-                opts.project
-            ),
-            Policy::Stop => "containers stopped; the next run starts them again".into(),
-            Policy::Down => "containers and networks removed; volumes kept".into(),
-            Policy::Purge => {
-                "containers, networks, volumes and the project's images removed".into()
-            }
-        },
+        (Err(e), _) => Some(e.to_string()),
+        (Ok(()), broken) => broken,
     };
-    let failure = note.strip_prefix("FAILED: ").map(str::to_owned);
+    let note = match (&failure, policy) {
+        (Some(f), _) => format!("FAILED: {f}"),
+        (None, Policy::Keep) if failed => keep_hint(opts, project),
+        (None, Policy::Keep) => format!(
+            "left running; remove it with `docker compose -p {} down --volumes`",
+            opts.project
+        ),
+        (None, Policy::Stop) => "containers stopped; the next run starts them again".into(),
+        (None, Policy::Down) => "containers and networks removed; volumes kept".into(),
+        (None, Policy::Purge) => {
+            "containers, networks, volumes and the project's images removed".into()
+        }
+    };
     let status = if failure.is_some() {
         Status::Failed
     } else {

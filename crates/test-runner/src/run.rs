@@ -115,7 +115,7 @@ impl Invocation {
 
 /// Counts the test cases of a nextest JUnit report: each `<testcase>` is run;
 /// one holding `<failure>` or `<error>` failed, one holding `<skipped>` skipped.
-pub fn read_junit(path: &Utf8Path) -> Result<Counts> {
+fn read_junit(path: &Utf8Path) -> Result<Counts> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         path: path.to_string(),
         source,
