@@ -106,13 +106,14 @@ pub fn run() -> anyhow::Result<()> {
 
 fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String>) {
     let row = |what: &str, value: &str| println!("{what:<16} {value}");
-    let spec = match crate::certs::spec(config) {
-        Ok(spec) => spec,
-        Err(e) => {
-            problems.push(format!("certificates cannot be checked: {e:#}"));
-            return;
-        }
-    };
+    // One `docker compose config`: the service names the certificates must
+    // cover, and the ports to check. It needs the CLI, not the daemon.
+    let name = pipeline::e2e::project_name(config, &crate::project_root(), None, crate::in_ci());
+    let project = compose::Project::load(config.project_spec(Some(name)));
+    let services = project
+        .as_ref()
+        .map(|p| p.stack.services.keys().cloned().collect::<Vec<_>>());
+    let spec = pipeline::e2e::certs_spec(config, services.unwrap_or_default());
     match certs::ensure(&spec, certs::Mode::Check) {
         Ok(r) if r.action == certs::Action::Reused => {
             row("certificates", &format!("{} ({})", r.reason, spec.dir))
@@ -129,11 +130,14 @@ fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String
             config.path
         )),
     }
+    let project = match project {
+        Ok(p) => p,
+        Err(e) => return problems.push(format!("the compose stack does not load: {e}")),
+    };
     if !daemon {
         return;
     }
-    let project = pipeline::e2e::project_name(config, &crate::project_root(), None, crate::in_ci());
-    match compose::Project::load(config.project_spec(Some(project))).and_then(|p| p.port_status()) {
+    match project.port_status() {
         Ok(ports) => {
             for p in ports {
                 let state = match p.state {
@@ -150,6 +154,6 @@ fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String
                 row("port", &format!("{} ({}): {state}", p.port, p.service));
             }
         }
-        Err(e) => problems.push(format!("the compose stack does not load: {e}")),
+        Err(e) => problems.push(format!("the project's containers cannot be listed: {e}")),
     }
 }
