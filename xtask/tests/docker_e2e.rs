@@ -208,6 +208,13 @@ impl Run {
     }
 }
 
+/// The status the report gives a phase, if the phase ran.
+fn phase_status(report: &serde_json::Value, phase: &str) -> Option<String> {
+    let phases = report["phases"].as_array()?;
+    let p = phases.iter().find(|p| p["phase"] == phase)?;
+    p["status"].as_str().map(str::to_owned)
+}
+
 fn states(left: &Leftovers) -> Vec<String> {
     left.containers
         .iter()
@@ -332,12 +339,11 @@ fn ctrl_c_while_the_stack_starts_leaves_nothing_with_down() {
     let (run, _cleanup) = Run::new("int-up");
     // Signalled once a container runs and is still being waited for.
     let r = run.interrupt_when(&["--teardown", "down"], "(health: starting)");
-    assert!(
-        r.report["phases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["phase"] == "up" && p["status"] == "interrupted")
+    assert_eq!(
+        phase_status(&r.report, "up").as_deref(),
+        Some("interrupted"),
+        "{}",
+        r.report
     );
     assert_eq!(r.code, Some(130), "{}", r.output);
     assert_eq!(r.report["verdict"]["kind"], "interrupted", "{}", r.report);
@@ -365,15 +371,9 @@ fn ctrl_c_while_tests_run_leaves_nothing_with_down() {
     run.env.push(("E2E_SLOW_MS".into(), "60000".into()));
     let r = run.interrupt_when(&["--teardown", "down"], "Starting ");
     assert_eq!(r.code, Some(130), "{}", r.output);
-    let test = r.report["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["phase"] == "test")
-        .cloned();
     assert_eq!(
-        test.as_ref().map(|t| t["status"].clone()),
-        Some("interrupted".into()),
+        phase_status(&r.report, "test").as_deref(),
+        Some("interrupted"),
         "{}",
         r.report
     );
@@ -769,14 +769,12 @@ fn a_context_over_budget_fails_before_the_build_with_exit_1() {
         "{}",
         out.report
     );
-    let build = out.report["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["phase"] == "build")
-        .cloned()
-        .unwrap();
-    assert_eq!(build["status"], "failed");
+    assert_eq!(
+        phase_status(&out.report, "build").as_deref(),
+        Some("failed"),
+        "{}",
+        out.report
+    );
     assert!(
         run.leftovers().is_empty(),
         "nothing was built or started: {:?}",
