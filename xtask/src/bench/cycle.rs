@@ -8,7 +8,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
 use super::repo::{self, Flavor};
-use super::{Comparison, run_step, time};
+use super::{Comparison, compare, run_step, time};
 
 /// The naive cycle, as a script: the commands are the comparison.
 const NAIVE: &str = r#"#!/usr/bin/env bash
@@ -87,69 +87,59 @@ pub fn run(runs: usize, work: &Utf8Path, xtask: &Utf8Path) -> anyhow::Result<Vec
     // What unit tests would have left since the last run: the tool pays for cleaning it every time.
     let artifacts_back = || repo::write_artifacts(&tool.repo).map(drop);
 
+    // Each scenario keeps the phase times of its tool runs.
+    let with_phases = |mut c: Comparison| {
+        c.phases = phase_log.borrow_mut().drain(..).collect();
+        c
+    };
     let mut scenarios = Vec::new();
 
-    let mut cold = Comparison::new("cold", "naive script");
-    for round in 0..runs {
-        eprintln!("cycle: cold, round {}/{runs}", round + 1);
-        alternate(
-            round,
-            &mut cold,
-            || {
-                forget_everything(&sh, &naive.repo, NAIVE_PROJECT)?;
-                time(naive_cycle)
-            },
-            || {
-                forget_everything(&sh, &tool.repo, TOOL_PROJECT)?;
-                artifacts_back()?;
-                time(|| tool_cycle(&[]))
-            },
-        )?;
-    }
-    cold.phases = phase_log.borrow_mut().drain(..).collect();
-    scenarios.push(cold);
+    let cold = compare(
+        "cold",
+        "naive script",
+        runs,
+        |_| {
+            forget_everything(&sh, &naive.repo, NAIVE_PROJECT)?;
+            time(naive_cycle)
+        },
+        |_| {
+            forget_everything(&sh, &tool.repo, TOOL_PROJECT)?;
+            artifacts_back()?;
+            time(|| tool_cycle(&[]))
+        },
+    )?;
+    scenarios.push(with_phases(cold));
 
-    let mut rebuild = Comparison::new("warm-rebuild", "naive script");
-    let mut edits = 0;
-    for round in 0..runs {
-        eprintln!("cycle: warm-rebuild, round {}/{runs}", round + 1);
-        alternate(
-            round,
-            &mut rebuild,
-            || {
-                edits += 1;
-                repo::change_a_source(&naive.repo, edits)?;
-                time(naive_cycle)
-            },
-            || {
-                repo::change_a_source(&tool.repo, round + 1)?;
-                artifacts_back()?;
-                time(|| tool_cycle(&[]))
-            },
-        )?;
-    }
-    rebuild.phases = phase_log.borrow_mut().drain(..).collect();
-    scenarios.push(rebuild);
+    let rebuild = compare(
+        "warm-rebuild",
+        "naive script",
+        runs,
+        |round| {
+            repo::change_a_source(&naive.repo, round + 1)?;
+            time(naive_cycle)
+        },
+        |round| {
+            repo::change_a_source(&tool.repo, round + 1)?;
+            artifacts_back()?;
+            time(|| tool_cycle(&[]))
+        },
+    )?;
+    scenarios.push(with_phases(rebuild));
 
-    let mut cycle = Comparison::new("warm-cycle", "naive script");
-    for round in 0..runs {
-        eprintln!("cycle: warm-cycle, round {}/{runs}", round + 1);
-        alternate(
-            round,
-            &mut cycle,
-            || time(naive_cycle),
-            || {
-                artifacts_back()?;
-                time(|| tool_cycle(&[]))
-            },
-        )?;
-    }
-    cycle.phases = phase_log.borrow_mut().drain(..).collect();
-    scenarios.push(cycle);
+    let cycle = compare(
+        "warm-cycle",
+        "naive script",
+        runs,
+        |_| time(naive_cycle),
+        |_| {
+            artifacts_back()?;
+            time(|| tool_cycle(&[]))
+        },
+    )?;
+    scenarios.push(with_phases(cycle));
 
     // Bringing a stopped stack back to ready: the naive way is its `up`; the
     // tool's is a whole run that keeps the stack and runs no test.
-    let mut restart = Comparison::new("restart", "compose up --build --wait");
     let naive_dir = &naive.repo;
     let naive_port = naive.port.to_string();
     let naive_up = || -> anyhow::Result<()> {
@@ -168,53 +158,27 @@ pub fn run(runs: usize, work: &Utf8Path, xtask: &Utf8Path) -> anyhow::Result<Vec
     };
     naive_up()?;
     stop(NAIVE_PROJECT, &naive.repo)?;
-    for round in 0..runs {
-        eprintln!("cycle: restart, round {}/{runs}", round + 1);
-        alternate(
-            round,
-            &mut restart,
-            || {
-                let t = time(naive_up)?;
-                stop(NAIVE_PROJECT, &naive.repo)?;
-                Ok(t)
-            },
-            || {
-                let t = time(|| tool_cycle(&["--teardown", "keep", "--", "--no-run"]))?;
-                stop(TOOL_PROJECT, &tool.repo)?;
-                Ok(t)
-            },
-        )?;
-    }
-    restart.phases = phase_log.borrow_mut().drain(..).collect();
-    scenarios.push(restart);
+    let restart = compare(
+        "restart",
+        "compose up --build --wait",
+        runs,
+        |_| {
+            let t = time(naive_up)?;
+            stop(NAIVE_PROJECT, &naive.repo)?;
+            Ok(t)
+        },
+        |_| {
+            let t = time(|| tool_cycle(&["--teardown", "keep", "--", "--no-run"]))?;
+            stop(TOOL_PROJECT, &tool.repo)?;
+            Ok(t)
+        },
+    )?;
+    scenarios.push(with_phases(restart));
 
     for (project, side) in [(NAIVE_PROJECT, &naive), (TOOL_PROJECT, &tool)] {
         let _ = forget_project(&sh, &side.repo, project);
     }
     Ok(scenarios)
-}
-
-/// One round: both sides, the first one alternating between rounds so that
-/// drift in the machine's state hits both alike.
-fn alternate(
-    round: usize,
-    c: &mut Comparison,
-    mut naive: impl FnMut() -> anyhow::Result<f64>,
-    mut tool: impl FnMut() -> anyhow::Result<f64>,
-) -> anyhow::Result<()> {
-    if round.is_multiple_of(2) {
-        c.theirs.push(naive()?);
-        c.ours.push(tool()?);
-    } else {
-        c.ours.push(tool()?);
-        c.theirs.push(naive()?);
-    }
-    eprintln!(
-        "  naive {:.1} s, tool {:.1} s",
-        c.theirs.last().unwrap_or(&0.0),
-        c.ours.last().unwrap_or(&0.0)
-    );
-    Ok(())
 }
 
 /// Nothing cached: the project's containers, volumes and images, BuildKit's

@@ -173,6 +173,34 @@ fn table(rows: &[Comparison], theirs: &str, ours: &str) -> String {
     s
 }
 
+/// `runs` rounds of both sides, the first one alternating between rounds so
+/// that drift in the machine's state hits both alike. Each side gets the
+/// round's number and returns the seconds it timed.
+pub fn compare(
+    name: &'static str,
+    theirs_label: &'static str,
+    runs: usize,
+    mut theirs: impl FnMut(usize) -> anyhow::Result<f64>,
+    mut ours: impl FnMut(usize) -> anyhow::Result<f64>,
+) -> anyhow::Result<Comparison> {
+    let mut c = Comparison::new(name, theirs_label);
+    for round in 0..runs {
+        if round.is_multiple_of(2) {
+            c.theirs.push(theirs(round)?);
+            c.ours.push(ours(round)?);
+        } else {
+            c.ours.push(ours(round)?);
+            c.theirs.push(theirs(round)?);
+        }
+        let (t, o) = (c.theirs[round], c.ours[round]);
+        eprintln!(
+            "{name}: round {}/{runs}: {theirs_label} {t:.1} s, ours {o:.1} s",
+            round + 1
+        );
+    }
+    Ok(c)
+}
+
 /// Times `f`, which must succeed.
 pub fn time<T, E: Into<anyhow::Error>>(f: impl FnOnce() -> Result<T, E>) -> anyhow::Result<f64> {
     let start = Instant::now();

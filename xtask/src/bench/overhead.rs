@@ -3,7 +3,7 @@
 
 use xshell::cmd;
 
-use super::{Comparison, run_step, time};
+use super::{Comparison, compare, run_step, time};
 
 const PROJECT: &str = "bench-overhead";
 
@@ -50,17 +50,13 @@ pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> 
     // Warm both: binaries, images, certificates, a stopped stack.
     tool()?;
     bare()?;
-    let mut c = Comparison::new("overhead", "bare commands");
-    for round in 0..runs {
-        eprintln!("overhead: round {}/{runs}", round + 1);
-        if round.is_multiple_of(2) {
-            c.theirs.push(time(bare)?);
-            c.ours.push(time(tool)?);
-        } else {
-            c.ours.push(time(tool)?);
-            c.theirs.push(time(bare)?);
-        }
-    }
+    let c = compare(
+        "overhead",
+        "bare commands",
+        runs,
+        |_| time(bare),
+        |_| time(tool),
+    )?;
     let _ = run_step(
         cmd!(
             sh,
