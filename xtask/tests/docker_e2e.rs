@@ -95,21 +95,42 @@ impl Run {
     }
 
     /// A config like docker/e2e.yaml with an override compose file added.
-    fn with_override(mut self, override_yaml: &str, readiness_s: u64) -> Run {
-        let dir = Utf8Path::from_path(self._tmp.path()).unwrap().to_owned();
+    fn with_override(self, override_yaml: &str, readiness_s: u64) -> Run {
+        let dir = self.dir();
         std::fs::write(dir.join("override.yaml"), override_yaml).unwrap();
+        let extra = format!("readiness:\n  timeout_s: {readiness_s}\nteardown:\n  grace_s: 1\n");
+        self.with_config(&[dir.join("override.yaml")], &root().join(".e2e"), &extra)
+    }
+
+    /// A config for the demo stack with more compose files, certificates under
+    /// `certs_root` (certs/ and ca/), and `extra` keys.
+    fn with_config(
+        mut self,
+        more_files: &[Utf8PathBuf],
+        certs_root: &Utf8Path,
+        extra: &str,
+    ) -> Run {
         let r = root();
+        let files: Vec<String> = std::iter::once(r.join("docker/compose.yaml"))
+            .chain(more_files.iter().cloned())
+            .map(|f| f.to_string())
+            .collect();
         let config = format!(
-            "compose:\n  files: [{r}/docker/compose.yaml, {dir}/override.yaml]\n\
-             certs:\n  dir: {r}/.e2e/certs\n  ca_key_dir: {r}/.e2e/ca\n\
+            "compose:\n  files: [{}]\n\
+             certs:\n  dir: {certs_root}/certs\n  ca_key_dir: {certs_root}/ca\n\
              stage:\n  - {{ package: demo-backend, to: {r}/docker/backend/bin }}\n  - {{ package: demo-gateway, to: {r}/docker/gateway/bin }}\n\
-             readiness:\n  timeout_s: {readiness_s}\n\
-             tests:\n  env:\n    E2E_GATEWAY_URL: \"https://{{gateway:8443}}\"\n\
-             teardown:\n  grace_s: 1\n"
+             tests:\n  packages: [e2e-tests]\n  env:\n    E2E_GATEWAY_URL: \"https://{{gateway:8443}}\"\n{extra}",
+            files.join(", ")
         );
-        std::fs::write(dir.join("e2e.yaml"), config).unwrap();
-        self.config = Some(dir.join("e2e.yaml"));
+        let path = self.dir().join("e2e.yaml");
+        std::fs::write(&path, config).unwrap();
+        self.config = Some(path);
         self
+    }
+
+    /// The run's own temporary folder.
+    fn dir(&self) -> Utf8PathBuf {
+        Utf8Path::from_path(self._tmp.path()).unwrap().to_owned()
     }
 
     fn expression(&self, extra: &[&str]) -> duct::Expression {
@@ -743,19 +764,8 @@ fn a_context_over_budget_fails_before_the_build_with_exit_1() {
     if compose::testing::engine_or_skip("a_context_over_budget").is_none() {
         return;
     }
-    let (mut run, _cleanup) = Run::new("budget");
-    let r = root();
-    let config = format!(
-        "compose:\n  files: [{r}/docker/compose.yaml]\ncontext:\n  budget: 1KB\n\
-         certs:\n  dir: {r}/.e2e/certs\n  ca_key_dir: {r}/.e2e/ca\n\
-         stage:\n  - {{ package: demo-backend, to: {r}/docker/backend/bin }}\n  - {{ package: demo-gateway, to: {r}/docker/gateway/bin }}\n\
-         tests:\n  env:\n    E2E_GATEWAY_URL: \"https://{{gateway:8443}}\"\n"
-    );
-    let path = Utf8Path::from_path(run._tmp.path())
-        .unwrap()
-        .join("e2e.yaml");
-    std::fs::write(&path, config).unwrap();
-    run.config = Some(path);
+    let (run, _cleanup) = Run::new("budget");
+    let run = run.with_config(&[], &root().join(".e2e"), "context:\n  budget: 1KB\n");
     let out = run.run(&[]);
     assert_eq!(out.code, Some(1), "{}", out.output);
     assert!(
@@ -826,4 +836,40 @@ fn failing_tests_exit_1_with_their_counts_and_a_bundle() {
         r.report
     );
     assert!(run.leftovers().is_empty(), "{:?}", run.leftovers());
+}
+
+#[test]
+fn certificates_replaced_between_runs_recreate_the_running_containers() {
+    if compose::testing::engine_or_skip("certificates_replaced_between_runs").is_none() {
+        return;
+    }
+    let (run, _cleanup) = Run::new("recerts");
+    // Its own certificates: replacing them must not disturb tests running alongside.
+    let certs_root = run.dir();
+    let run = run.with_config(&[], &certs_root, "");
+    let r = run.run(&["--teardown", "keep"]);
+    assert_eq!(r.code, Some(0), "{}", r.output);
+    let r = run.run(&["--teardown", "keep"]);
+    assert_eq!(
+        r.report["containers"]["reused"], 2,
+        "unchanged certificates: reused\n{}",
+        r.report
+    );
+    // Replaced outside a run, as a user does; the next run finds them valid.
+    let config = run.config.clone().unwrap();
+    let out = duct::cmd(BIN, ["certs", "--config", config.as_str(), "--force"])
+        .dir(root())
+        .stdout_capture()
+        .run()
+        .unwrap();
+    assert!(out.status.success());
+    let r = run.run(&["--teardown", "purge"]);
+    assert_eq!(
+        r.code,
+        Some(0),
+        "the tests trust the new CA, so the gateway must serve the new certificate\n{}",
+        r.output
+    );
+    assert_eq!(r.report["certs"]["action"], "reused", "{}", r.report);
+    assert_eq!(r.report["containers"]["created"], 2, "{}", r.report);
 }

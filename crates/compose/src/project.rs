@@ -2,7 +2,7 @@
 //! with our own readiness polling, teardown, and the failure bundle.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
@@ -127,8 +127,10 @@ pub struct UpSummary {
 pub struct UpOptions {
     /// How long services may take to become ready.
     pub timeout: Duration,
-    /// Recreate even unchanged containers (files they mount changed, e.g. certificates).
-    pub force_recreate: bool,
+    /// Files the containers read at start (certificates) last changed then:
+    /// a running container started before it holds the old ones, and Compose,
+    /// which sees no config change, would reuse it. Then all are recreated.
+    pub mounted_files_changed: Option<SystemTime>,
 }
 
 /// Whether a service's image changed in a build.
@@ -331,7 +333,11 @@ impl Project {
         // has returned, such a container is not judged.
         let before: BTreeMap<String, String> =
             self.ps()?.into_iter().map(|c| (c.id, c.state)).collect();
-        let recreate = opts.force_recreate.then_some("--force-recreate");
+        let stale = match opts.mounted_files_changed {
+            Some(changed) => self.any_running_started_before(&before, changed)?,
+            None => false,
+        };
+        let recreate = stale.then_some("--force-recreate");
         let up = self.compose(
             ["up", "--detach", "--no-build", "--remove-orphans"]
                 .into_iter()
@@ -422,6 +428,42 @@ impl Project {
             // `ps` itself takes ~0.1 s: together a state change is seen within ~0.2 s.
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Whether a running container (of `containers`: id to state) started
+    /// before `time`; one `docker inspect`, only when some run.
+    fn any_running_started_before(
+        &self,
+        containers: &BTreeMap<String, String>,
+        time: SystemTime,
+    ) -> Result<bool> {
+        let running: Vec<&str> = containers
+            .iter()
+            .filter(|(_, s)| *s == "running")
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if running.is_empty() {
+            return Ok(false);
+        }
+        let args = ["inspect", "--format", "{{.State.StartedAt}}"]
+            .into_iter()
+            .chain(running);
+        let cmd = Cmd::docker(args);
+        let text = cmd.text(&self.spec.dir)?;
+        for line in text.lines() {
+            let started = time::OffsetDateTime::parse(
+                line.trim(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map_err(|e| Error::Parse {
+                command: cmd.to_string(),
+                detail: format!("{line}: {e}"),
+            })?;
+            if SystemTime::from(started) < time {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// A failed service's last log lines and last health-check output, for the error.

@@ -175,18 +175,14 @@ fn body(opts: &Options, project: &Project, phases: &mut Phases) -> Result<(), Ve
     } else {
         phases.report.cleaned = phases.run(Phase::Clean, |_| clean_phase(opts, project))?;
     }
-    let certs = phases.run(Phase::Certs, |_| certs_phase(opts, project))?;
-    let certs_changed = certs.action != certs::Action::Reused;
-    phases.report.certs = Some(certs);
+    phases.report.certs = Some(phases.run(Phase::Certs, |_| certs_phase(opts, project))?);
     if opts.no_build {
         phases.skip(Phase::Build, "--no-build");
     } else {
         (phases.report.contexts, phases.report.images) =
             phases.run(Phase::Build, |_| build_phase(opts, project))?;
     }
-    let up = phases.run(Phase::Up, |progress| {
-        up_phase(opts, project, certs_changed, progress)
-    })?;
+    let up = phases.run(Phase::Up, |progress| up_phase(opts, project, progress))?;
     phases.report.containers = Some(up);
     // A failing phase hands back only its verdict: the counts travel aside.
     let mut counted = None;
@@ -379,17 +375,26 @@ fn build_phase(
     Ok(((contexts, images), note))
 }
 
+/// When the certificate folder's files last changed (by the certs phase, or
+/// by `cargo xtask certs` between runs).
+fn newest_certificate(opts: &Options) -> Option<std::time::SystemTime> {
+    let dir = opts.config.resolve(&opts.config.certs.dir);
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+        .max()
+}
+
 fn up_phase(
     opts: &Options,
     project: &Project,
-    certs_changed: bool,
     progress: &mut dyn Progress,
 ) -> PhaseResult<compose::UpSummary> {
     // A running container holds the certificates it read at start: new ones
     // need new containers, which Compose would not make for unchanged config.
     let up_opts = UpOptions {
         timeout: Duration::from_secs(opts.config.readiness.timeout_s),
-        force_recreate: certs_changed,
+        mounted_files_changed: newest_certificate(opts),
     };
     let up = project
         .up_and_wait(up_opts, |pending| {
