@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use xshell::{Shell, cmd};
 
-use crate::exit::{Interrupted, Limit};
+use cargo_e2e::exit::{Interrupted, Limit};
 
-/// One named check.
+/// One named check, and what to do when it fails.
 pub struct Step<'a> {
     pub name: &'static str,
     pub cmd: xshell::Cmd<'a>,
+    pub fix: &'static str,
 }
 
 #[derive(Debug)]
@@ -20,12 +21,19 @@ pub struct StepResult {
     pub name: &'static str,
     pub ok: bool,
     pub took: Duration,
+    pub fix: &'static str,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-pub fn run() -> anyhow::Result<()> {
+pub fn run(flags: &crate::Ci) -> anyhow::Result<()> {
     let sh = crate::shell()?;
+    if flags.dry_run {
+        for step in plan(&sh)? {
+            println!("{:<30} {}", step.name, step.cmd);
+        }
+        return Ok(());
+    }
     // In CI a skipped Docker-backed test must fail; `E2E_REQUIRE_DOCKER=0` opts out.
     if std::env::var_os(compose::testing::REQUIRE_VAR).is_none() {
         sh.set_var(compose::testing::REQUIRE_VAR, "1");
@@ -53,10 +61,12 @@ pub fn run() -> anyhow::Result<()> {
 /// then the e2e run of the demo stack, purged afterwards (JUnit in target/nextest/e2e/).
 pub fn plan(sh: &Shell) -> anyhow::Result<Vec<Step<'_>>> {
     let xtask = std::env::current_exe()?;
+    let pid = std::process::id().to_string();
     Ok(vec![
         Step {
             name: "fmt",
             cmd: cmd!(sh, "cargo fmt --all -- --check"),
+            fix: "run `cargo fmt --all`",
         },
         Step {
             name: "clippy",
@@ -64,14 +74,19 @@ pub fn plan(sh: &Shell) -> anyhow::Result<Vec<Step<'_>>> {
                 sh,
                 "cargo clippy --workspace --all-targets --locked -- -D warnings"
             ),
+            fix: "fix the warnings above; `cargo clippy --fix --workspace --all-targets` mends some",
         },
         Step {
             name: "tests (unit + Docker-backed)",
             cmd: cmd!(sh, "cargo nextest run --workspace --locked --profile ci"),
+            fix: "rerun one with `cargo nextest run --profile ci -E 'test(NAME)'`; the JUnit report is target/nextest/ci/junit.xml",
         },
+        // Its own project name: a developer's kept stack (`e2e-<checkout>`) is
+        // not purged by running ci.
         Step {
             name: "e2e (demo stack, purge)",
-            cmd: cmd!(sh, "{xtask} e2e --teardown purge"),
+            cmd: cmd!(sh, "{xtask} e2e --teardown purge --project e2e-ci-{pid}"),
+            fix: "rerun it with `cargo xtask e2e --keep-on-failure` and read the bundle it names",
         },
     ])
 }
@@ -98,12 +113,16 @@ pub fn execute(steps: Vec<Step<'_>>) -> Vec<StepResult> {
             name: step.name,
             ok,
             took,
+            fix: step.fix,
         });
     }
     results
 }
 
 fn summary(results: &[StepResult]) -> anyhow::Result<()> {
+    for r in results.iter().filter(|r| !r.ok) {
+        eprintln!("  {} failed: {}", r.name, r.fix);
+    }
     let failed: Vec<&str> = results.iter().filter(|r| !r.ok).map(|r| r.name).collect();
     if failed.is_empty() {
         Ok(())
@@ -134,12 +153,14 @@ mod tests {
             Step {
                 name: "fmt",
                 cmd: cmd!(sh, "cargo fmt -- --check").quiet(),
+                fix: "run `cargo fmt --all`",
             },
             Step {
                 name: "metadata",
                 cmd: cmd!(sh, "cargo metadata --format-version 1 --no-deps")
                     .quiet()
                     .ignore_stdout(),
+                fix: "",
             },
         ];
         let results = execute(steps);

@@ -1,40 +1,71 @@
-//! `cargo xtask`: parses flags, calls the workspace's crates, prints, exits.
+//! `cargo xtask`: this repository's own commands (bench, ci) beside the
+//! ones every workspace gets from cargo-e2e, which it hands over to.
 
 mod bench;
-mod certs;
 mod ci;
-mod clean_context;
-mod doctor;
-mod e2e;
-mod exit;
-mod flags;
-mod progress;
 
 use std::process::ExitCode;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
-fn main() -> ExitCode {
-    let flags = flags::Xtask::parse();
-    let result = match flags.command {
-        flags::Command::E2e(f) => e2e::run(&f),
-        flags::Command::CleanContext(f) => clean_context::run(&f),
-        flags::Command::Certs(f) => certs::run(&f),
-        flags::Command::Doctor => doctor::run(),
-        flags::Command::Bench(f) => bench::run(&f),
-        flags::Command::Ci => ci::run(),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            exit::code(&err)
-        }
-    }
+/// Fast, leak-proof end-to-end runs against a Docker Compose stack, and this
+/// repository's benchmarks and CI.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
+struct Xtask {
+    #[command(subcommand)]
+    command: Command,
 }
 
-/// The workspace root: xtask lives one level below it.
+#[derive(Debug, Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Tool(cargo_e2e::Command),
+    /// Benchmarks, side by side with the tools they replace.
+    Bench(Bench),
+    /// Everything CI checks: formatting, clippy, unit and Docker-backed tests, an e2e run.
+    Ci(Ci),
+}
+
+#[derive(Debug, Args)]
+pub struct Bench {
+    /// Fewer rounds (2 per cycle scenario): the whole run under ten minutes on 2 cores.
+    #[arg(long)]
+    pub quick: bool,
+    /// Run only these parts [default: all]. The cycle part clears the engine's
+    /// BuildKit cache for its cold scenario.
+    #[arg(long, value_enum, value_name = "PART")]
+    pub only: Vec<BenchPart>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchPart {
+    /// The naive E2E script against cargo xtask e2e on a ~650 MiB repository.
+    Cycle,
+    /// The pipeline against the bare commands it runs.
+    Overhead,
+    /// The context walk against find and du.
+    Walk,
+}
+
+#[derive(Debug, Args)]
+pub struct Ci {
+    /// Print the steps and their commands; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn main() -> ExitCode {
+    let result = match Xtask::parse().command {
+        Command::Tool(cmd) => cargo_e2e::run(cmd),
+        Command::Bench(f) => bench::run(&f),
+        Command::Ci(f) => ci::run(&f),
+    };
+    cargo_e2e::finish(result)
+}
+
+/// This repository's root: xtask lives one level below it.
 pub fn project_root() -> Utf8PathBuf {
     Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -50,9 +81,9 @@ pub fn shell() -> anyhow::Result<xshell::Shell> {
 }
 
 /// A nested cargo command without the variables `cargo run` set for us, so it
-/// shares the build cache with `cargo xtask` (see `compose::run::CARGO_RUN_VARS`).
+/// shares the build cache with `cargo xtask` (see `process::CARGO_RUN_VARS`).
 pub fn nested_cargo(cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
-    compose::run::CARGO_RUN_VARS
+    process::CARGO_RUN_VARS
         .iter()
         .fold(cmd, |c, var| c.env_remove(var))
 }
@@ -63,16 +94,9 @@ pub fn target_dir() -> Utf8PathBuf {
         .map_or_else(|_| project_root().join("target"), Utf8PathBuf::from)
 }
 
-/// Whether this runs under CI (the `CI` variable most CI systems set).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// The config file: `--config`, else `docker/e2e.yaml` in the workspace.
-pub fn load_config(flag: Option<&Utf8Path>) -> anyhow::Result<pipeline::Config> {
-    let path = flag.map_or_else(
-        || project_root().join("docker/e2e.yaml"),
-        Utf8Path::to_owned,
-    );
-    Ok(pipeline::Config::load(&path)?)
+/// This repository's config and workspace.
+pub fn load_config() -> anyhow::Result<(pipeline::Workspace, pipeline::Config)> {
+    let ws = pipeline::Workspace::discover(&project_root())?;
+    let config = pipeline::Config::load(&project_root().join("docker/e2e.yaml"), &ws)?;
+    Ok((ws, config))
 }

@@ -35,3 +35,27 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             format!("`{text}` is not a size ({e}); write it like 500MB, 1.5GiB or 1048576")
         })
 }
+
+/// A size as a config file writes it (`50MB`, `1.5GiB`, `1048576`), read
+/// once into bytes, with [`parse_size`]'s message on a bad one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Size(pub u64);
+
+impl<'de> serde::Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Size;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size such as 500MB, 1.5GiB or 1048576")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Size, E> {
+                Ok(Size(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Size, E> {
+                parse_size(v).map(Size).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}

@@ -4,7 +4,7 @@ use camino::Utf8Path;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::run::Cmd;
+use process::Cmd;
 
 /// Which Compose answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -40,9 +40,9 @@ impl Engine {
         let here = Utf8Path::new(".");
         let (client, info, compose) = std::thread::scope(|s| {
             // `docker --version` answers without a daemon; `docker version` does not.
-            let client = s.spawn(|| Cmd::docker(["--version"]).text(here));
+            let client = s.spawn(|| crate::docker(["--version"]).text(here));
             let fmt = "{{.ServerVersion}}|{{.OSType}}|{{.Driver}}";
-            let info = s.spawn(move || Cmd::docker(["info", "--format", fmt]).text(here));
+            let info = s.spawn(move || crate::docker(["info", "--format", fmt]).text(here));
             let compose = s.spawn(|| detect_compose(here));
             let lost = "detection does not panic";
             (
@@ -66,7 +66,9 @@ impl Engine {
                 )
             }
             // Docker's own words say why (no socket, permission, TLS), not our command line.
-            Err(Error::Failed { stderr, .. }) => (None, None, None, Some(first_line(&stderr))),
+            Err(process::Error::Failed { stderr, .. }) => {
+                (None, None, None, Some(first_line(&stderr)))
+            }
             Err(e) => (None, None, None, Some(first_line(&e.to_string()))),
         };
         let buildkit = matches!(
@@ -91,7 +93,7 @@ impl Engine {
             return Some(format!("{h} (DOCKER_HOST)"));
         }
         let fmt = "{{.Endpoints.docker.Host}} (context {{.Name}})";
-        Cmd::docker(["context", "inspect", "--format", fmt])
+        crate::docker(["context", "inspect", "--format", fmt])
             .text(Utf8Path::new("."))
             .ok()
     }
@@ -115,7 +117,7 @@ impl Engine {
 }
 
 fn detect_compose(here: &Utf8Path) -> ComposeFlavor {
-    if let Ok(v) = Cmd::docker(["compose", "version", "--short"]).text(here) {
+    if let Ok(v) = crate::docker(["compose", "version", "--short"]).text(here) {
         return ComposeFlavor::Plugin(v.trim_start_matches('v').to_owned());
     }
     let standalone = Cmd::new("docker-compose", ["version", "--short"]);

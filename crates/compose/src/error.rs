@@ -49,3 +49,24 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A process error in Docker's words: a docker CLI that cannot start gets the
+/// hint that installs it.
+impl From<process::Error> for Error {
+    fn from(e: process::Error) -> Error {
+        match e {
+            process::Error::Spawn {
+                command, source, ..
+            } => Error::Spawn { command, source },
+            process::Error::Failed {
+                command,
+                status,
+                stderr,
+            } => Error::Failed {
+                command,
+                status,
+                stderr,
+            },
+        }
+    }
+}

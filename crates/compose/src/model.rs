@@ -7,7 +7,6 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::run::Cmd;
 
 /// Which files and profiles make the project.
 #[derive(Debug, Clone, Default)]
@@ -70,6 +69,24 @@ pub struct Port {
     pub protocol: Option<String>,
 }
 
+impl Service {
+    /// Whether Docker runs a healthcheck for it (`disable: true` is none).
+    pub fn has_healthcheck(&self) -> bool {
+        self.healthcheck
+            .as_ref()
+            .is_some_and(|h| h.get("disable") != Some(&serde_json::Value::Bool(true)))
+    }
+
+    /// The container ports it publishes over TCP.
+    pub fn published_tcp(&self) -> Vec<u16> {
+        self.ports
+            .iter()
+            .filter(|p| p.published.is_some() && p.protocol.as_deref() != Some("udp"))
+            .map(|p| p.target)
+            .collect()
+    }
+}
+
 impl Build {
     /// The Dockerfile's path; Compose leaves it relative to the context.
     pub fn dockerfile_path(&self) -> Utf8PathBuf {
@@ -90,7 +107,7 @@ impl Stack {
     pub fn load(spec: &ProjectSpec) -> Result<Stack> {
         let mut args = spec.args();
         args.extend(["config".into(), "--format".into(), "json".into()]);
-        let cmd = Cmd::docker(args).envs(&spec.env);
+        let cmd = crate::docker(args).envs(&spec.env);
         let json = cmd.output(&spec.dir)?;
         serde_json::from_slice(&json).map_err(|e| Error::Parse {
             command: cmd.to_string(),

@@ -5,7 +5,6 @@
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::error::{Error, Result};
-use crate::run::Cmd;
 
 /// The Dockerfile text every oracle build uses.
 pub const DOCKERFILE: &str = "FROM scratch\nCOPY . /ctx/\n";
@@ -42,7 +41,7 @@ pub fn list_contexts(cases: &[Case]) -> Result<Vec<Vec<Box<[u8]>>>> {
     let compose = |args: &[&str]| {
         let mut all = vec!["compose", "-f", file.as_str(), "-p", &project];
         all.extend_from_slice(args);
-        Cmd::docker(all.iter().map(|s| s.to_string()))
+        crate::docker(all.iter().map(|s| s.to_string()))
     };
     compose(&["build", "--progress", "plain"]).output(work_dir)?;
     let result = (0..cases.len())
@@ -54,15 +53,15 @@ pub fn list_contexts(cases: &[Case]) -> Result<Vec<Vec<Box<[u8]>>>> {
     let mut rmi = vec!["rmi".to_owned(), "--force".to_owned()];
     rmi.extend(images);
     // Cleanup failure must not hide the listing; the images are tiny.
-    let _ = Cmd::docker(rmi).output(work_dir);
+    let _ = crate::docker(rmi).output(work_dir);
     result
 }
 
 fn export_listing(dir: &Utf8Path, image: &str) -> Result<Vec<Box<[u8]>>> {
     // A scratch image has no command; `create` needs one, and it never runs.
-    let id = Cmd::docker(["create", image, "/never-run"]).text(dir)?;
-    let tar = Cmd::docker(["export", &id]).output(dir);
-    let _ = Cmd::docker(["rm", "--force", &id]).output(dir);
+    let id = crate::docker(["create", image, "/never-run"]).text(dir)?;
+    let tar = crate::docker(["export", &id]).output(dir);
+    let _ = crate::docker(["rm", "--force", &id]).output(dir);
     let tar = tar?;
     let mut names = Vec::new();
     let mut archive = tar::Archive::new(&tar[..]);

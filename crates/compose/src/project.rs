@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::{ProjectSpec, Stack};
-use crate::run::{Cmd, GroupOptions, GroupOutput};
+use crate::readiness::{Probe, Readiness, check, default_probes, judge_state, worst};
+use process::{Cmd, GroupOptions, GroupOutput};
 
 /// What to leave behind after a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,8 +66,36 @@ pub struct Container {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Publisher {
+    #[serde(default, rename = "URL")]
+    pub url: String,
+    #[serde(default)]
+    pub target_port: u16,
+    /// 0 when the port is exposed but not published.
     #[serde(default)]
     pub published_port: u16,
+    #[serde(default)]
+    pub protocol: String,
+}
+
+impl Container {
+    /// `HOST:PORT` where the engine publishes this container's TCP `target`
+    /// port, as the engine reports it (so ports the engine picked are found too).
+    pub fn published(&self, target: u16) -> Option<String> {
+        let p =
+            self.publishers.iter().flatten().find(|p| {
+                p.target_port == target && p.published_port != 0 && p.protocol != "udp"
+            })?;
+        // Published on every address: the loopback one reaches it from here.
+        let host = match p.url.as_str() {
+            "" | "0.0.0.0" | "::" => "127.0.0.1",
+            ip => ip,
+        };
+        Some(if host.contains(':') {
+            format!("[{host}]:{}", p.published_port)
+        } else {
+            format!("{host}:{}", p.published_port)
+        })
+    }
 }
 
 /// `docker inspect`'s `.State.Health`.
@@ -82,14 +111,6 @@ struct Health {
 struct HealthProbe {
     exit_code: i64,
     output: String,
-}
-
-/// Where one service stands while we wait.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Readiness {
-    Ready,
-    Waiting(String),
-    Failed(String),
 }
 
 /// A published host port and who has it.
@@ -108,6 +129,9 @@ pub enum PortState {
     Ours,
     /// Held by someone else, named.
     Taken(String),
+    /// We may not bind it ourselves (a port below 1024 for a user who is not
+    /// root): no evidence either way. The engine, which binds it, decides.
+    Unknown(String),
 }
 
 /// What `up` did to each container.
@@ -123,7 +147,7 @@ pub struct UpSummary {
 }
 
 /// How `up` runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct UpOptions {
     /// How long services may take to become ready.
     pub timeout: Duration,
@@ -131,6 +155,8 @@ pub struct UpOptions {
     /// a running container started before it holds the old ones, and Compose,
     /// which sees no config change, would reuse it. Then all are recreated.
     pub mounted_files_changed: Option<SystemTime>,
+    /// How a service is judged ready where the default does not fit.
+    pub probes: BTreeMap<String, Probe>,
 }
 
 /// Whether a service's image changed in a build.
@@ -143,14 +169,23 @@ pub struct ImageBuild {
 }
 
 /// What is left of a project on the engine.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leftovers {
-    /// `name state`
-    pub containers: Vec<String>,
+    pub containers: Vec<LeftContainer>,
     pub networks: Vec<String>,
     pub volumes: Vec<String>,
     /// Images Compose built and named after the project (`<project>-<service>`).
     pub images: Vec<String>,
+    /// Untagged images labelled with the project: what each rebuild leaves
+    /// behind when it replaces the tag (by ID).
+    pub dangling_images: Vec<String>,
+}
+
+/// A container left behind, and its state (`running`, `exited`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftContainer {
+    pub name: String,
+    pub state: String,
 }
 
 impl Leftovers {
@@ -159,6 +194,56 @@ impl Leftovers {
             && self.networks.is_empty()
             && self.volumes.is_empty()
             && self.images.is_empty()
+            && self.dangling_images.is_empty()
+    }
+
+    /// What the engine holds that `policy` said it would not, in words.
+    pub fn broken_promise(&self, policy: Policy) -> Option<String> {
+        let running: Vec<&str> = self
+            .containers
+            .iter()
+            .filter(|c| c.state == "running")
+            .map(|c| c.name.as_str())
+            .collect();
+        let names: Vec<&str> = self.containers.iter().map(|c| c.name.as_str()).collect();
+        match policy {
+            Policy::Keep => None,
+            Policy::Stop if !running.is_empty() => Some(format!("still running: {running:?}")),
+            Policy::Stop => None,
+            Policy::Down if !names.is_empty() || !self.networks.is_empty() => Some(format!(
+                "left behind: containers {names:?}, networks {:?}",
+                self.networks
+            )),
+            Policy::Down => None,
+            Policy::Purge if !self.is_empty() => Some(format!("left behind: {self}")),
+            Policy::Purge => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Leftovers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return f.write_str("nothing");
+        }
+        let containers: Vec<String> = self
+            .containers
+            .iter()
+            .map(|c| format!("{} ({})", c.name, c.state))
+            .collect();
+        let parts = [
+            ("containers", containers),
+            ("networks", self.networks.clone()),
+            ("volumes", self.volumes.clone()),
+            ("images", self.images.clone()),
+            ("dangling images", self.dangling_images.clone()),
+        ];
+        let shown: Vec<String> = parts
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(what, v)| format!("{what} {}", v.join(", ")))
+            .collect();
+        f.write_str(&shown.join("; "))
     }
 }
 
@@ -190,7 +275,7 @@ impl Project {
             all.extend(["-p".to_owned(), self.stack.name.clone()]);
         }
         all.extend(args.into_iter().map(Into::into));
-        Cmd::docker(all)
+        crate::docker(all)
             .envs(&self.spec.env)
             // Older tools build with BuildKit only when asked; Compose v2 always does.
             .env("DOCKER_BUILDKIT", "1")
@@ -286,10 +371,11 @@ impl Project {
                     .unwrap_or_else(|| "0.0.0.0".into());
                 let state = if ours.contains(&published) {
                     PortState::Ours
-                } else if std::net::TcpListener::bind((ip.as_str(), published)).is_ok() {
-                    PortState::Free
                 } else {
-                    PortState::Taken(holder(published))
+                    match std::net::TcpListener::bind((ip.as_str(), published)) {
+                        Ok(_) => PortState::Free,
+                        Err(e) => port_state(&e, || holder(published)),
+                    }
                 };
                 out.push(PortStatus {
                     port: published,
@@ -329,6 +415,7 @@ impl Project {
         mut waiting: impl FnMut(&[(String, String)]),
     ) -> Result<UpSummary> {
         let start = Instant::now();
+        let up_started = unix_time();
         // A container a previous run stopped still says `exited`: until `up`
         // has returned, such a container is not judged.
         let before: BTreeMap<String, String> =
@@ -352,7 +439,7 @@ impl Project {
         let mut child = Some(std::thread::spawn(move || cmd.run_group(&dir, group)));
         // Stops `up` if it still runs, and waits for its thread: nothing outlives the wait.
         let stop_up = |child: &mut Option<std::thread::JoinHandle<_>>| {
-            crate::interrupt::terminate_running();
+            process::interrupt::terminate_running();
             if let Some(h) = child.take() {
                 let _ = h.join();
             }
@@ -360,7 +447,7 @@ impl Project {
         let mut up_out: Option<GroupOutput> = None;
         let mut last: Vec<(String, String)> = Vec::new();
         loop {
-            if crate::interrupt::is_requested() {
+            if process::interrupt::is_requested() {
                 stop_up(&mut child);
                 return Err(Error::Interrupted);
             }
@@ -369,7 +456,13 @@ impl Project {
             }
             let containers = self.ps()?;
             let fresh = |c: &Container| up_out.is_some() || before.get(&c.id) != Some(&c.state);
-            let states = self.readiness(&containers, fresh);
+            // A container that ran before `up` keeps its old log: a line from
+            // an earlier start must not count as ready now.
+            let since = |c: &Container| match before.get(&c.id).map(String::as_str) {
+                Some("running") => 0,
+                _ => up_started.saturating_sub(1),
+            };
+            let states = self.readiness(&containers, &opts.probes, fresh, since);
             // A service that failed explains more than Compose's own error does.
             if let Some((service, detail)) = states.iter().find_map(|(s, r)| match r {
                 Readiness::Failed(why) => Some((s.clone(), why.clone())),
@@ -448,7 +541,7 @@ impl Project {
         let args = ["inspect", "--format", "{{.State.StartedAt}}"]
             .into_iter()
             .chain(running);
-        let cmd = Cmd::docker(args);
+        let cmd = crate::docker(args);
         let text = cmd.text(&self.spec.dir)?;
         for line in text.lines() {
             let started = time::OffsetDateTime::parse(
@@ -480,8 +573,9 @@ impl Project {
             ));
         }
         for c in containers.iter().filter(|c| c.service == service) {
-            if let Ok(json) = Cmd::docker(["inspect", "--format", "{{json .State.Health}}", &c.id])
-                .text(&self.spec.dir)
+            if let Ok(json) =
+                crate::docker(["inspect", "--format", "{{json .State.Health}}", &c.id])
+                    .text(&self.spec.dir)
                 && let Ok(health) = serde_json::from_str::<Health>(&json)
                 && let Some(last) = health.log.last()
             {
@@ -498,7 +592,9 @@ impl Project {
     fn readiness(
         &self,
         containers: &[Container],
+        probes: &BTreeMap<String, Probe>,
         fresh: impl Fn(&Container) -> bool,
+        since: impl Fn(&Container) -> u64,
     ) -> Vec<(String, Readiness)> {
         self.stack
             .services
@@ -506,22 +602,48 @@ impl Project {
             .map(|(name, service)| {
                 let mine: Vec<&Container> =
                     containers.iter().filter(|c| &c.service == name).collect();
+                let probes = probes.get(name).map_or_else(
+                    || default_probes(service.has_healthcheck(), &service.published_tcp()),
+                    |p| vec![p.clone()],
+                );
                 let r = if mine.is_empty() {
                     Readiness::Waiting("not created yet".into())
                 } else {
                     mine.iter()
                         .map(|c| {
-                            if fresh(c) {
-                                judge(c, service.healthcheck.is_some())
-                            } else {
-                                Readiness::Waiting("starting".into())
+                            if !fresh(c) {
+                                return Readiness::Waiting("starting".into());
                             }
+                            judge_state(c, &probes).unwrap_or_else(|| {
+                                let logs = || self.logs_since(c, since(c));
+                                probes
+                                    .iter()
+                                    .map(|p| check(c, p, &logs))
+                                    .fold(Readiness::Ready, worst)
+                            })
                         })
                         .fold(Readiness::Ready, worst)
                 };
                 (name.clone(), r)
             })
             .collect()
+    }
+
+    /// A container's log since `since` (seconds since the epoch; 0: all of it).
+    fn logs_since(&self, c: &Container, since: u64) -> Option<String> {
+        let mut args = vec!["logs".to_owned()];
+        if since > 0 {
+            args.extend(["--since".to_owned(), since.to_string()]);
+        }
+        args.push(c.id.clone());
+        let out = crate::docker(args).run_group(
+            &self.spec.dir,
+            GroupOptions {
+                capture: true,
+                interruptible: false,
+            },
+        );
+        out.ok().map(|o| format!("{}{}", o.stdout, o.stderr))
     }
 
     /// Applies the policy; `grace` is how long each container gets after SIGTERM.
@@ -547,7 +669,20 @@ impl Project {
             ],
         };
         self.stop_all_at_once(grace)?;
-        self.run_teardown_step(&self.compose(args))
+        self.run_teardown_step(&self.compose(args))?;
+        if policy == Policy::Purge {
+            // `--rmi local` removes the tagged images; each rebuild also left
+            // the image it replaced, untagged but still labelled with the project.
+            let dangling = leftovers(self.name())?.dangling_images;
+            if !dangling.is_empty() {
+                let args = ["image", "rm", "--force"]
+                    .map(str::to_owned)
+                    .into_iter()
+                    .chain(dangling);
+                self.run_teardown_step(&crate::docker(args))?;
+            }
+        }
+        Ok(())
     }
 
     /// Not interruptible: a first Ctrl-C during teardown lets it finish.
@@ -590,7 +725,7 @@ impl Project {
         ]
         .into_iter()
         .chain(running);
-        self.run_teardown_step(&Cmd::docker(args))
+        self.run_teardown_step(&crate::docker(args))
     }
 
     /// Writes every service's logs, `ps --all` and each container's state
@@ -609,7 +744,7 @@ impl Project {
         )?;
         write_file(&dir.join("ps.txt"), &text(self.compose(["ps", "--all"])))?;
         for c in self.ps().unwrap_or_default() {
-            let state = text(Cmd::docker([
+            let state = text(crate::docker([
                 "inspect",
                 "--format",
                 "{{json .State}}",
@@ -627,12 +762,12 @@ impl Project {
 }
 
 /// What the engine holds for a project name, found by Compose's labels (the
-/// four listings at once: this runs after every teardown).
+/// five listings at once: this runs after every teardown).
 pub fn leftovers(project: &str) -> Result<Leftovers> {
     let here = Utf8Path::new(".");
     let label = format!("label=com.docker.compose.project={project}");
     let lines = |args: &[&str]| -> Result<Vec<String>> {
-        let text = Cmd::docker(args.iter().copied()).text(here)?;
+        let text = crate::docker(args.iter().copied()).text(here)?;
         Ok(text
             .lines()
             .filter(|l| !l.is_empty())
@@ -647,7 +782,7 @@ pub fn leftovers(project: &str) -> Result<Leftovers> {
                 "--filter",
                 &label,
                 "--format",
-                "{{.Names}} {{.State}}",
+                "{{.Names}}\t{{.State}}",
             ])
         });
         let networks =
@@ -664,17 +799,39 @@ pub fn leftovers(project: &str) -> Result<Leftovers> {
                 "{{.Repository}}",
             ])
         });
+        let dangling = s.spawn(|| {
+            lines(&[
+                "image",
+                "ls",
+                "--quiet",
+                "--no-trunc",
+                "--filter",
+                "dangling=true",
+                "--filter",
+                &label,
+            ])
+        });
         let joined = |h: std::thread::ScopedJoinHandle<'_, Result<Vec<String>>>| {
             h.join().expect("listing does not panic")
         };
         Ok(Leftovers {
-            containers: joined(containers)?,
+            containers: joined(containers)?
+                .into_iter()
+                .map(|line| {
+                    let (name, state) = line.split_once('\t').unwrap_or((&line, ""));
+                    LeftContainer {
+                        name: name.to_owned(),
+                        state: state.to_owned(),
+                    }
+                })
+                .collect(),
             networks: joined(networks)?,
             volumes: joined(volumes)?,
             images: joined(images)?
                 .into_iter()
                 .filter(|name| name.starts_with(&format!("{project}-")))
                 .collect(),
+            dangling_images: joined(dangling)?,
         })
     })
 }
@@ -709,27 +866,10 @@ fn services_that_ran_steps(log: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn judge(c: &Container, has_healthcheck: bool) -> Readiness {
-    match (c.state.as_str(), c.health.as_str()) {
-        ("running", "unhealthy") => Readiness::Failed(format!("{} is unhealthy", c.name)),
-        ("running", "healthy") => Readiness::Ready,
-        ("running", "starting") => Readiness::Waiting("health: starting".into()),
-        ("running", _) if !has_healthcheck => Readiness::Ready,
-        ("running", h) => Readiness::Waiting(format!("health: {h}")),
-        ("exited", _) if c.exit_code == 0 => Readiness::Ready,
-        ("exited" | "dead", _) => {
-            Readiness::Failed(format!("{} exited with code {}", c.name, c.exit_code))
-        }
-        (state, _) => Readiness::Waiting(state.to_owned()),
-    }
-}
-
-fn worst(a: Readiness, b: Readiness) -> Readiness {
-    match (a, b) {
-        (f @ Readiness::Failed(_), _) | (_, f @ Readiness::Failed(_)) => f,
-        (w @ Readiness::Waiting(_), _) | (_, w @ Readiness::Waiting(_)) => w,
-        _ => Readiness::Ready,
-    }
+fn unix_time() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn write_file(path: &Utf8Path, text: &str) -> Result<()> {
@@ -746,7 +886,7 @@ fn write_file(path: &Utf8Path, text: &str) -> Result<()> {
 }
 
 fn interrupted_check(out: &GroupOutput) -> Result<()> {
-    if crate::interrupt::is_requested() && !out.success() {
+    if process::interrupt::is_requested() && !out.success() {
         Err(Error::Interrupted)
     } else {
         Ok(())
@@ -765,11 +905,21 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// What a failed test bind says: only "address in use" is evidence that
+/// someone holds the port; a permission error (a port below 1024 for a user
+/// without CAP_NET_BIND_SERVICE, where the daemon binds it for them) is not.
+fn port_state(e: &std::io::Error, holder: impl FnOnce() -> String) -> PortState {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => PortState::Taken(holder()),
+        _ => PortState::Unknown(e.to_string()),
+    }
+}
+
 /// Who holds a host port: a container (by name and project), or a process.
 fn holder(port: u16) -> String {
     let filter = format!("publish={port}");
     let fmt = "{{.Names}} (project {{.Label \"com.docker.compose.project\"}})";
-    match Cmd::docker(["ps", "--filter", &filter, "--format", fmt]).text(Utf8Path::new(".")) {
+    match crate::docker(["ps", "--filter", &filter, "--format", fmt]).text(Utf8Path::new(".")) {
         Ok(names) if !names.is_empty() => format!("container {}", names.replace('\n', ", ")),
         _ => format!("a process outside Docker (find it with `ss -ltnp 'sport = :{port}'`)"),
     }
@@ -778,6 +928,24 @@ fn holder(port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_address_in_use_means_taken() {
+        use std::io::{Error, ErrorKind};
+        let holder = || "container x".to_owned();
+        assert_eq!(
+            port_state(&Error::from(ErrorKind::AddrInUse), holder),
+            PortState::Taken("container x".into())
+        );
+        assert!(matches!(
+            port_state(&Error::from(ErrorKind::PermissionDenied), holder),
+            PortState::Unknown(_)
+        ));
+        assert!(matches!(
+            port_state(&Error::from(ErrorKind::AddrNotAvailable), holder),
+            PortState::Unknown(_)
+        ));
+    }
 
     #[test]
     fn buildkit_progress_tells_which_services_ran_steps() {

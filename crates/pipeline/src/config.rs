@@ -1,7 +1,14 @@
-//! `docker/e2e.yaml`: every key optional, unknown keys refused with their line.
+//! The e2e config (`e2e.yaml`): every key optional, unknown keys and wrong
+//! types refused with their line. Values are parsed once, here, into the types
+//! the phases use (a policy, a size, a probe), never re-read as strings.
+
+use std::collections::BTreeMap;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::Deserialize;
+use compose::{Policy, Probe};
+use serde::{Deserialize, Deserializer};
+
+use crate::workspace::Workspace;
 
 /// The whole config; paths inside it are relative to the file's folder.
 #[derive(Debug, Clone, Deserialize)]
@@ -9,7 +16,10 @@ use serde::Deserialize;
 pub struct Config {
     pub compose: ComposeConfig,
     pub context: ContextConfig,
-    pub certs: CertsConfig,
+    /// `None` when the file has no `certs:` section: the stack uses no
+    /// certificates, and the certs phase is skipped.
+    #[serde(deserialize_with = "present_means_some")]
+    pub certs: Option<CertsConfig>,
     /// Host-built static binaries copied into build contexts before the build.
     pub stage: Vec<StageConfig>,
     pub readiness: ReadinessConfig,
@@ -21,6 +31,9 @@ pub struct Config {
     /// The file itself, for messages (not a key).
     #[serde(skip)]
     pub path: Utf8PathBuf,
+    /// The workspace the file belongs to (not a key): default folders live there.
+    #[serde(skip)]
+    pub workspace: Option<Workspace>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -28,11 +41,15 @@ pub struct Config {
 pub struct ComposeConfig {
     /// Compose files, in order, as `docker compose -f` takes them.
     pub files: Vec<Utf8PathBuf>,
-    /// Project name; default: the Compose default for the first file's folder.
+    /// Project name; default: `e2e-<workspace folder>`, unique per run under CI.
     pub project: Option<String>,
     pub profiles: Vec<String>,
     /// Variables for Compose's interpolation (ports, tags), over the environment's.
-    pub env: std::collections::BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
+    /// Publish every port on a host port the engine picks (an override file
+    /// the tool writes; the compose file stays as it is), so runs of one
+    /// stack can share an engine. `{service:port}` follows the engine.
+    pub ephemeral_ports: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,16 +58,18 @@ pub struct ContextConfig {
     /// Artifact patterns in `.dockerignore` syntax, relative to each context.
     pub artifacts: Vec<String>,
     /// Fail when a context sends more than this (`50MB`, `1GiB`).
-    pub budget: Option<String>,
+    pub budget: Option<build_context::Size>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CertsConfig {
     /// Where `ca.crt` and the server (and client) certificate live: mountable.
-    pub dir: Utf8PathBuf,
+    /// Default: `<target dir>/e2e/certs`.
+    pub dir: Option<Utf8PathBuf>,
     /// Where the CA's private key lives: never mounted, never in a context.
-    pub ca_key_dir: Utf8PathBuf,
+    /// Default: `<target dir>/e2e/ca`.
+    pub ca_key_dir: Option<Utf8PathBuf>,
     /// Names and addresses the server certificate must cover, besides the
     /// defaults (localhost, 127.0.0.1 and every compose service name).
     pub hosts: Vec<String>,
@@ -69,6 +88,13 @@ pub struct StageConfig {
     pub package: String,
     /// The folder to copy it into, relative to this file.
     pub to: Utf8PathBuf,
+    /// The cargo profile to build it with.
+    #[serde(default = "release")]
+    pub profile: String,
+}
+
+fn release() -> String {
+    "release".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,25 +102,33 @@ pub struct StageConfig {
 pub struct ReadinessConfig {
     /// How long services may take to become ready, in seconds.
     pub timeout_s: u64,
+    /// How a service is judged ready, when not by the default: its
+    /// healthcheck; else, with published ports, a TCP connection that stays
+    /// open on each; else running (or exited 0 for a one-shot).
+    pub services: BTreeMap<String, Probe>,
 }
 
 impl Default for ReadinessConfig {
     fn default() -> ReadinessConfig {
-        ReadinessConfig { timeout_s: 120 }
+        ReadinessConfig {
+            timeout_s: 120,
+            services: BTreeMap::new(),
+        }
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TestsConfig {
-    /// The nextest profile of the E2E tests.
+    /// The nextest profile of the E2E tests; supplied by the tool when the
+    /// workspace's `.config/nextest.toml` does not define it.
     pub profile: String,
     /// A filterset (`-E`) used when the command line gives none.
     pub filterset: Option<String>,
     /// The packages nextest builds and lists (`-p`); empty means the workspace.
     pub packages: Vec<String>,
-    /// Variables for the tests; `{service:port}` becomes the published `127.0.0.1:PORT`.
-    pub env: std::collections::BTreeMap<String, String>,
+    /// Variables for the tests; `{service:port}` becomes the published `HOST:PORT`.
+    pub env: BTreeMap<String, String>,
 }
 
 impl Default for TestsConfig {
@@ -103,7 +137,7 @@ impl Default for TestsConfig {
             profile: "e2e".into(),
             filterset: None,
             packages: Vec::new(),
-            env: Default::default(),
+            env: BTreeMap::new(),
         }
     }
 }
@@ -112,7 +146,7 @@ impl Default for TestsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct TeardownConfig {
     /// keep, stop, down or purge; default: stop, or purge when CI is set.
-    pub policy: Option<String>,
+    pub policy: Option<Policy>,
     /// Seconds each container gets after SIGTERM before it is killed.
     pub grace_s: u64,
 }
@@ -131,13 +165,14 @@ impl Default for Config {
         Config {
             compose: ComposeConfig::default(),
             context: ContextConfig::default(),
-            certs: CertsConfig::default(),
+            certs: None,
             stage: Vec::new(),
             readiness: ReadinessConfig::default(),
             tests: TestsConfig::default(),
             teardown: TeardownConfig::default(),
             base: Utf8PathBuf::from("."),
             path: Utf8PathBuf::from("e2e.yaml"),
+            workspace: None,
         }
     }
 }
@@ -148,7 +183,8 @@ impl Default for ComposeConfig {
             files: vec!["compose.yaml".into()],
             project: None,
             profiles: Vec::new(),
-            env: Default::default(),
+            env: BTreeMap::new(),
+            ephemeral_ports: false,
         }
     }
 }
@@ -168,14 +204,23 @@ impl Default for ContextConfig {
 impl Default for CertsConfig {
     fn default() -> CertsConfig {
         CertsConfig {
-            dir: "../.e2e/certs".into(),
-            ca_key_dir: "../.e2e/ca".into(),
+            dir: None,
+            ca_key_dir: None,
             hosts: Vec::new(),
             validity_days: 90,
             renew_within_days: 14,
             client: false,
         }
     }
+}
+
+/// A section that is present, even empty (`certs:`), is `Some`, with defaults.
+fn present_means_some<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,11 +237,13 @@ pub enum ConfigError {
         line: usize,
         message: String,
     },
+    #[error("{path}: {message}")]
+    Mismatch { path: Utf8PathBuf, message: String },
 }
 
 impl Config {
-    /// Reads and checks a config file.
-    pub fn load(path: &Utf8Path) -> Result<Config, ConfigError> {
+    /// Reads and checks a config file of `workspace`.
+    pub fn load(path: &Utf8Path, workspace: &Workspace) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -207,6 +254,7 @@ impl Config {
             .filter(|p| !p.as_str().is_empty())
             .unwrap_or(Utf8Path::new("."));
         config.base = dir.canonicalize_utf8().unwrap_or_else(|_| dir.to_owned());
+        config.workspace = Some(workspace.clone());
         Ok(config)
     }
 
@@ -226,84 +274,136 @@ impl Config {
             }
         };
         config.path = path.to_owned();
-        if let Some(b) = &config.context.budget {
-            build_context::parse_size(b)
-                .map_err(|m| invalid(line_of(text, "budget"), format!("context.budget: {m}")))?;
-        }
-        if let Some(p) = &config.teardown.policy
-            && compose::Policy::parse(p).is_none()
+        if let Some(c) = &config.certs
+            && c.renew_within_days >= c.validity_days
         {
-            return Err(invalid(
-                line_of(text, "policy"),
-                format!(
-                    "teardown.policy: `{p}` is not one of {}",
-                    compose::Policy::NAMES.join(", ")
-                ),
-            ));
-        }
-        if config.certs.renew_within_days >= config.certs.validity_days {
-            return Err(invalid(
-                line_of(text, "renew_within_days"),
-                format!(
+            return Err(ConfigError::Mismatch {
+                path: path.to_owned(),
+                message: format!(
                     "certs.renew_within_days ({}) must be below certs.validity_days ({}), or every run would renew",
-                    config.certs.renew_within_days, config.certs.validity_days
+                    c.renew_within_days, c.validity_days
                 ),
-            ));
+            });
         }
         Ok(config)
     }
 
     /// A path from the config, resolved against the config's folder.
     pub fn resolve(&self, p: &Utf8Path) -> Utf8PathBuf {
-        let joined = if p.is_absolute() {
-            p.to_owned()
-        } else {
-            self.base.join(p)
-        };
-        // Lexically, so `docker/../.e2e` reads `.e2e` in every message.
-        let mut out = Utf8PathBuf::new();
-        for c in joined.components() {
-            match c {
-                camino::Utf8Component::ParentDir if out.file_name().is_some() => {
-                    out.pop();
-                }
-                camino::Utf8Component::CurDir => {}
-                other => out.push(other),
-            }
-        }
-        out
+        normalize(&self.base.join(p))
     }
 
-    /// The compose project this config describes. `E2E_CERTS_DIR` is set for
-    /// interpolation, so a compose file can mount the certs phase's folder.
+    /// Where cargo builds: the workspace's target folder.
+    pub fn target_dir(&self) -> Utf8PathBuf {
+        self.workspace
+            .as_ref()
+            .map_or_else(|| self.base.join("target"), |w| w.target_dir.clone())
+    }
+
+    /// The certificate folders: the config's, else under the target folder.
+    fn certs_dirs(&self, c: &CertsConfig) -> (Utf8PathBuf, Utf8PathBuf) {
+        let or_default = |set: &Option<Utf8PathBuf>, name: &str| match set {
+            Some(p) => self.resolve(p),
+            None => self.target_dir().join("e2e").join(name),
+        };
+        (or_default(&c.dir, "certs"), or_default(&c.ca_key_dir, "ca"))
+    }
+
+    /// The mountable certificate folder, when the stack uses certificates.
+    pub fn certs_dir(&self) -> Option<Utf8PathBuf> {
+        self.certs.as_ref().map(|c| self.certs_dirs(c).0)
+    }
+
+    /// The certificate spec: localhost, 127.0.0.1, every service, and the
+    /// config's hosts; `None` without a `certs:` section.
+    pub fn certs_spec(&self, services: impl IntoIterator<Item = String>) -> Option<certs::Spec> {
+        let c = self.certs.as_ref()?;
+        let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
+        for h in services.into_iter().chain(c.hosts.iter().cloned()) {
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+        let (dir, ca_key_dir) = self.certs_dirs(c);
+        Some(certs::Spec {
+            dir,
+            ca_key_dir,
+            hosts,
+            validity_days: c.validity_days,
+            renew_within_days: c.renew_within_days,
+            client: c.client,
+        })
+    }
+
+    /// The project name: the flag, else the config's, else the workspace's
+    /// stable one (so a stack can be reused); made unique per run under CI.
+    pub fn project_name(&self, flag: Option<&str>, ci: bool) -> String {
+        if let Some(name) = flag {
+            return name.to_owned();
+        }
+        let base = self.compose.project.clone().unwrap_or_else(|| {
+            self.workspace
+                .as_ref()
+                .map_or_else(|| "e2e-stack".into(), Workspace::default_project)
+        });
+        if ci {
+            format!("{base}-{}-{}", std::process::id(), unix_time() % 100_000)
+        } else {
+            base
+        }
+    }
+
+    /// The teardown policy when no flag chose one: the config's, else `purge`
+    /// under CI and `stop` elsewhere.
+    pub fn default_policy(&self, ci: bool) -> Policy {
+        self.teardown
+            .policy
+            .unwrap_or(if ci { Policy::Purge } else { Policy::Stop })
+    }
+
+    /// The compose project this config describes. With certificates,
+    /// `E2E_CERTS_DIR` is set for interpolation, so a compose file can mount
+    /// the certs phase's folder.
     pub fn project_spec(&self, project: Option<String>) -> compose::ProjectSpec {
         compose::ProjectSpec {
             dir: self.base.clone(),
             files: self.compose.files.clone(),
             project: project.or_else(|| self.compose.project.clone()),
             profiles: self.compose.profiles.clone(),
-            env: [(
-                "E2E_CERTS_DIR".to_owned(),
-                self.resolve(&self.certs.dir).to_string(),
-            )]
-            .into_iter()
-            .chain(self.compose.env.clone())
-            .collect(),
+            env: self
+                .certs_dir()
+                .map(|d| ("E2E_CERTS_DIR".to_owned(), d.to_string()))
+                .into_iter()
+                .chain(self.compose.env.clone())
+                .collect(),
         }
     }
 
     pub fn budget(&self) -> Option<u64> {
-        self.context
-            .budget
-            .as_deref()
-            .and_then(|b| build_context::parse_size(b).ok())
+        self.context.budget.map(|b| b.0)
     }
 }
 
-fn line_of(text: &str, key: &str) -> usize {
-    text.lines()
-        .position(|l| l.trim_start().starts_with(&format!("{key}:")))
-        .map_or(1, |i| i + 1)
+/// `a/b/../c` as `a/c`, lexically, so `docker/../.e2e` reads `.e2e` in every message.
+fn normalize(joined: &Utf8Path) -> Utf8PathBuf {
+    let mut out = Utf8PathBuf::new();
+    for c in joined.components() {
+        match c {
+            camino::Utf8Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            camino::Utf8Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Seconds since the epoch (run folders, CI project names).
+pub fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -318,8 +418,53 @@ mod tests {
     fn empty_means_defaults() {
         let c = parse("# nothing\n").unwrap();
         assert_eq!(c.compose.files, [Utf8PathBuf::from("compose.yaml")]);
-        assert_eq!(c.certs.validity_days, 90);
+        assert!(c.certs.is_none(), "no certs section: no certificates");
         assert!(c.context.artifacts.contains(&"**/*.out".to_owned()));
+    }
+
+    #[test]
+    fn an_empty_certs_section_means_certificates_in_the_target_folder() {
+        let mut c = parse("certs:\n").unwrap();
+        c.workspace = Some(Workspace {
+            root: "/ws".into(),
+            target_dir: "/ws/target".into(),
+        });
+        let spec = c.certs_spec(["api".to_owned()]).unwrap();
+        assert_eq!(spec.dir, "/ws/target/e2e/certs");
+        assert_eq!(spec.ca_key_dir, "/ws/target/e2e/ca");
+        assert_eq!(spec.hosts, ["localhost", "127.0.0.1", "api"]);
+        assert_eq!(spec.validity_days, 90);
+        assert_eq!(
+            c.project_spec(None).env,
+            [(
+                "E2E_CERTS_DIR".to_owned(),
+                "/ws/target/e2e/certs".to_owned()
+            )]
+        );
+        let none = parse("tests:\n  profile: e2e\n").unwrap();
+        assert!(none.certs_spec(["api".to_owned()]).is_none());
+        assert!(none.project_spec(None).env.is_empty(), "no E2E_CERTS_DIR");
+    }
+
+    #[test]
+    fn project_names_and_policies_follow_flag_config_and_ci() {
+        let mut c = parse("").unwrap();
+        c.workspace = Some(Workspace {
+            root: "/src/My Shop".into(),
+            target_dir: "/src/My Shop/target".into(),
+        });
+        assert_eq!(c.project_name(None, false), "e2e-my-shop");
+        assert_eq!(c.project_name(Some("mine"), true), "mine");
+        let ci = c.project_name(None, true);
+        assert!(
+            ci.starts_with(&format!("e2e-my-shop-{}-", std::process::id())),
+            "{ci}"
+        );
+        assert_eq!(c.default_policy(false), Policy::Stop);
+        assert_eq!(c.default_policy(true), Policy::Purge);
+        let set = parse("compose:\n  project: shop\nteardown:\n  policy: down\n").unwrap();
+        assert_eq!(set.project_name(None, false), "shop");
+        assert_eq!(set.default_policy(true), Policy::Down);
     }
 
     #[test]
@@ -357,8 +502,20 @@ mod tests {
                 "e2e.yaml:2: context.budget: `lots` is not a size",
             ),
             (
+                "teardown:\n  grace_s: 1\n  policy: nuke\n",
+                "e2e.yaml:3: teardown.policy: unknown variant `nuke`, expected one of `keep`, `stop`, `down`, `purge`",
+            ),
+            (
+                "readiness:\n  services:\n    api: { tcp: http }\n",
+                "e2e.yaml:3: readiness.services.api.tcp: invalid type: string \"http\", expected u16",
+            ),
+            (
+                "readiness:\n  services:\n    api: { log: \"[unclosed\" }\n",
+                "e2e.yaml:3: readiness.services.api",
+            ),
+            (
                 "certs:\n  validity_days: 10\n  renew_within_days: 30\n",
-                "e2e.yaml:3: certs.renew_within_days (30)",
+                "e2e.yaml: certs.renew_within_days (30)",
             ),
             ("surprise: 1\n", "e2e.yaml:1: unknown field `surprise`"),
         ];

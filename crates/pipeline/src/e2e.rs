@@ -6,27 +6,32 @@ use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use build_context::clean;
-use camino::{Utf8Path, Utf8PathBuf};
-use compose::{Cmd, Engine, Leftovers, Policy, Project, UpOptions};
+use camino::Utf8PathBuf;
+use compose::{Container, Engine, Policy, Project, UpOptions};
+use process::Cmd;
 
 use crate::Config;
+pub use crate::config::unix_time;
 use crate::report::{
     CertsDone, Cleaned, ContextSize, Phase, PhaseReport, RunReport, Status, TeardownDone, Verdict,
 };
+use crate::workspace::Workspace;
 
 /// Everything a run needs, decided by the caller.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub config: Config,
-    /// The workspace root: cargo runs there.
-    pub root: Utf8PathBuf,
-    /// Where cargo builds (`CARGO_TARGET_DIR`, else `root/target`).
-    pub target_dir: Utf8PathBuf,
+    /// The user's workspace: cargo runs in its root and builds in its target folder.
+    pub workspace: Workspace,
     pub project: String,
     pub teardown: Policy,
     pub keep_on_failure: bool,
     pub no_clean: bool,
     pub no_build: bool,
+    /// Publish every port on a host port the engine picks (`compose.ephemeral_ports`).
+    pub ephemeral_ports: bool,
+    /// Under CI: fixed host ports get a warning (runs cannot share an engine).
+    pub ci: bool,
     /// `-E` from the command line; when empty, the config's `tests.filterset`.
     pub filtersets: Vec<String>,
     /// Passed through to nextest after `--`.
@@ -90,7 +95,7 @@ pub fn run(opts: &Options, progress: &mut dyn Progress) -> RunReport {
             Verdict::StackFailed(format!("panic: {}", what.unwrap_or_default()))
         }
     };
-    let verdict = if compose::interrupt::is_requested() {
+    let verdict = if process::interrupt::is_requested() {
         Verdict::Interrupted
     } else {
         verdict
@@ -118,7 +123,7 @@ impl Phases<'_> {
         phase: Phase,
         f: impl FnOnce(&mut dyn Progress) -> PhaseResult<T>,
     ) -> Result<T, Verdict> {
-        if compose::interrupt::is_requested() {
+        if process::interrupt::is_requested() {
             self.record(
                 phase,
                 Status::Interrupted,
@@ -133,7 +138,7 @@ impl Phases<'_> {
         let seconds = start.elapsed().as_secs_f64();
         let (status, note, out) = match result {
             Ok((value, note)) => (Status::Ok, note, Ok(value)),
-            Err(_) if compose::interrupt::is_requested() => (
+            Err(_) if process::interrupt::is_requested() => (
                 Status::Interrupted,
                 "interrupted".into(),
                 Err(Verdict::Interrupted),
@@ -175,7 +180,14 @@ fn body(opts: &Options, project: &Project, phases: &mut Phases) -> Result<(), Ve
     } else {
         phases.report.cleaned = phases.run(Phase::Clean, |_| clean_phase(opts, project))?;
     }
-    phases.report.certs = Some(phases.run(Phase::Certs, |_| certs_phase(opts, project))?);
+    if opts.config.certs.is_none() {
+        phases.skip(
+            Phase::Certs,
+            &format!("no certs section in {}", opts.config.path),
+        );
+    } else {
+        phases.report.certs = Some(phases.run(Phase::Certs, |_| certs_phase(opts, project))?);
+    }
     if opts.no_build {
         phases.skip(Phase::Build, "--no-build");
     } else {
@@ -206,14 +218,17 @@ fn preflight(opts: &Options) -> PhaseResult<Project> {
         )
     });
     let version_note = filters?;
-    let (engine, project) = docker?;
+    let (engine, project, warnings) = docker?;
     let mut note = format!(
         "engine {}, {} services",
         engine.server_version.as_deref().unwrap_or("?"),
         project.stack.services.len()
     );
-    if let Some(v) = version_note {
-        note.push_str(&format!("; {v}"));
+    if opts.ephemeral_ports {
+        note.push_str(", ports picked by the engine");
+    }
+    for w in version_note.into_iter().chain(warnings) {
+        note.push_str(&format!("; {w}"));
     }
     Ok((project, note))
 }
@@ -221,7 +236,12 @@ fn preflight(opts: &Options) -> PhaseResult<Project> {
 /// `-E` and the config's filterset, against the package graph; the note to
 /// show when the installed nextest is not the one whose parser we embed.
 fn check_filtersets(opts: &Options) -> Result<Option<String>, Failure> {
-    let workspace = test_runner::Workspace::load(&opts.root).map_err(stack)?;
+    let workspace = test_runner::Workspace::load(&opts.workspace.root).map_err(stack)?;
+    // A package that is not a member would make nextest fail after the whole
+    // stack was built and started; say so now, with the members to choose from.
+    workspace
+        .check_packages(&opts.config.tests.packages)
+        .map_err(|e| Failure::BadInput(format!("{}: tests.packages: {e}", opts.config.path)))?;
     for f in &opts.filtersets {
         workspace
             .check(f, "-E")
@@ -233,34 +253,129 @@ fn check_filtersets(opts: &Options) -> Result<Option<String>, Failure> {
             .check(f, &what)
             .map_err(|e| Failure::BadInput(e.to_string()))?;
     }
-    let version = Cmd::cargo(["nextest", "--version"]).text(&opts.root).ok();
+    let version = Cmd::cargo(["nextest", "--version"])
+        .text(&opts.workspace.root)
+        .ok();
     Ok(version.and_then(|v| test_runner::filterset::version_note(&v)))
 }
 
-fn engine_and_stack(opts: &Options) -> Result<(Engine, Project), Failure> {
+fn engine_and_stack(opts: &Options) -> Result<(Engine, Project, Vec<String>), Failure> {
     let engine = Engine::require().map_err(stack)?;
-    let project = Project::load(opts.config.project_spec(Some(opts.project.clone())))
+    let mut project = Project::load(opts.config.project_spec(Some(opts.project.clone())))
         .map_err(|e| Failure::BadInput(format!("the compose stack ({}): {e}", opts.config.path)))?;
     // A `{service:port}` that names nothing is a config error: found now, not after `up`.
-    test_env(opts, &project)
-        .map_err(|e| Failure::BadInput(format!("{}: {e}", opts.config.path)))?;
-    project.check_ports().map_err(stack)?;
-    Ok((engine, project))
+    let model_ports = |service: &str, port: u16| {
+        let s = project.stack.services.get(service)?;
+        s.ports
+            .iter()
+            .find(|p| p.target == port && p.published.is_some())
+            .map(|_| format!("{service}:{port}"))
+    };
+    for value in opts.config.tests.env.values() {
+        expand(value, model_ports)
+            .map_err(|e| Failure::BadInput(format!("{}: {e}", opts.config.path)))?;
+    }
+    let config = &opts.config;
+    for (service, probe) in &config.readiness.services {
+        let Some(s) = project.stack.services.get(service) else {
+            return Err(Failure::BadInput(format!(
+                "{}: readiness.services.{service}: the stack has no such service (it has {})",
+                config.path,
+                project
+                    .stack
+                    .services
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let port = match probe {
+            compose::Probe::Tcp(p) => Some(*p),
+            compose::Probe::Http(h) => Some(h.port),
+            _ => None,
+        };
+        if let Some(port) = port
+            && !s.published_tcp().contains(&port)
+        {
+            return Err(Failure::BadInput(format!(
+                "{}: readiness.services.{service}: the probe asks port {port}, which {service} does not publish; \
+                 publish it, or judge it by its log (`log: REGEX`) or a healthcheck",
+                config.path
+            )));
+        }
+    }
+    let mut warnings = Vec::new();
+    if opts.ephemeral_ports {
+        let file = opts.run_dir.join("ephemeral-ports.yaml");
+        write_ephemeral_override(&project, &file).map_err(Failure::Stack)?;
+        project.spec.files.push(file);
+    } else {
+        project.check_ports().map_err(stack)?;
+        let fixed: Vec<String> = project
+            .stack
+            .services
+            .iter()
+            .flat_map(|(name, s)| {
+                s.ports
+                    .iter()
+                    .filter_map(move |p| Some(format!("{} ({name})", p.published.as_ref()?)))
+            })
+            .collect();
+        if opts.ci && !fixed.is_empty() {
+            warnings.push(format!(
+                "warning: fixed host ports {} cannot run in parallel on one engine; pass --ephemeral-ports",
+                fixed.join(", ")
+            ));
+        }
+    }
+    Ok((engine, project, warnings))
 }
 
-/// What the tests see: the project, the CA, and `tests.env` with each
-/// `{service:port}` made the published address.
-fn test_env(opts: &Options, project: &Project) -> Result<Vec<(String, String)>, String> {
+/// An override file that publishes every published port again on a host
+/// port the engine picks, keeping its host address and protocol; the user's
+/// compose file stays as it is. `!override` replaces the list (Compose 2.24.4+).
+fn write_ephemeral_override(project: &Project, file: &camino::Utf8Path) -> Result<(), String> {
+    let mut text =
+        String::from("# Written by cargo e2e --ephemeral-ports for this run.\nservices:\n");
+    for (name, s) in &project.stack.services {
+        if s.ports.iter().all(|p| p.published.is_none()) {
+            continue;
+        }
+        text.push_str(&format!("  {name}:\n    ports: !override\n"));
+        for p in &s.ports {
+            text.push_str(&format!("      - target: {}\n", p.target));
+            if let Some(ip) = p.host_ip.as_deref().filter(|i| !i.is_empty()) {
+                text.push_str(&format!("        host_ip: \"{ip}\"\n"));
+            }
+            if let Some(proto) = &p.protocol {
+                text.push_str(&format!("        protocol: {proto}\n"));
+            }
+        }
+    }
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
+    }
+    std::fs::write(file, text).map_err(|e| format!("cannot write {file}: {e}"))
+}
+
+/// What the tests see: the project, the CA (with certificates), and
+/// `tests.env` with each `{service:port}` made the address where the engine
+/// publishes it, as the engine reports it (ports it picked included).
+fn test_env(opts: &Options, containers: &[Container]) -> Result<Vec<(String, String)>, String> {
     let c = &opts.config;
-    let mut env = vec![
-        ("E2E_PROJECT".to_owned(), opts.project.clone()),
-        (
-            "E2E_CA_CERT".to_owned(),
-            c.resolve(&c.certs.dir).join("ca.crt").to_string(),
-        ),
-    ];
+    let mut env = vec![("E2E_PROJECT".to_owned(), opts.project.clone())];
+    if let Some(dir) = c.certs_dir() {
+        env.push(("E2E_CA_CERT".to_owned(), dir.join("ca.crt").to_string()));
+    }
+    let published = |service: &str, port: u16| {
+        containers
+            .iter()
+            .filter(|k| k.service == service)
+            .find_map(|k| k.published(port))
+    };
     for (key, value) in &c.tests.env {
-        env.push((key.clone(), expand(value, project)?));
+        env.push((key.clone(), expand(value, published)?));
     }
     Ok(env)
 }
@@ -330,7 +445,12 @@ fn measure_contexts(opts: &Options, project: &Project) -> Result<Vec<ContextSize
 }
 
 fn certs_phase(opts: &Options, project: &Project) -> PhaseResult<CertsDone> {
-    let spec = certs_spec(&opts.config, project.stack.services.keys().cloned());
+    let Some(spec) = opts
+        .config
+        .certs_spec(project.stack.services.keys().cloned())
+    else {
+        return Err(Failure::BadInput("no certs section".into()));
+    };
     let r = certs::ensure(&spec, certs::Mode::Ensure).map_err(stack)?;
     let note = r.reason.replace('\n', "; ");
     Ok((
@@ -352,8 +472,8 @@ fn build_phase(
         .iter()
         .map(|s| (s.clone(), opts.config.resolve(&s.to)))
         .collect();
-    let staged =
-        crate::stage::stage(&opts.root, &opts.target_dir, &stages).map_err(Failure::Stack)?;
+    let staged = crate::stage::stage(&opts.workspace.root, &opts.workspace.target_dir, &stages)
+        .map_err(Failure::Stack)?;
     let contexts = measure_contexts(opts, project)?;
     let images = project
         .build(&opts.run_dir.join("build.log"))
@@ -378,7 +498,7 @@ fn build_phase(
 /// When the certificate folder's files last changed (by the certs phase, or
 /// by `cargo xtask certs` between runs).
 fn newest_certificate(opts: &Options) -> Option<std::time::SystemTime> {
-    let dir = opts.config.resolve(&opts.config.certs.dir);
+    let dir = opts.config.certs_dir()?;
     let entries = std::fs::read_dir(dir).ok()?;
     entries
         .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
@@ -395,6 +515,7 @@ fn up_phase(
     let up_opts = UpOptions {
         timeout: Duration::from_secs(opts.config.readiness.timeout_s),
         mounted_files_changed: newest_certificate(opts),
+        probes: opts.config.readiness.services.clone(),
     };
     let up = project
         .up_and_wait(up_opts, |pending| {
@@ -417,21 +538,28 @@ fn test_phase(
     counted: &mut Option<test_runner::Outcome>,
 ) -> PhaseResult<()> {
     let c = &opts.config;
-    let env = test_env(opts, project).map_err(Failure::BadInput)?;
+    let containers = project.ps().map_err(stack)?;
+    let env = test_env(opts, &containers).map_err(Failure::BadInput)?;
     let filtersets = if opts.filtersets.is_empty() {
         c.tests.filterset.iter().cloned().collect()
     } else {
         opts.filtersets.clone()
     };
+    // The profile, for a workspace whose nextest config lacks it: its own
+    // config still wins wherever it says something.
+    let tool_config = opts.workspace.target_dir.join("e2e/nextest-tool.toml");
+    test_runner::write_tool_config(&tool_config, &c.tests.profile, &c.tests.packages)
+        .map_err(stack)?;
     let invocation = test_runner::Invocation {
         profile: c.tests.profile.clone(),
         packages: c.tests.packages.clone(),
         filtersets,
         args: opts.nextest_args.clone(),
         env,
+        tool_config: Some(tool_config),
     };
     let outcome = invocation
-        .run(&opts.root, &opts.target_dir)
+        .run(&opts.workspace.root, &opts.workspace.target_dir)
         .map_err(stack)?;
     let counts = outcome
         .counts
@@ -442,8 +570,13 @@ fn test_phase(
         test_runner::Verdict::Passed => Ok(((), counts)),
         test_runner::Verdict::Failed => Err(Failure::Tests(counts)),
         test_runner::Verdict::NoTests => Err(Failure::Tests(format!(
-            "no tests ran: the filterset and the `{}` profile's default-filter selected none",
-            c.tests.profile
+            "no tests ran: the filterset and the `{}` profile's default-filter selected none in {}",
+            c.tests.profile,
+            if c.tests.packages.is_empty() {
+                "the workspace".to_owned()
+            } else {
+                format!("tests.packages ({})", c.tests.packages.join(", "))
+            }
         ))),
         test_runner::Verdict::NextestError(code) => Err(Failure::Stack(format!(
             "`{}` failed with exit code {}",
@@ -479,14 +612,14 @@ fn teardown(
     let mut leftovers = project.leftovers().ok();
     if result.is_ok()
         && let Some(left) = &leftovers
-        && broken_promise(policy, left).is_some()
+        && left.broken_promise(policy).is_some()
     {
         result = project.teardown(policy, grace);
         leftovers = project.leftovers().ok();
     }
     let failure = match (
         &result,
-        leftovers.as_ref().and_then(|l| broken_promise(policy, l)),
+        leftovers.as_ref().and_then(|l| l.broken_promise(policy)),
     ) {
         (Err(e), _) => Some(e.to_string()),
         (Ok(()), broken) => broken,
@@ -523,27 +656,6 @@ fn teardown(
     failure
 }
 
-/// What the engine holds that `policy` said it would not.
-pub fn broken_promise(policy: Policy, left: &Leftovers) -> Option<String> {
-    let running: Vec<&String> = left
-        .containers
-        .iter()
-        .filter(|c| c.ends_with(" running"))
-        .collect();
-    match policy {
-        Policy::Keep => None,
-        Policy::Stop if !running.is_empty() => Some(format!("still running: {running:?}")),
-        Policy::Stop => None,
-        Policy::Down if !left.containers.is_empty() || !left.networks.is_empty() => Some(format!(
-            "left behind: containers {:?}, networks {:?}",
-            left.containers, left.networks
-        )),
-        Policy::Down => None,
-        Policy::Purge if !left.is_empty() => Some(format!("left behind: {left:?}")),
-        Policy::Purge => None,
-    }
-}
-
 /// How to reach a stack kept after a failure, and how to remove it.
 fn keep_hint(opts: &Options, project: &Project) -> String {
     let mut addresses = Vec::new();
@@ -565,8 +677,12 @@ fn keep_hint(opts: &Options, project: &Project) -> String {
     )
 }
 
-/// `{service:port}` becomes `127.0.0.1:PUBLISHED`.
-fn expand(value: &str, project: &Project) -> Result<String, String> {
+/// Each `{service:port}` in `value` becomes what `published` says (the
+/// `HOST:PORT` where the engine publishes it).
+pub fn expand(
+    value: &str,
+    published: impl Fn(&str, u16) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = value;
     while let Some(open) = rest.find('{') {
@@ -577,78 +693,18 @@ fn expand(value: &str, project: &Project) -> Result<String, String> {
         let (service, port) = rest[open + 1..close]
             .split_once(':')
             .ok_or(format!("tests.env: `{value}`: write {{service:port}}"))?;
-        let published = project
-            .stack
-            .services
-            .get(service)
-            .and_then(|s| s.ports.iter().find(|p| p.target.to_string() == port))
-            .and_then(|p| p.published.clone())
-            .ok_or(format!(
-                "tests.env `{value}`: service {service} publishes no port {port}"
-            ))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("tests.env: `{value}`: `{port}` is not a port number"))?;
+        let address = published(service, port).ok_or(format!(
+            "tests.env `{value}`: service {service} publishes no port {port}"
+        ))?;
         out.push_str(&rest[..open]);
-        out.push_str(&format!("127.0.0.1:{published}"));
+        out.push_str(&address);
         rest = &rest[close + 1..];
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// The certificate spec: localhost, 127.0.0.1, every service, and the config's hosts.
-pub fn certs_spec(config: &Config, services: impl IntoIterator<Item = String>) -> certs::Spec {
-    let c = &config.certs;
-    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
-    for h in services.into_iter().chain(c.hosts.iter().cloned()) {
-        if !hosts.contains(&h) {
-            hosts.push(h);
-        }
-    }
-    certs::Spec {
-        dir: config.resolve(&c.dir),
-        ca_key_dir: config.resolve(&c.ca_key_dir),
-        hosts,
-        validity_days: c.validity_days,
-        renew_within_days: c.renew_within_days,
-        client: c.client,
-    }
-}
-
-/// The project name: the flag, else stable on a developer machine (so a stack
-/// can be reused), unique per run under CI.
-pub fn project_name(config: &Config, root: &Utf8Path, flag: Option<&str>, ci: bool) -> String {
-    if let Some(name) = flag {
-        return name.to_owned();
-    }
-    let base = config.compose.project.clone().unwrap_or_else(|| {
-        let dir = root.file_name().unwrap_or("stack").to_ascii_lowercase();
-        let dir: String = dir
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
-        format!("e2e-{dir}")
-    });
-    if ci {
-        format!("{base}-{}-{}", std::process::id(), unix_time() % 100_000)
-    } else {
-        base
-    }
-}
-
-/// The teardown policy when no flag chose one: the config's, else `purge`
-/// under CI and `stop` elsewhere.
-pub fn default_policy(config: &Config, ci: bool) -> Policy {
-    config
-        .teardown
-        .policy
-        .as_deref()
-        .and_then(Policy::parse)
-        .unwrap_or(if ci { Policy::Purge } else { Policy::Stop })
-}
-
-pub fn unix_time() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn first_line(s: &str) -> String {

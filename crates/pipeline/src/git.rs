@@ -3,11 +3,11 @@
 
 use build_context::clean::Tracked;
 use camino::{Utf8Path, Utf8PathBuf};
-use compose::Cmd;
+use process::Cmd;
 
 /// The repository root above `dir` and the files git tracks there, or `None`
 /// when `dir` is not in a git work tree.
-pub fn tracked(dir: &Utf8Path) -> Result<Option<(Utf8PathBuf, Tracked)>, compose::Error> {
+pub fn tracked(dir: &Utf8Path) -> Result<Option<(Utf8PathBuf, Tracked)>, process::Error> {
     let Ok(top) = Cmd::new("git", ["rev-parse", "--show-toplevel"]).text(dir) else {
         return Ok(None);
     };

@@ -3,12 +3,12 @@
 //! and only when its bytes changed, so BuildKit's cache holds when nothing did.
 
 use camino::{Utf8Path, Utf8PathBuf};
-use compose::{Cmd, GroupOptions};
+use process::{Cmd, GroupOptions};
 
 use crate::config::StageConfig;
 
-/// Builds every staged package in one cargo call and copies the binaries.
-/// Returns how many binaries changed.
+/// Builds the staged packages (one cargo call per profile) and copies the
+/// binaries. Returns how many binaries changed.
 pub fn stage(
     root: &Utf8Path,
     target_dir: &Utf8Path,
@@ -18,20 +18,46 @@ pub fn stage(
         return Ok(0);
     }
     let triple = host_triple(root)?;
-    let packages = stages
+    let mut profiles: Vec<&str> = stages.iter().map(|(s, _)| s.profile.as_str()).collect();
+    profiles.sort_unstable();
+    profiles.dedup();
+    for profile in profiles {
+        let packages: Vec<&str> = stages
+            .iter()
+            .filter(|(s, _)| s.profile == profile)
+            .map(|(s, _)| s.package.as_str())
+            .collect();
+        build(root, &triple, profile, &packages)?;
+    }
+    let mut changed = 0;
+    for (s, dir) in stages {
+        let from = target_dir
+            .join(&triple)
+            .join(profile_dir(&s.profile))
+            .join(&s.package);
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
+        changed += usize::from(copy_if_changed(&from, &dir.join(&s.package))?);
+    }
+    Ok(changed)
+}
+
+/// The folder cargo builds a profile into: `dev` builds into `debug`.
+fn profile_dir(profile: &str) -> &str {
+    match profile {
+        "dev" | "test" => "debug",
+        "bench" => "release",
+        other => other,
+    }
+}
+
+fn build(root: &Utf8Path, triple: &str, profile: &str, packages: &[&str]) -> Result<(), String> {
+    let packages = packages
         .iter()
-        .flat_map(|(s, _)| ["--package".to_owned(), s.package.clone()]);
-    let args = [
-        "build",
-        "--locked",
-        "--profile",
-        "image",
-        "--target",
-        &triple,
-    ]
-    .map(str::to_owned)
-    .into_iter()
-    .chain(packages);
+        .flat_map(|p| ["--package".to_owned(), p.to_string()]);
+    let args = ["build", "--profile", profile, "--target", triple]
+        .map(str::to_owned)
+        .into_iter()
+        .chain(packages);
     // With --target, RUSTFLAGS reach only the target's artifacts: build scripts
     // and proc macros stay dynamic, and the host build's cache is untouched.
     let flags = [
@@ -54,13 +80,7 @@ pub fn stage(
         let tail = lines[lines.len().saturating_sub(30)..].join("\n");
         return Err(format!("`{cmd}` failed:\n{tail}"));
     }
-    let mut changed = 0;
-    for (s, dir) in stages {
-        let from = target_dir.join(&triple).join("image").join(&s.package);
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
-        changed += usize::from(copy_if_changed(&from, &dir.join(&s.package))?);
-    }
-    Ok(changed)
+    Ok(())
 }
 
 fn copy_if_changed(from: &Utf8Path, to: &Utf8Path) -> Result<bool, String> {

@@ -30,7 +30,8 @@ fn a_panic_mid_run_still_tears_down() {
         .join("../..")
         .canonicalize_utf8()
         .unwrap();
-    let mut config = Config::load(&root.join("docker/e2e.yaml")).unwrap();
+    let workspace = pipeline::Workspace::discover(&root).unwrap();
+    let mut config = Config::load(&root.join("docker/e2e.yaml"), &workspace).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -44,13 +45,14 @@ fn a_panic_mid_run_still_tears_down() {
     let tmp = tempfile::tempdir().unwrap();
     let opts = pipeline::e2e::Options {
         config,
-        root: root.clone(),
-        target_dir: root.join("target"),
+        workspace,
         project: project.clone(),
         teardown: Policy::Purge,
         keep_on_failure: false,
         no_clean: true,
         no_build: false,
+        ephemeral_ports: false,
+        ci: false,
         filtersets: Vec::new(),
         nextest_args: Vec::new(),
         run_dir: Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap(),

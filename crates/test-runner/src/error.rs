@@ -8,11 +8,15 @@ pub enum Error {
         expr: String,
         rendered: String,
     },
+    #[error(
+        "`{unknown}` is not a member of the workspace (members: {members}); name a member, or add the package to [workspace] members"
+    )]
+    NotMembers { unknown: String, members: String },
     #[error("cannot read the workspace's package graph: {0}")]
     Metadata(String),
     #[error(".config/nextest.toml: {0}")]
     NextestConfig(String),
-    #[error("cannot read {path}")]
+    #[error("cannot read or write {path}")]
     Io {
         path: String,
         #[source]
@@ -21,7 +25,7 @@ pub enum Error {
     #[error("{path}: not a nextest JUnit report: {detail}")]
     Junit { path: String, detail: String },
     #[error(transparent)]
-    Process(#[from] compose::Error),
+    Process(#[from] process::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -38,7 +38,7 @@ impl Workspace {
 
     /// Runs `cargo metadata` in `root` and reads `root/.config/nextest.toml`.
     pub fn load(root: &Utf8Path) -> Result<Workspace> {
-        let cmd = compose::Cmd::cargo(["metadata", "--format-version", "1", "--locked"]);
+        let cmd = process::Cmd::cargo(["metadata", "--format-version", "1"]);
         let json = cmd
             .output(root)
             .map_err(|e| Error::Metadata(e.to_string()))?;
@@ -54,6 +54,26 @@ impl Workspace {
             }
         };
         Workspace::new(&String::from_utf8_lossy(&json), toml.as_deref())
+    }
+
+    /// Every name must be a member of the workspace: `-p` of anything else
+    /// fails nextest after the stack was built and started.
+    pub fn check_packages(&self, packages: &[String]) -> Result<()> {
+        let members: Vec<&str> = self.graph.workspace().iter().map(|p| p.name()).collect();
+        let unknown: Vec<&str> = packages
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !members.contains(p))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let mut members = members;
+        members.sort_unstable();
+        Err(Error::NotMembers {
+            unknown: unknown.join(", "),
+            members: members.join(", "),
+        })
     }
 
     /// Parses and compiles `expr` as `cargo nextest run -E` would: unknown
@@ -138,6 +158,17 @@ mod tests {
             ("test(a) and", Some("expected expression")),
             ("tset(a)", Some("expected expression")),
         ];
+        let err = ws
+            .check_packages(&["e2e-tests".into(), "shop-e2e".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("`shop-e2e` is not a member of the workspace (members:"),
+            "{err}"
+        );
+        assert!(err.contains("e2e-tests"), "{err}");
+        ws.check_packages(&["e2e-tests".into(), "cargo-e2e".into()])
+            .unwrap();
         for &(expr, want) in table {
             let got = ws.check(expr, "-E");
             match (want, got) {

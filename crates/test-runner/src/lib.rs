@@ -1,5 +1,5 @@
 //! nextest: filterset validation before anything starts, the invocation, and
-//! its results. Processes start through `compose::Cmd`, the workspace's one
+//! its results. Processes start through `process::Cmd`, the workspace's one
 //! process helper (process groups, interruption).
 
 mod error;
@@ -8,4 +8,4 @@ pub mod run;
 
 pub use error::{Error, Result};
 pub use filterset::Workspace;
-pub use run::{Counts, Invocation, Outcome, Verdict};
+pub use run::{Counts, Invocation, Outcome, TOOL, Verdict, write_tool_config};

@@ -3,8 +3,8 @@
 //! JUnit report nextest writes.
 
 use camino::{Utf8Path, Utf8PathBuf};
-use compose::{Cmd, GroupOptions};
 use nextest_metadata::NextestExitCode;
+use process::{Cmd, GroupOptions};
 use quick_xml::events::Event;
 use serde::Serialize;
 
@@ -25,6 +25,49 @@ pub struct Invocation {
     pub args: Vec<String>,
     /// The environment the tests see (addresses, CA path).
     pub env: Vec<(String, String)>,
+    /// nextest's `--tool-config-file`: the profile the tool supplies, below
+    /// the workspace's own config (see [`write_tool_config`]).
+    pub tool_config: Option<Utf8PathBuf>,
+}
+
+/// The tool name under which the profile is handed to nextest.
+pub const TOOL: &str = "cargo-e2e";
+
+/// Writes the nextest config the tool supplies: `profile` with a
+/// default-filter selecting `packages` (every test when none) and a JUnit
+/// report to count from. nextest ranks it below the workspace's
+/// `.config/nextest.toml`, so a profile the workspace defines keeps its own
+/// settings; one it lacks still exists. Written only when it changed.
+pub fn write_tool_config(path: &Utf8Path, profile: &str, packages: &[String]) -> Result<()> {
+    let filter = if packages.is_empty() {
+        "all()".to_owned()
+    } else {
+        packages
+            .iter()
+            .map(|p| format!("package(={p})"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let text = format!(
+        "# Written by cargo-e2e: the `{profile}` profile for a workspace whose\n\
+         # .config/nextest.toml does not define it; the workspace's own keys win.\n\
+         [profile.{profile}]\n\
+         default-filter = {filter:?}\n\
+         fail-fast = false\n\n\
+         [profile.{profile}.junit]\n\
+         path = \"junit.xml\"\n"
+    );
+    let io = |source| Error::Io {
+        path: path.to_string(),
+        source,
+    };
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::write(path, text).map_err(io)
 }
 
 /// How the run went, by nextest's exit code and its JUnit report.
@@ -72,9 +115,14 @@ impl Invocation {
             .filtersets
             .iter()
             .flat_map(|f| ["-E".to_owned(), f.clone()]);
+        let tool = self
+            .tool_config
+            .iter()
+            .flat_map(|t| ["--tool-config-file".to_owned(), format!("{TOOL}:{t}")]);
         let args = ["nextest", "run"]
             .map(str::to_owned)
             .into_iter()
+            .chain(tool)
             .chain(scope)
             .chain(["--profile".to_owned(), self.profile.clone()])
             .chain(filters)
@@ -194,11 +242,12 @@ mod tests {
             filtersets: vec!["test(/tls/)".into()],
             args: vec!["--partition".into(), "count:1/2".into()],
             env: vec![("E2E_CA_CERT".into(), "/c/ca.crt".into())],
+            tool_config: Some("/t/tool.toml".into()),
         };
         let cmd = inv.command();
         assert_eq!(
             cmd.to_string(),
-            "cargo nextest run -p e2e-tests --profile e2e -E 'test(/tls/)' --partition count:1/2"
+            "cargo nextest run --tool-config-file cargo-e2e:/t/tool.toml -p e2e-tests --profile e2e -E 'test(/tls/)' --partition count:1/2"
         );
         assert_eq!(
             cmd.env,

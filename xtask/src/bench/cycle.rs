@@ -208,6 +208,7 @@ fn staged_binaries() -> anyhow::Result<Utf8PathBuf> {
             pipeline::config::StageConfig {
                 package: p.into(),
                 to: to.into(),
+                profile: "image".into(),
             },
             target.join(to),
         )

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::flags::{Bench, BenchPart};
+use crate::{Bench, BenchPart};
 
 /// One claim: our samples against theirs, in seconds.
 #[derive(Debug)]

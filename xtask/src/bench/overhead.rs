@@ -13,8 +13,10 @@ pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> 
         .local_addr()?
         .port()
         .to_string();
-    let config = crate::load_config(None)?;
-    let certs = config.resolve(&config.certs.dir);
+    let (_, config) = crate::load_config()?;
+    let certs = config
+        .certs_dir()
+        .ok_or_else(|| anyhow::anyhow!("docker/e2e.yaml has no certs section"))?;
     let compose_file = config.resolve(&config.compose.files[0]);
     let ca = certs.join("ca.crt");
     let url = format!("https://127.0.0.1:{port}");

@@ -86,7 +86,7 @@ pub fn generate(
                 "compose:\n  files: [compose.yaml]\n  env:\n    BENCH_PORT: \"{port}\"\n\
                  context:\n  artifacts: [\"**/*.out\", \"**/*.test\", \"**/audit-results\"]\n\
                  certs:\n  dir: .e2e/certs\n  ca_key_dir: .e2e/ca\n\
-                 stage:\n  - {{ package: demo-gateway, to: bin }}\n  - {{ package: demo-backend, to: backend/bin }}\n\
+                 stage:\n  - {{ package: demo-gateway, to: bin, profile: image }}\n  - {{ package: demo-backend, to: backend/bin, profile: image }}\n\
                  tests:\n  packages: [e2e-tests]\n  env:\n    E2E_GATEWAY_URL: \"https://{{gateway:8443}}\"\n"
             );
             write(root.join("e2e.yaml"), config.as_bytes())?;

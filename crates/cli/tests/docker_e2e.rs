@@ -9,13 +9,13 @@ use std::os::unix::process::CommandExt as _;
 use camino::{Utf8Path, Utf8PathBuf};
 use compose::{Leftovers, Policy};
 
-const BIN: &str = env!("CARGO_BIN_EXE_xtask");
+const BIN: &str = env!("CARGO_BIN_EXE_cargo-e2e");
 
 fn root() -> Utf8PathBuf {
     Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .join("../..")
+        .canonicalize_utf8()
         .unwrap()
-        .to_owned()
 }
 
 /// A port nothing listens on now.
@@ -42,13 +42,13 @@ impl Drop for Cleanup {
             "--timeout",
             "0",
         ];
-        let _ = compose::Cmd::docker(args).output(&root());
+        let _ = compose::docker(args).output(&root());
         // Without the compose files `--rmi` cannot find the images: remove them by label.
         let images = compose::leftovers(&self.0)
             .map(|l| l.images)
             .unwrap_or_default();
         if !images.is_empty() {
-            let _ = compose::Cmd::docker(
+            let _ = compose::docker(
                 ["image", "rm", "--force"]
                     .into_iter()
                     .map(String::from)
@@ -237,10 +237,7 @@ fn phase_status(report: &serde_json::Value, phase: &str) -> Option<String> {
 }
 
 fn states(left: &Leftovers) -> Vec<String> {
-    left.containers
-        .iter()
-        .map(|c| c.rsplit(' ').next().unwrap().to_owned())
-        .collect()
+    left.containers.iter().map(|c| c.state.clone()).collect()
 }
 
 #[test]
@@ -299,10 +296,7 @@ fn each_policy_leaves_what_it_promises_and_a_running_stack_is_reused() {
     assert_eq!(r.code, Some(0), "{}", r.output);
     assert_eq!(r.report["containers"]["created"], 2, "{}", r.report);
     assert!(run.leftovers().is_empty(), "purge: {:?}", run.leftovers());
-    assert_eq!(
-        pipeline::e2e::broken_promise(Policy::Purge, &run.leftovers()),
-        None
-    );
+    assert_eq!(run.leftovers().broken_promise(Policy::Purge), None);
 }
 
 /// The report of a passing run holds every fact the table shows.

@@ -1,4 +1,4 @@
-//! `cargo xtask clean-context`: list, explain, clean and measure build contexts.
+//! `cargo e2e clean-context`: list, explain, clean and measure build contexts.
 
 use std::io::Write;
 
@@ -92,15 +92,16 @@ fn contexts(flags: &CleanContext) -> anyhow::Result<(Vec<Context>, Option<pipeli
     if let Some(dir) = &flags.context {
         let config = flags
             .config
+            .config
             .as_deref()
-            .map(|c| crate::load_config(Some(c)))
+            .map(|c| crate::load_config_anywhere(Some(c)))
             .transpose()?;
         return Ok((
             vec![Context::open(dir, flags.dockerfile.as_deref())?],
             config,
         ));
     }
-    let config = crate::load_config(flags.config.as_deref())?;
+    let config = crate::load_config_anywhere(flags.config.config.as_deref())?;
     let spec = config.project_spec(None);
     let stack =
         compose::Stack::load(&spec).context("reading the compose stack (or pass --context DIR)")?;

@@ -1,4 +1,4 @@
-//! The one way this crate starts a process: arguments stay arguments, the
+//! The one way the workspace starts a process: arguments stay arguments, the
 //! working directory is explicit, and failures carry the whole command line.
 
 use camino::Utf8Path;
@@ -66,14 +66,6 @@ impl Cmd {
         cmd
     }
 
-    pub fn docker<I, S>(args: I) -> Cmd
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Cmd::new("docker", args)
-    }
-
     pub fn env(mut self, key: &str, value: &str) -> Cmd {
         self.env.push((key.into(), value.into()));
         self
@@ -113,10 +105,7 @@ impl Cmd {
             .stderr_capture()
             .unchecked()
             .run()
-            .map_err(|source| Error::Spawn {
-                command: self.to_string(),
-                source,
-            })?;
+            .map_err(|source| self.spawn_error(source))?;
         if !out.status.success() {
             return Err(Error::Failed {
                 command: self.to_string(),
@@ -134,10 +123,7 @@ impl Cmd {
         if opts.capture {
             e = e.stdout_capture().stderr_capture();
         }
-        let spawn_error = |source| Error::Spawn {
-            command: self.to_string(),
-            source,
-        };
+        let spawn_error = |source| self.spawn_error(source);
         let handle = e.start().map_err(spawn_error)?;
         let pids = handle.pids();
         pids.iter()
@@ -150,6 +136,14 @@ impl Cmd {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
+    }
+
+    fn spawn_error(&self, source: std::io::Error) -> Error {
+        Error::Spawn {
+            program: self.program.clone(),
+            command: self.to_string(),
+            source,
+        }
     }
 
     /// Like `output`, as trimmed text.

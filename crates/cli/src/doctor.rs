@@ -1,11 +1,13 @@
-//! `cargo xtask doctor`: what this machine has for e2e runs, and for each
+//! `cargo e2e doctor`: what this machine has for e2e runs, and for each
 //! gap the command that fixes it. Exit 3 when anything is missing.
 
 use compose::{ComposeFlavor, Engine, PortState};
+use process::Cmd;
 
 use crate::exit::Stack;
+use crate::flags::Doctor;
 
-pub fn run() -> anyhow::Result<()> {
+pub fn run(flags: &Doctor) -> anyhow::Result<()> {
     let engine = Engine::detect();
     let mut problems: Vec<String> = Vec::new();
     let row = |what: &str, value: &str| println!("{what:<16} {value}");
@@ -63,13 +65,8 @@ pub fn run() -> anyhow::Result<()> {
         },
     );
 
-    let nextest = crate::shell().ok().and_then(|sh| {
-        crate::nested_cargo(xshell::cmd!(sh, "cargo nextest --version"))
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .ok()
-    });
+    let here = camino::Utf8Path::new(".");
+    let nextest = Cmd::cargo(["nextest", "--version"]).text(here).ok();
     match nextest.as_deref().and_then(|v| v.lines().next()) {
         Some(v) => {
             row("nextest", v);
@@ -84,9 +81,12 @@ pub fn run() -> anyhow::Result<()> {
     }
 
     // The stack: certificates and ports need the config and Compose's model.
-    match crate::load_config(None) {
+    match crate::load_config(flags.config.config.as_deref()) {
         Err(e) => problems.push(format!("the config does not load: {e:#}")),
-        Ok(config) => stack_rows(&config, engine.daemon_error.is_none(), &mut problems),
+        Ok((ws, config)) => {
+            row("config", ws.shown(&config.path).as_str());
+            stack_rows(&config, engine.daemon_error.is_none(), &mut problems);
+        }
     }
 
     if problems.is_empty() {
@@ -108,27 +108,29 @@ fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String
     let row = |what: &str, value: &str| println!("{what:<16} {value}");
     // One `docker compose config`: the service names the certificates must
     // cover, and the ports to check. It needs the CLI, not the daemon.
-    let name = pipeline::e2e::project_name(config, &crate::project_root(), None, crate::in_ci());
+    let name = config.project_name(None, crate::in_ci());
     let project = compose::Project::load(config.project_spec(Some(name)));
     let services = project
         .as_ref()
         .map(|p| p.stack.services.keys().cloned().collect::<Vec<_>>());
-    let spec = pipeline::e2e::certs_spec(config, services.unwrap_or_default());
-    match certs::ensure(&spec, certs::Mode::Check) {
-        Ok(r) if r.action == certs::Action::Reused => {
-            row("certificates", &format!("{} ({})", r.reason, spec.dir))
-        }
-        Ok(r) => {
-            row(
-                "certificates",
-                &format!("need work: {}", r.reason.replace('\n', "; ")),
-            );
-            row("", "(the e2e run makes them; or run `cargo xtask certs`)");
-        }
-        Err(e) => problems.push(format!(
-            "certificates: {e}; fix the certs section of {}",
-            config.path
-        )),
+    match config.certs_spec(services.unwrap_or_default()) {
+        None => row("certificates", "none (no certs section)"),
+        Some(spec) => match certs::ensure(&spec, certs::Mode::Check) {
+            Ok(r) if r.action == certs::Action::Reused => {
+                row("certificates", &format!("{} ({})", r.reason, spec.dir))
+            }
+            Ok(r) => {
+                row(
+                    "certificates",
+                    &format!("need work: {}", r.reason.replace('\n', "; ")),
+                );
+                row("", "(the e2e run makes them; or run `cargo e2e certs`)");
+            }
+            Err(e) => problems.push(format!(
+                "certificates: {e}; fix the certs section of {}",
+                config.path
+            )),
+        },
     }
     let project = match project {
         Ok(p) => p,
@@ -143,10 +145,13 @@ fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String
                 let state = match p.state {
                     PortState::Free => "free".to_owned(),
                     PortState::Ours => "held by this stack (it will be reused)".to_owned(),
+                    PortState::Unknown(why) => format!("cannot tell ({why}); the engine will say"),
                     PortState::Taken(holder) => {
                         problems.push(format!(
-                            "port {} (service {}) is taken by {holder}: free it, or set E2E_GATEWAY_PORT / compose.env",
-                            p.port, p.service
+                            "port {} (service {}) is taken by {holder}: free it, change the port in {}, or pass --ephemeral-ports",
+                            p.port,
+                            p.service,
+                            config.compose.files.iter().map(|f| config.resolve(f).to_string()).collect::<Vec<_>>().join(", ")
                         ));
                         format!("TAKEN by {holder}")
                     }

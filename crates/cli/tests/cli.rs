@@ -3,7 +3,7 @@
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
-const BIN: &str = env!("CARGO_BIN_EXE_xtask");
+const BIN: &str = env!("CARGO_BIN_EXE_cargo-e2e");
 
 struct Run {
     code: i32,

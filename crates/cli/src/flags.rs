@@ -1,4 +1,5 @@
-//! Every command and flag of `cargo xtask`, in one place; doc comments are the `--help`.
+//! Every command and flag of `cargo e2e`, in one place; doc comments are the
+//! `--help`. A workspace's own xtask can flatten [`Command`] into its own.
 
 use camino::Utf8PathBuf;
 use clap::builder::TypedValueParser as _;
@@ -6,16 +7,28 @@ use clap::{Args, Parser, Subcommand};
 use compose::Policy;
 
 /// Fast, leak-proof end-to-end runs against a Docker Compose stack.
+///
+/// Without a subcommand it runs `e2e`.
 #[derive(Debug, Parser)]
 #[command(
-    name = "cargo xtask",
-    bin_name = "cargo xtask",
+    name = "cargo-e2e",
+    bin_name = "cargo e2e",
     version,
-    propagate_version = true
+    propagate_version = true,
+    args_conflicts_with_subcommands = true
 )]
-pub struct Xtask {
+pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub e2e: E2e,
+}
+
+impl Cli {
+    /// The subcommand, `e2e` when none was named.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::E2e(self.e2e))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -27,18 +40,24 @@ pub enum Command {
     /// Make sure the stack's TLS certificates exist and are valid; generate only when needed.
     Certs(Certs),
     /// Say what this machine has and lacks for e2e runs, and how to fix each gap.
-    Doctor,
-    /// Benchmarks, side by side with the tools they replace.
-    Bench(Bench),
-    /// Everything CI checks: formatting, clippy, unit and Docker-backed tests.
-    Ci,
+    Doctor(Doctor),
+    /// Write a commented starting config from the workspace's compose file.
+    Init(Init),
 }
 
-#[derive(Debug, Args)]
-pub struct E2e {
-    /// The e2e config file.
+/// `--config`, taken by every subcommand.
+#[derive(Debug, Args, Default)]
+pub struct ConfigFlag {
+    /// The e2e config file [default: the first of e2e.yaml, .config/e2e.yaml,
+    /// docker/e2e.yaml in the workspace root].
     #[arg(long, value_name = "PATH")]
     pub config: Option<Utf8PathBuf>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct E2e {
+    #[command(flatten)]
+    pub config: ConfigFlag,
     /// What to leave afterwards [default: stop; purge when CI is set].
     #[arg(long, value_name = "POLICY", value_parser = policy_parser())]
     pub teardown: Option<Policy>,
@@ -57,19 +76,23 @@ pub struct E2e {
     /// Skip building images: use the ones the engine has.
     #[arg(long)]
     pub no_build: bool,
+    /// Publish every port on a host port the engine picks, so runs of this
+    /// stack can share an engine; `{service:port}` follows [config: compose.ephemeral_ports].
+    #[arg(long)]
+    pub ephemeral_ports: bool,
     /// Where to write the run report as JSON [default: target/e2e/report.json].
     #[arg(long, value_name = "PATH")]
     pub report_json: Option<Utf8PathBuf>,
-    /// Arguments for `cargo nextest run`, after `--` (e.g. `-- --partition count:1/2`).
+    /// Arguments for `cargo nextest run`, after `--` (e.g. `-- --partition slice:1/2`).
     #[arg(last = true, value_name = "NEXTEST_ARGS")]
     pub nextest_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct CleanContext {
-    /// The e2e config file (its compose files give the build contexts).
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<Utf8PathBuf>,
+    /// The e2e config (its compose files give the build contexts).
+    #[command(flatten)]
+    pub config: ConfigFlag,
     /// Work on this one context folder instead of the compose stack's.
     #[arg(long, value_name = "DIR")]
     pub context: Option<Utf8PathBuf>,
@@ -95,9 +118,9 @@ pub struct CleanContext {
 
 #[derive(Debug, Args)]
 pub struct Certs {
-    /// The e2e config file (certificate folder, hosts, validity).
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<Utf8PathBuf>,
+    /// The e2e config (certificate folder, hosts, validity).
+    #[command(flatten)]
+    pub config: ConfigFlag,
     /// Change nothing; exit 1 when something would be generated, and say why.
     #[arg(long, conflicts_with = "force")]
     pub check: bool,
@@ -110,24 +133,26 @@ pub struct Certs {
 }
 
 #[derive(Debug, Args)]
-pub struct Bench {
-    /// Fewer rounds (2 per cycle scenario): the whole run under ten minutes on 2 cores.
-    #[arg(long)]
-    pub quick: bool,
-    /// Run only these parts [default: all]. The cycle part clears the engine's
-    /// BuildKit cache for its cold scenario.
-    #[arg(long, value_enum, value_name = "PART")]
-    pub only: Vec<BenchPart>,
+pub struct Doctor {
+    #[command(flatten)]
+    pub config: ConfigFlag,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BenchPart {
-    /// The naive E2E script against cargo xtask e2e on a ~650 MiB repository.
-    Cycle,
-    /// The pipeline against the bare commands it runs.
-    Overhead,
-    /// The context walk against find and du.
-    Walk,
+#[derive(Debug, Args)]
+pub struct Init {
+    /// Where to write the config [default: e2e.yaml in the workspace root].
+    #[command(flatten)]
+    pub config: ConfigFlag,
+    /// The compose file to start from [default: the first of compose.yaml,
+    /// compose.yml, docker-compose.yaml, docker-compose.yml, in the root or docker/].
+    #[arg(long, value_name = "PATH")]
+    pub compose: Option<Utf8PathBuf>,
+    /// Add a certs section: a CA and a server certificate for the stack's TLS.
+    #[arg(long)]
+    pub certs: bool,
+    /// Print the config on stdout; write nothing.
+    #[arg(long)]
+    pub print: bool,
 }
 
 fn policy_parser() -> impl clap::builder::TypedValueParser<Value = Policy> {

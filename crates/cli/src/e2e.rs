@@ -1,4 +1,4 @@
-//! `cargo xtask e2e`: the whole pipeline on the configured stack, with
+//! `cargo e2e`: the whole pipeline on the configured stack, with
 //! guaranteed teardown and one exit code per kind of outcome.
 
 use std::io::Write as _;
@@ -12,26 +12,27 @@ use crate::exit::{Interrupted, Limit, Stack, Usage};
 use crate::flags::E2e;
 
 pub fn run(flags: &E2e) -> anyhow::Result<()> {
-    let config = crate::load_config(flags.config.as_deref())?;
-    let root = crate::project_root();
+    let (workspace, config) = crate::load_config(flags.config.config.as_deref())?;
     let ci = crate::in_ci();
-    let project = pipeline::e2e::project_name(&config, &root, flags.project.as_deref(), ci);
-    let teardown = flags
-        .teardown
-        .unwrap_or_else(|| pipeline::e2e::default_policy(&config, ci));
-    let target_dir = crate::target_dir();
-    let run_dir = target_dir
-        .join("e2e/runs")
-        .join(format!("{}-{project}", pipeline::e2e::unix_time()));
+    let project = config.project_name(flags.project.as_deref(), ci);
+    let teardown = flags.teardown.unwrap_or_else(|| config.default_policy(ci));
+    let target_dir = workspace.target_dir.clone();
+    // The pid keeps two runs started in the same second apart.
+    let run_dir = target_dir.join("e2e/runs").join(format!(
+        "{}-{}-{project}",
+        pipeline::e2e::unix_time(),
+        std::process::id()
+    ));
     let opts = Options {
+        ephemeral_ports: flags.ephemeral_ports || config.compose.ephemeral_ports,
         config,
-        root,
-        target_dir: target_dir.clone(),
+        workspace,
         project: project.clone(),
         teardown,
         keep_on_failure: flags.keep_on_failure,
         no_clean: flags.no_clean,
         no_build: flags.no_build,
+        ci,
         filtersets: flags.filtersets.clone(),
         nextest_args: flags.nextest_args.clone(),
         run_dir,
@@ -71,20 +72,16 @@ fn on_signals(project: String, policy: compose::Policy) -> anyhow::Result<()> {
         // Act first, then say so: a closed stderr must not stop the teardown.
         let mut err = std::io::stderr();
         if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
-            compose::interrupt::request();
+            process::interrupt::request();
             let _ = writeln!(
                 err,
                 "\ninterrupted: stopping, then teardown ({policy}); press Ctrl-C again to skip teardown"
             );
             return;
         }
-        compose::interrupt::abandon();
+        process::interrupt::abandon();
         let left = match compose::leftovers(&project) {
-            Ok(l) if l.is_empty() => "nothing".to_owned(),
-            Ok(l) => format!(
-                "containers {:?}, networks {:?}, volumes {:?}, images {:?}",
-                l.containers, l.networks, l.volumes, l.images
-            ),
+            Ok(l) => l.to_string(),
             Err(e) => format!("unknown ({e})"),
         };
         let _ = writeln!(

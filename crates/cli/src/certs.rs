@@ -1,14 +1,20 @@
-//! `cargo xtask certs`: the certs phase on its own.
+//! `cargo e2e certs`: the certs phase on its own.
 
 use anyhow::Context as _;
 use certs::Mode;
 
-use crate::exit::Limit;
+use crate::exit::{Limit, Usage};
 use crate::flags::Certs;
 
 pub fn run(flags: &Certs) -> anyhow::Result<()> {
-    let config = crate::load_config(flags.config.as_deref())?;
-    let spec = spec(&config)?;
+    let config = crate::load_config_anywhere(flags.config.config.as_deref())?;
+    let Some(spec) = spec(&config)? else {
+        return Err(Usage(format!(
+            "{} has no certs section, so the stack uses no certificates; add `certs:` to it (or run `cargo e2e init --certs --print` to see one)",
+            config.path
+        ))
+        .into());
+    };
     let mode = if flags.check {
         Mode::Check
     } else if flags.force {
@@ -32,9 +38,13 @@ pub fn run(flags: &Certs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The certificate spec from the config: hosts are localhost, 127.0.0.1,
-/// every service of the compose stack (when its files exist), and the extras.
-pub fn spec(config: &pipeline::Config) -> anyhow::Result<certs::Spec> {
+/// The certificate spec from the config, `None` without a certs section:
+/// hosts are localhost, 127.0.0.1, every service of the compose stack (when
+/// its files exist), and the extras.
+pub fn spec(config: &pipeline::Config) -> anyhow::Result<Option<certs::Spec>> {
+    if config.certs.is_none() {
+        return Ok(None);
+    }
     let files_exist = config
         .compose
         .files
@@ -47,5 +57,5 @@ pub fn spec(config: &pipeline::Config) -> anyhow::Result<certs::Spec> {
     } else {
         Vec::new()
     };
-    Ok(pipeline::e2e::certs_spec(config, services))
+    Ok(config.certs_spec(services))
 }

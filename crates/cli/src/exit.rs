@@ -1,0 +1,71 @@
+//! Exit codes, one table in one place (as nextest's `NextestExitCode`): one
+//! constant per code with its meaning, and [`code`], which finds the class
+//! of a failure in its chain of causes.
+
+/// The run did what was asked: tests passed, nothing over a limit.
+pub const OK: u8 = 0;
+/// Tests failed (e2e); a limit was exceeded (`clean-context` budget or a lint
+/// error); `certs --check` found work to do; a `ci` step failed.
+pub const FAILED: u8 = 1;
+/// Bad usage, config or input, found before anything ran: a flag value, a
+/// config key (with its line), a filterset, a package that is not a member,
+/// an ignore-file line, a file `init` would overwrite.
+pub const USAGE: u8 = 2;
+/// The environment or the stack failed: no engine or Compose, a taken port,
+/// a failed build, a service that failed or never got ready.
+pub const ENVIRONMENT: u8 = 3;
+/// Interrupted by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+pub const INTERRUPTED: u8 = 130;
+
+/// A limit was exceeded, tests failed, or a check found work to do: [`FAILED`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Limit(pub String);
+
+/// Bad usage or input that the flags did not catch: [`USAGE`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// The run was interrupted: [`INTERRUPTED`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Interrupted(pub String);
+
+/// The environment or the stack failed: [`ENVIRONMENT`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Stack(pub String);
+
+/// The code for a failure: the first cause in its chain that has a class.
+pub fn code(err: &anyhow::Error) -> u8 {
+    err.chain().find_map(class).unwrap_or(ENVIRONMENT)
+}
+
+fn class(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    if cause.is::<Interrupted>() {
+        return Some(INTERRUPTED);
+    }
+    if cause.is::<Stack>() {
+        return Some(ENVIRONMENT);
+    }
+    if cause.is::<Limit>() {
+        return Some(FAILED);
+    }
+    if cause.is::<Usage>() || cause.is::<pipeline::ConfigError>() {
+        return Some(USAGE);
+    }
+    if let Some(e) = cause.downcast_ref::<build_context::Error>() {
+        use build_context::Error as E;
+        return Some(match e {
+            E::Io { source, .. } if source.kind() != std::io::ErrorKind::NotFound => ENVIRONMENT,
+            _ => USAGE,
+        });
+    }
+    if let Some(certs::Error::BadHost { .. } | certs::Error::KeyInMountedDir { .. }) =
+        cause.downcast_ref()
+    {
+        return Some(USAGE);
+    }
+    cause.is::<compose::Error>().then_some(ENVIRONMENT)
+}

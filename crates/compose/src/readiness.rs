@@ -1,0 +1,388 @@
+//! When a service is ready: the judgement from a container's state, and the
+//! probes that look through its published ports or at its logs. Docker's
+//! `running` only says a process started; a proxy without a healthcheck is
+//! `running` half a second before its port answers, and tests that start then
+//! get refused or hung connections.
+
+use std::io::Read as _;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::project::Container;
+
+/// How one service is judged ready (`readiness.services.<name>` in the
+/// config): a word (`healthcheck`, `running`, `exited`) or a one-key map
+/// (`{ tcp: 8080 }`, `{ http: { port: 80, path: /health, status: 200 } }`,
+/// `{ log: "ready to accept" }`).
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// Docker's healthcheck says healthy (the default where one is defined).
+    Healthcheck,
+    /// The container runs, nothing more.
+    Running,
+    /// The container exited 0: a one-shot job (a migration, a seed).
+    Exited,
+    /// A TCP connection through the host port published for this container
+    /// port is accepted and stays open (Docker's proxy accepts and then closes
+    /// it while nothing listens behind it).
+    Tcp(u16),
+    /// An HTTP request through the published port gets an answer.
+    Http(HttpProbe),
+    /// A line of the container's log matches this regex.
+    Log(Pattern),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpProbe {
+    /// The container port; its published host port is asked.
+    pub port: u16,
+    #[serde(default = "root_path")]
+    pub path: String,
+    /// The status to expect; any answer when not given.
+    pub status: Option<u16>,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+
+const PROBES: &[&str] = &["healthcheck", "running", "exited", "tcp", "http", "log"];
+
+// By hand: serde_yaml reads derived enums only from YAML tags (`!tcp 8080`),
+// and the one-key map is what people write.
+impl<'de> Deserialize<'de> for Probe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Probe, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Probe;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("healthcheck, running, exited, { tcp: PORT }, { http: { port: PORT } } or { log: REGEX }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Probe, E> {
+                match v {
+                    "healthcheck" => Ok(Probe::Healthcheck),
+                    "running" => Ok(Probe::Running),
+                    "exited" => Ok(Probe::Exited),
+                    other => Err(E::unknown_variant(other, PROBES)),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Probe, A::Error> {
+                use serde::de::Error as _;
+                let key: String = map
+                    .next_key()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let probe = match key.as_str() {
+                    "tcp" => Probe::Tcp(map.next_value()?),
+                    "http" => Probe::Http(map.next_value()?),
+                    "log" => Probe::Log(map.next_value()?),
+                    other => return Err(A::Error::unknown_variant(other, PROBES)),
+                };
+                if map.next_key::<String>()?.is_some() {
+                    return Err(A::Error::custom(
+                        "a probe is one of tcp, http or log, not several",
+                    ));
+                }
+                Ok(probe)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// A regex, checked when the config is read.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Pattern, D::Error> {
+        let text = String::deserialize(d)?;
+        regex::Regex::new(&text)
+            .map(Pattern)
+            .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a regex: {e}")))
+    }
+}
+
+/// Where one service stands while we wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    Waiting(String),
+    Failed(String),
+}
+
+/// What a service's probes are, when the config names none: its healthcheck;
+/// else a TCP connection on each published TCP port; else running.
+pub fn default_probes(has_healthcheck: bool, published_tcp: &[u16]) -> Vec<Probe> {
+    if has_healthcheck {
+        vec![Probe::Healthcheck]
+    } else if published_tcp.is_empty() {
+        vec![Probe::Running]
+    } else {
+        published_tcp.iter().map(|&p| Probe::Tcp(p)).collect()
+    }
+}
+
+/// The judgement from the container's state alone: failed (exited non-zero,
+/// restarting, unhealthy), ready without more to check, waiting, or `None`
+/// when it runs and the probes decide.
+pub fn judge_state(c: &Container, probes: &[Probe]) -> Option<Readiness> {
+    let one_shot = probes.iter().any(|p| matches!(p, Probe::Exited));
+    Some(match (c.state.as_str(), c.health.as_str()) {
+        // A crash loop under `restart:` shows as `restarting` between tries:
+        // the service will not come up by waiting.
+        ("restarting", _) => Readiness::Failed(format!(
+            "{} keeps restarting (last exit code {})",
+            c.name, c.exit_code
+        )),
+        ("running", "unhealthy") => Readiness::Failed(format!("{} is unhealthy", c.name)),
+        ("running", _) if one_shot => {
+            Readiness::Waiting("running; a one-shot, waiting for it to exit".into())
+        }
+        ("running", _) => return None,
+        ("exited", _) if c.exit_code == 0 => Readiness::Ready,
+        ("exited" | "dead", _) => {
+            Readiness::Failed(format!("{} exited with code {}", c.name, c.exit_code))
+        }
+        (state, _) => Readiness::Waiting(state.to_owned()),
+    })
+}
+
+/// A running container's probe: `logs` reads its log when a probe needs it.
+pub fn check(c: &Container, probe: &Probe, logs: &dyn Fn() -> Option<String>) -> Readiness {
+    match probe {
+        Probe::Healthcheck => match c.health.as_str() {
+            "healthy" => Readiness::Ready,
+            "" => Readiness::Failed(format!("{} has no healthcheck to wait for", c.name)),
+            h => Readiness::Waiting(format!("health: {h}")),
+        },
+        Probe::Running | Probe::Exited => Readiness::Ready,
+        Probe::Tcp(port) => match c.published(*port) {
+            None => Readiness::Failed(format!("{} publishes no port {port} to probe", c.name)),
+            Some(addr) if tcp_stays_open(&addr) => Readiness::Ready,
+            Some(addr) => Readiness::Waiting(format!("port {port} ({addr}) not answering")),
+        },
+        Probe::Http(h) => match c.published(h.port) {
+            None => Readiness::Failed(format!("{} publishes no port {} to probe", c.name, h.port)),
+            Some(addr) => match http_status(&addr, &h.path) {
+                Some(s) if h.status.is_none_or(|want| want == s) => Readiness::Ready,
+                Some(s) => Readiness::Waiting(format!("http://{addr}{} answers {s}", h.path)),
+                None => Readiness::Waiting(format!("http://{addr}{} not answering", h.path)),
+            },
+        },
+        Probe::Log(p) => match logs() {
+            Some(text) if text.lines().any(|l| p.0.is_match(l)) => Readiness::Ready,
+            _ => Readiness::Waiting(format!("no log line matches `{}` yet", p.0)),
+        },
+    }
+}
+
+/// The worse of two: failed over waiting over ready.
+pub fn worst(a: Readiness, b: Readiness) -> Readiness {
+    match (a, b) {
+        (f @ Readiness::Failed(_), _) | (_, f @ Readiness::Failed(_)) => f,
+        (w @ Readiness::Waiting(_), _) | (_, w @ Readiness::Waiting(_)) => w,
+        _ => Readiness::Ready,
+    }
+}
+
+/// Connects, then waits a moment: a server keeps the connection open (or
+/// speaks first), Docker's port proxy with nothing behind it closes it.
+fn tcp_stays_open(addr: &str) -> bool {
+    let Some(sock) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return false;
+    };
+    let Ok(mut stream) = TcpStream::connect_timeout(&sock, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(150)));
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => false,
+        Ok(_) => true,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// The status of `GET path` on `addr`, or `None` when nothing answers.
+fn http_status(addr: &str, path: &str) -> Option<u16> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(1))
+        .redirects(0)
+        .build();
+    match agent.get(&format!("http://{addr}{path}")).call() {
+        Ok(r) => Some(r.status()),
+        Err(ureq::Error::Status(code, _)) => Some(code),
+        Err(ureq::Error::Transport(_)) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::Publisher;
+
+    fn container(state: &str, health: &str, exit_code: i32, ports: &[(u16, u16)]) -> Container {
+        Container {
+            id: "id".into(),
+            name: "shop-api-1".into(),
+            service: "api".into(),
+            state: state.into(),
+            health: health.into(),
+            exit_code,
+            publishers: Some(
+                ports
+                    .iter()
+                    .map(|&(target, published)| Publisher {
+                        url: "0.0.0.0".into(),
+                        target_port: target,
+                        published_port: published,
+                        protocol: "tcp".into(),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn the_state_alone_decides_failures_and_one_shots() {
+        type Row<'a> = (&'a str, &'a str, i32, &'a [Probe], Option<Readiness>);
+        let running = [Probe::Running];
+        let table: &[Row] = &[
+            ("running", "", 0, &running, None),
+            (
+                "running",
+                "unhealthy",
+                0,
+                &running,
+                Some(Readiness::Failed("shop-api-1 is unhealthy".into())),
+            ),
+            (
+                "restarting",
+                "",
+                1,
+                &running,
+                Some(Readiness::Failed(
+                    "shop-api-1 keeps restarting (last exit code 1)".into(),
+                )),
+            ),
+            ("exited", "", 0, &running, Some(Readiness::Ready)),
+            (
+                "exited",
+                "",
+                3,
+                &running,
+                Some(Readiness::Failed("shop-api-1 exited with code 3".into())),
+            ),
+            (
+                "created",
+                "",
+                0,
+                &running,
+                Some(Readiness::Waiting("created".into())),
+            ),
+            (
+                "running",
+                "",
+                0,
+                &[Probe::Exited],
+                Some(Readiness::Waiting(
+                    "running; a one-shot, waiting for it to exit".into(),
+                )),
+            ),
+        ];
+        for (state, health, code, probes, want) in table {
+            let c = container(state, health, *code, &[]);
+            assert_eq!(&judge_state(&c, probes), want, "{state} {health} {code}");
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_healthcheck_then_the_published_ports() {
+        assert!(matches!(
+            default_probes(true, &[80])[..],
+            [Probe::Healthcheck]
+        ));
+        assert!(matches!(default_probes(false, &[])[..], [Probe::Running]));
+        assert!(matches!(
+            default_probes(false, &[80, 443])[..],
+            [Probe::Tcp(80), Probe::Tcp(443)]
+        ));
+    }
+
+    #[test]
+    fn a_tcp_probe_wants_a_connection_that_stays_open() {
+        let none = || None;
+        // A listener that accepts and keeps the connection: ready.
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open_port = open.local_addr().unwrap().port();
+        let c = container("running", "", 0, &[(8080, open_port)]);
+        assert_eq!(check(&c, &Probe::Tcp(8080), &none), Readiness::Ready);
+        // One that accepts and closes at once, as Docker's proxy does while
+        // nothing listens in the container: not ready.
+        let closing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closing_port = closing.local_addr().unwrap().port();
+        let closer = std::thread::spawn(move || {
+            let (s, _) = closing.accept().unwrap();
+            drop(s);
+        });
+        let c = container("running", "", 0, &[(8080, closing_port)]);
+        assert!(matches!(
+            check(&c, &Probe::Tcp(8080), &none),
+            Readiness::Waiting(_)
+        ));
+        closer.join().unwrap();
+        // Nothing there at all: not ready; a port that is not published: a config error.
+        drop(open);
+        let c = container("running", "", 0, &[(8080, open_port)]);
+        assert!(matches!(
+            check(&c, &Probe::Tcp(8080), &none),
+            Readiness::Waiting(_)
+        ));
+        assert!(matches!(
+            check(&c, &Probe::Tcp(9999), &none),
+            Readiness::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn http_and_log_probes() {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let serve = std::thread::spawn(move || {
+            for _ in 0..2 {
+                let r = server.recv().unwrap();
+                let code = if r.url() == "/health" { 200 } else { 503 };
+                r.respond(tiny_http::Response::empty(code)).unwrap();
+            }
+        });
+        let c = container("running", "", 0, &[(80, port)]);
+        let none = || None;
+        let http = |path: &str| {
+            Probe::Http(HttpProbe {
+                port: 80,
+                path: path.into(),
+                status: Some(200),
+            })
+        };
+        assert_eq!(check(&c, &http("/health"), &none), Readiness::Ready);
+        assert!(
+            matches!(check(&c, &http("/"), &none), Readiness::Waiting(w) if w.contains("answers 503"))
+        );
+        serve.join().unwrap();
+
+        let log = Probe::Log(Pattern(regex::Regex::new("listening on \\d+").unwrap()));
+        let said = || Some("starting\nlistening on 8080\n".to_owned());
+        assert_eq!(check(&c, &log, &said), Readiness::Ready);
+        let quiet = || Some("starting\n".to_owned());
+        assert!(matches!(check(&c, &log, &quiet), Readiness::Waiting(_)));
+    }
+}

@@ -1,0 +1,10 @@
+//! Child processes for every crate of the workspace: a command is a value
+//! (shown, logged, tested), every child runs in its own process group, and
+//! [`interrupt`] decides which of them a Ctrl-C or SIGTERM stops.
+
+mod cmd;
+mod error;
+pub mod interrupt;
+
+pub use cmd::{CARGO_RUN_VARS, Cmd, GroupOptions, GroupOutput};
+pub use error::{Error, Result};
