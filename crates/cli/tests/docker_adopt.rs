@@ -1,0 +1,470 @@
+//! Adoption by a workspace that is not this one, against the real engine: the
+//! shop fixture (tests/fixtures/shop: Postgres with a 5 s healthcheck, a
+//! one-shot migration, a backend under `restart: always` with a secret, nginx
+//! without healthcheck on a published port), copied to a temporary folder and
+//! driven as its users would: `cargo e2e` installed on PATH, or its own xtask.
+//! Its images build FROM `debian:bookworm-slim`, made without a registry by
+//! `.ci/debian-base`.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::time::{Duration, Instant};
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cargo-e2e");
+const BASE_IMAGE: &str = "debian:bookworm-slim";
+
+fn repo_root() -> Utf8PathBuf {
+    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize_utf8()
+        .unwrap()
+}
+
+/// The engine and the Debian base image, or `false` after saying why the
+/// test is skipped (a failure when `E2E_REQUIRE_DOCKER` is set).
+fn ready_or_skip(test: &str) -> bool {
+    if compose::testing::engine_or_skip(test).is_none() {
+        return false;
+    }
+    let have = compose::docker(["image", "inspect", BASE_IMAGE])
+        .output(Utf8Path::new("."))
+        .is_ok();
+    let required = std::env::var_os(compose::testing::REQUIRE_VAR)
+        .is_some_and(|v| !v.is_empty() && v != "0");
+    assert!(
+        have || !required,
+        "{test}: the engine has no {BASE_IMAGE}; run `bash .ci/debian-base` (make base-image)"
+    );
+    if !have {
+        eprintln!("SKIPPED {test}: no {BASE_IMAGE} image; run `bash .ci/debian-base`");
+    }
+    have
+}
+
+/// A copy of the shop workspace in a temporary folder, a git work tree (so
+/// the clean phase can tell tracked files), with `cargo-e2e` on PATH.
+struct Shop {
+    tmp: tempfile::TempDir,
+    root: Utf8PathBuf,
+    project: String,
+    port: u16,
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        // Whatever the test did: nothing of this project stays on the engine.
+        let _ = compose::docker([
+            "compose", "-p", &self.project, "down", "--volumes", "--remove-orphans", "--timeout", "0",
+        ])
+        .env("SHOP_PORT", "1")
+        .output(&self.root);
+        if let Ok(left) = compose::leftovers(&self.project) {
+            let images: Vec<String> = left.images.into_iter().chain(left.dangling_images).collect();
+            if !images.is_empty() {
+                let _ = compose::docker(["image".to_owned(), "rm".into(), "--force".into()].into_iter().chain(images))
+                    .output(&self.root);
+            }
+        }
+    }
+}
+
+impl Shop {
+    fn new(name: &str) -> Shop {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::from_path_buf(tmp.path().canonicalize().unwrap())
+            .unwrap()
+            .join("shop");
+        copy_dir(&repo_root().join("tests/fixtures/shop"), &root);
+        let bin = root.parent().unwrap().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(BIN, bin.join("cargo-e2e")).unwrap();
+        let shop = Shop {
+            tmp,
+            root,
+            project: format!("t{}-{name}", std::process::id()),
+            port: free_port(),
+        };
+        shop.git(&["init", "-q"]);
+        shop.git(&["add", "."]);
+        shop
+    }
+
+    fn git(&self, args: &[&str]) {
+        let out = duct::cmd("git", args).dir(&self.root).stdout_null().unchecked().run().unwrap();
+        assert!(out.status.success(), "git {args:?}");
+    }
+
+    fn path(&self) -> String {
+        let bin = Utf8Path::from_path(self.tmp.path()).unwrap().canonicalize_utf8().unwrap().join("bin");
+        format!("{bin}:{}", std::env::var("PATH").unwrap_or_default())
+    }
+
+    /// `cargo ARGS` in the shop's root, as its developers type it.
+    fn cargo(&self, args: &[&str]) -> duct::Expression {
+        duct::cmd("cargo", args)
+            .dir(&self.root)
+            .env("PATH", self.path())
+            .env("SHOP_PORT", self.port.to_string())
+            // Not this repository's run: no variable of ours leaks in.
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_MANIFEST_DIR")
+            .env_remove("CI")
+            .stdin_null()
+            .stderr_to_stdout()
+            .unchecked()
+    }
+
+    fn run(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = self.cargo(args).stdout_capture().run().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `cargo e2e init`, then the project name made unique for this test.
+    fn init(&self) {
+        let (code, out) = self.run(&["e2e", "init"]);
+        assert_eq!(code, Some(0), "{out}");
+        let path = self.root.join("e2e.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace(
+            "  # project: name ",
+            &format!("  project: {}\n  # (was) project: name ", self.project),
+        );
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn report(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.root.join("target/e2e/report.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn leftovers(&self) -> compose::Leftovers {
+        compose::leftovers(&self.project).unwrap()
+    }
+}
+
+fn copy_dir(from: &Utf8Path, to: &Utf8Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in from.read_dir_utf8().unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "target" {
+            continue;
+        }
+        let dest = to.join(name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn phase<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == name)
+        .unwrap_or_else(|| panic!("no phase {name} in {report}"))
+}
+
+#[test]
+fn installed_cargo_e2e_adopts_a_foreign_workspace_from_init_to_green() {
+    if !ready_or_skip("installed_cargo_e2e_adopts_a_foreign_workspace_from_init_to_green") {
+        return;
+    }
+    let shop = Shop::new("adopt");
+    // init writes a config from the compose file, and never overwrites an edit.
+    let (code, out) = shop.run(&["e2e", "init"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("wrote e2e.yaml from compose.yaml"), "{out}");
+    let written = std::fs::read_to_string(shop.root.join("e2e.yaml")).unwrap();
+    for line in ["files: [compose.yaml]", "packages: [shop-e2e]", "PROXY_80: \"{proxy:80}\""] {
+        assert!(written.contains(line), "{line} missing:\n{written}");
+    }
+    assert!(!written.contains("\ncerts:"), "no certs section unless asked:\n{written}");
+    let (code, out) = shop.run(&["e2e", "init"]);
+    assert_eq!((code, out.trim()), (Some(0), "e2e.yaml is up to date"));
+    shop.init_edit_is_kept();
+
+    // The whole run, from the shop's root, with the tool found on PATH.
+    let (code, out) = shop.run(&["e2e", "--teardown", "purge"]);
+    assert_eq!(code, Some(0), "{out}");
+    let report = shop.report();
+    assert_eq!(report["project"], shop.project.as_str(), "the config's project");
+    assert_eq!(phase(&report, "certs")["status"], "skipped");
+    assert!(
+        phase(&report, "certs")["note"].as_str().unwrap().contains("no certs section"),
+        "{report}"
+    );
+    assert_eq!(report["tests"]["passed"], 2, "{report}");
+    // Everything lives in the shop's workspace: its target folder, its JUnit.
+    assert!(shop.root.join("target/e2e/nextest-tool.toml").is_file());
+    assert!(
+        report["junit"].as_str().unwrap().starts_with(shop.root.as_str()),
+        "{report}"
+    );
+    assert!(shop.leftovers().is_empty(), "purge: {}", shop.leftovers());
+    assert!(
+        !out.contains(repo_root().as_str()),
+        "nothing of the tool's own checkout shows:\n{out}"
+    );
+}
+
+impl Shop {
+    /// An edited config survives a second `init`, which exits 2 and says why.
+    fn init_edit_is_kept(&self) {
+        let path = self.root.join("e2e.yaml");
+        let edited = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("  # project: name ", &format!("  project: {}\n  # project: name ", self.project));
+        std::fs::write(&path, &edited).unwrap();
+        let (code, out) = self.run(&["e2e", "init"]);
+        assert_eq!(code, Some(2), "{out}");
+        assert!(out.contains("exists and says something else; nothing written"), "{out}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
+    }
+}
+
+#[test]
+fn its_own_xtask_hands_over_in_three_lines() {
+    if !ready_or_skip("its_own_xtask_hands_over_in_three_lines") {
+        return;
+    }
+    let shop = Shop::new("xtask");
+    shop.init();
+    let cli = repo_root().join("crates/cli");
+    shop.write(
+        "xtask/Cargo.toml",
+        &format!(
+            "[package]\nname = \"xtask\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n\
+             [dependencies]\ncargo-e2e = {{ path = \"{cli}\" }}\n"
+        ),
+    );
+    shop.write(
+        "xtask/src/main.rs",
+        "fn main() -> std::process::ExitCode {\n    cargo_e2e::main()\n}\n",
+    );
+    shop.write(".cargo/config.toml", "[alias]\nxtask = \"run --quiet --package xtask --\"\n");
+    let manifest = std::fs::read_to_string(shop.root.join("Cargo.toml")).unwrap();
+    shop.write(
+        "Cargo.toml",
+        &manifest.replace("members = [\"api\", \"shop-e2e\"]", "members = [\"api\", \"shop-e2e\", \"xtask\"]"),
+    );
+    // The shop's lock file takes this repository's versions, so the build is
+    // the one this repository tested (and its registry cache serves it).
+    std::fs::copy(repo_root().join("Cargo.lock"), shop.root.join("Cargo.lock")).unwrap();
+    let (code, out) = shop.run(&["xtask", "e2e", "--teardown", "purge", "-E", "test(health)"]);
+    assert_eq!(code, Some(0), "{out}");
+    let report = shop.report();
+    assert_eq!(report["tests"]["passed"], 1, "{report}");
+    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
+    let (code, out) = shop.run(&["xtask", "doctor"]);
+    assert!(out.contains("config           e2e.yaml"), "{code:?} {out}");
+}
+
+#[test]
+fn a_crash_looping_backend_fails_fast_with_its_own_last_words() {
+    if !ready_or_skip("a_crash_looping_backend_fails_fast_with_its_own_last_words") {
+        return;
+    }
+    let shop = Shop::new("crashloop");
+    shop.init();
+    // The backend loses its secret: under `restart: always` it crash-loops.
+    shop.write("compose.override.yaml", "services:\n  api:\n    secrets: !reset []\n");
+    let config = std::fs::read_to_string(shop.root.join("e2e.yaml"))
+        .unwrap()
+        .replace("files: [compose.yaml]", "files: [compose.yaml, compose.override.yaml]");
+    shop.write("e2e.yaml", &config);
+    let start = Instant::now();
+    let (code, out) = shop.run(&["e2e", "--teardown", "purge"]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("service api failed"), "{out}");
+    assert!(out.contains("keeps restarting") || out.contains("exited with code 1"), "{out}");
+    assert!(
+        out.contains("cannot read /run/secrets/db_password"),
+        "the backend's own log line is in the error:\n{out}"
+    );
+    assert!(!out.contains("not ready after"), "failed fast, not by the timeout:\n{out}");
+    eprintln!("crash loop reported after {:.1} s", start.elapsed().as_secs_f64());
+    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
+}
+
+#[test]
+fn a_low_port_is_not_taken_for_a_user_who_cannot_bind_it() {
+    if !ready_or_skip("a_low_port_is_not_taken_for_a_user_who_cannot_bind_it") {
+        return;
+    }
+    // Port 81, free: without CAP_NET_BIND_SERVICE our own test bind fails with
+    // EACCES, as it does for every user who is not root; the daemon binds it.
+    if std::net::TcpListener::bind("0.0.0.0:81").is_err() {
+        eprintln!("SKIPPED: port 81 is in use here");
+        return;
+    }
+    let mut shop = Shop::new("lowport");
+    shop.port = 81;
+    shop.init();
+    let unprivileged = |args: &[&str]| {
+        let mut all = vec!["--inh-caps=-net_bind_service", "--bounding-set=-net_bind_service", "cargo"];
+        all.extend_from_slice(args);
+        let out = duct::cmd("setpriv", all)
+            .dir(&shop.root)
+            .env("PATH", shop.path())
+            .env("SHOP_PORT", "81")
+            .env_remove("CI")
+            .stdin_null()
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (_, out) = unprivileged(&["e2e", "doctor"]);
+    assert!(out.contains("port             81 (proxy): cannot tell"), "{out}");
+    assert!(!out.contains("TAKEN"), "{out}");
+    let (code, out) = unprivileged(&["e2e", "--teardown", "purge", "-E", "test(health)"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
+}
+
+#[test]
+fn a_test_package_that_is_not_a_member_stops_preflight() {
+    if !ready_or_skip("a_test_package_that_is_not_a_member_stops_preflight") {
+        return;
+    }
+    let shop = Shop::new("member");
+    shop.init();
+    let config = std::fs::read_to_string(shop.root.join("e2e.yaml"))
+        .unwrap()
+        .replace("packages: [shop-e2e]", "packages: [shop-e2e, shop-tests]");
+    shop.write("e2e.yaml", &config);
+    let (code, out) = shop.run(&["e2e"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("tests.packages: `shop-tests` is not a member of the workspace (members: api, shop-e2e)"),
+        "{out}"
+    );
+    assert_eq!(phase(&shop.report(), "preflight")["status"], "failed");
+    assert!(shop.leftovers().is_empty(), "nothing started: {}", shop.leftovers());
+}
+
+#[test]
+fn purge_also_removes_the_images_rebuilds_left_behind() {
+    if !ready_or_skip("purge_also_removes_the_images_rebuilds_left_behind") {
+        return;
+    }
+    let shop = Shop::new("dangling");
+    shop.init();
+    let health = ["e2e", "--teardown", "stop", "-E", "test(health)"];
+    let (code, out) = shop.run(&health);
+    assert_eq!(code, Some(0), "{out}");
+    // A change to the backend rebuilds its image: the old one loses its tag.
+    let main = shop.root.join("api/src/main.rs");
+    let mut src = std::fs::read_to_string(&main).unwrap();
+    src.push_str("\n// a change\n");
+    std::fs::write(&main, src).unwrap();
+    let (code, out) = shop.run(&health);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        !shop.leftovers().dangling_images.is_empty(),
+        "the rebuild left the old image untagged: {}",
+        shop.leftovers()
+    );
+    let (code, out) = shop.run(&["e2e", "--teardown", "purge", "--no-build", "-E", "test(health)"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
+}
+
+#[test]
+fn a_proxy_without_healthcheck_is_ready_only_when_its_port_answers() {
+    if !ready_or_skip("a_proxy_without_healthcheck_is_ready_only_when_its_port_answers") {
+        return;
+    }
+    let shop = Shop::new("hammer");
+    shop.init();
+    // nginx takes two seconds to listen, as a slow-starting server does.
+    shop.write(
+        "compose.override.yaml",
+        "services:\n  proxy:\n    command: [\"sh\", \"-c\", \"sleep 2; exec nginx -g 'daemon off;'\"]\n",
+    );
+    let config = std::fs::read_to_string(shop.root.join("e2e.yaml"))
+        .unwrap()
+        .replace("files: [compose.yaml]", "files: [compose.yaml, compose.override.yaml]");
+    shop.write("e2e.yaml", &config);
+    let reader = shop
+        .cargo(&["e2e", "--teardown", "purge", "--", "--no-run"])
+        .reader()
+        .unwrap();
+    let mut output = String::new();
+    let mut lines = BufReader::new(&reader);
+    let mut line = String::new();
+    let mut hammer = None;
+    while lines.read_line(&mut line).unwrap() > 0 {
+        output.push_str(&line);
+        // From the moment `up` says ready: every request gets an answer.
+        if hammer.is_none() && line.contains("up         ok") {
+            let addr = format!("127.0.0.1:{}", shop.port);
+            hammer = Some(std::thread::spawn(move || hammer_for(&addr, Duration::from_secs(1))));
+        }
+        line.clear();
+    }
+    let status = reader.try_wait().unwrap().expect("ended").status;
+    assert!(status.success(), "{output}");
+    let (ok, failed) = hammer.expect("up reported ready").join().unwrap();
+    assert!(ok > 0 && failed.is_empty(), "{ok} answered; failures: {failed:?}\n{output}");
+    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
+}
+
+/// Requests `GET /health` through `addr` for `how_long`: how many answered
+/// 200, and what went wrong with the others.
+fn hammer_for(addr: &str, how_long: Duration) -> (usize, Vec<String>) {
+    let end = Instant::now() + how_long;
+    let (mut ok, mut failed) = (0, Vec::new());
+    while Instant::now() < end {
+        let result = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            s.write_all(b"GET /health HTTP/1.0\r\nHost: shop\r\n\r\n")?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            Ok(text)
+        })();
+        match result {
+            Ok(t) if t.starts_with("HTTP/1.1 200") || t.starts_with("HTTP/1.0 200") => ok += 1,
+            Ok(t) => failed.push(format!("answer: {:?}", t.lines().next().unwrap_or("(empty)"))),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    (ok, failed)
+}
+
+#[test]
+fn ephemeral_ports_run_while_the_fixed_port_is_held() {
+    if !ready_or_skip("ephemeral_ports_run_while_the_fixed_port_is_held") {
+        return;
+    }
+    let shop = Shop::new("ephemeral");
+    shop.init();
+    // Another run (here: a listener) holds the stack's fixed port.
+    let _held = std::net::TcpListener::bind(("0.0.0.0", shop.port)).unwrap();
+    let (code, out) = shop.run(&["e2e", "--teardown", "purge", "-E", "test(health)"]);
+    assert_eq!(code, Some(3), "without the flag the port is taken: {out}");
+    assert!(out.contains(&format!("host port {} (published by service proxy) is taken", shop.port)), "{out}");
+    let (code, out) = shop.run(&["e2e", "--ephemeral-ports", "--teardown", "purge", "-E", "test(health)"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ports picked by the engine"), "{out}");
+    assert_eq!(shop.report()["tests"]["passed"], 1);
+    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
+}
