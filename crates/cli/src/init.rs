@@ -119,8 +119,11 @@ fn test_members(ws: &Workspace) -> Vec<String> {
 
 /// `path` relative to `dir` when below it, else absolute.
 fn relative(dir: &Utf8Path, path: &Utf8Path) -> String {
-    path.strip_prefix(dir)
-        .map_or_else(|_| path.to_string(), |p| p.to_string())
+    match path.strip_prefix(dir) {
+        Ok(p) if p.as_str().is_empty() => ".".into(),
+        Ok(p) => p.to_string(),
+        Err(_) => path.to_string(),
+    }
 }
 
 /// A variable name for `{service:port}`: `API_8080`.

@@ -514,7 +514,7 @@ impl Project {
                     seconds: opts.timeout.as_secs(),
                 });
             }
-            if pending != last {
+            if pending != last && !pending.is_empty() {
                 waiting(&pending);
                 last = pending;
             }

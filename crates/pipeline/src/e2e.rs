@@ -548,8 +548,13 @@ fn test_phase(
     // The profile, for a workspace whose nextest config lacks it: its own
     // config still wins wherever it says something.
     let tool_config = opts.workspace.target_dir.join("e2e/nextest-tool.toml");
-    test_runner::write_tool_config(&tool_config, &c.tests.profile, &c.tests.packages)
-        .map_err(stack)?;
+    test_runner::write_tool_config(
+        &tool_config,
+        &opts.workspace.target_dir,
+        &c.tests.profile,
+        &c.tests.packages,
+    )
+    .map_err(stack)?;
     let invocation = test_runner::Invocation {
         profile: c.tests.profile.clone(),
         packages: c.tests.packages.clone(),

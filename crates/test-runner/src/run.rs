@@ -35,10 +35,17 @@ pub const TOOL: &str = "cargo-e2e";
 
 /// Writes the nextest config the tool supplies: `profile` with a
 /// default-filter selecting `packages` (every test when none) and a JUnit
-/// report to count from. nextest ranks it below the workspace's
-/// `.config/nextest.toml`, so a profile the workspace defines keeps its own
-/// settings; one it lacks still exists. Written only when it changed.
-pub fn write_tool_config(path: &Utf8Path, profile: &str, packages: &[String]) -> Result<()> {
+/// report to count from, and the store in `target_dir/nextest` (nextest puts
+/// it under the workspace root's `target/` otherwise, even when cargo builds
+/// elsewhere, and the JUnit report would not be found). nextest ranks it below
+/// the workspace's `.config/nextest.toml`, so a profile the workspace defines
+/// keeps its own settings; one it lacks still exists. Written only when it changed.
+pub fn write_tool_config(
+    path: &Utf8Path,
+    target_dir: &Utf8Path,
+    profile: &str,
+    packages: &[String],
+) -> Result<()> {
     let filter = if packages.is_empty() {
         "all()".to_owned()
     } else {
@@ -48,9 +55,12 @@ pub fn write_tool_config(path: &Utf8Path, profile: &str, packages: &[String]) ->
             .collect::<Vec<_>>()
             .join(" | ")
     };
+    let store = target_dir.join("nextest").to_string();
     let text = format!(
         "# Written by cargo-e2e: the `{profile}` profile for a workspace whose\n\
          # .config/nextest.toml does not define it; the workspace's own keys win.\n\
+         [store]\n\
+         dir = {store:?}\n\n\
          [profile.{profile}]\n\
          default-filter = {filter:?}\n\
          fail-fast = false\n\n\
