@@ -610,3 +610,35 @@ fn ephemeral_ports_run_while_the_fixed_port_is_held() {
     assert_eq!(shop.report()["tests"]["passed"], 1);
     assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
 }
+
+#[test]
+fn when_compose_up_fails_its_real_error_is_shown() {
+    if !ready_or_skip("when_compose_up_fails_its_real_error_is_shown") {
+        return;
+    }
+    let shop = Shop::new("upfails");
+    shop.init();
+    // The engine refuses to start the proxy: Compose's `up` fails.
+    shop.write(
+        "compose.override.yaml",
+        "services:\n  proxy:\n    user: nosuchuser\n",
+    );
+    let config = std::fs::read_to_string(shop.root.join("e2e.yaml"))
+        .unwrap()
+        .replace(
+            "files: [compose.yaml]",
+            "files: [compose.yaml, compose.override.yaml]",
+        );
+    shop.write("e2e.yaml", &config);
+    let (code, out) = shop.run(&["e2e", "--teardown", "purge"]);
+    assert_eq!(code, Some(3), "{out}");
+    let error = out
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert!(
+        error.contains("unable to find user nosuchuser"),
+        "the error line says what the engine said: {error}\n{out}"
+    );
+    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
+}

@@ -640,7 +640,9 @@ fn bad_input_exits_2_names_the_problem_and_creates_nothing() {
         (
             vec![],
             Some(format!("{good}teardown:\n  policy: nuke\n")),
-            vec!["teardown.policy: `nuke` is not one of keep, stop, down, purge"],
+            vec![
+                "e2e.yaml:7: teardown.policy: unknown variant `nuke`, expected one of `keep`, `stop`, `down`, `purge`",
+            ],
         ),
         (
             vec![],

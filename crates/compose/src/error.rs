@@ -30,6 +30,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("`{command}` failed: {first}{detail}")]
+    UpFailed {
+        command: String,
+        first: String,
+        detail: String,
+    },
     #[error("service {service} failed: {detail}")]
     ServiceFailed { service: String, detail: String },
     #[error("not ready after {seconds} s, still waiting for: {waiting}")]

@@ -17,8 +17,8 @@ pub use engine::{ComposeFlavor, Engine};
 pub use error::{Error, Result};
 pub use model::{ProjectSpec, Stack};
 pub use project::{
-    Container, ImageBuild, LeftContainer, Leftovers, Policy, PortState, PortStatus, Project,
-    UpOptions, UpSummary, leftovers,
+    Container, ImageBuild, LeftContainer, Leftovers, POLL_INTERVAL, Policy, PortState, PortStatus,
+    Project, UpOptions, UpSummary, leftovers,
 };
 pub use readiness::{HttpProbe, Probe};
 

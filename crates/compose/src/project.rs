@@ -12,6 +12,9 @@ use crate::model::{ProjectSpec, Stack};
 use crate::readiness::{Probe, Readiness, check, default_probes, judge_state, worst};
 use process::{Cmd, GroupOptions, GroupOutput};
 
+/// How often `up` asks `ps` while it waits (a `ps` itself takes ~0.1 s).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 /// What to leave behind after a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -135,7 +138,7 @@ pub enum PortState {
 }
 
 /// What `up` did to each container.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpSummary {
     /// New containers (first run, or config or image changed).
     pub created: usize,
@@ -160,7 +163,7 @@ pub struct UpOptions {
 }
 
 /// Whether a service's image changed in a build.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageBuild {
     pub service: String,
     pub image: String,
@@ -475,10 +478,25 @@ impl Project {
             if let Some(out) = &up_out
                 && !out.success()
             {
-                return Err(Error::Failed {
+                // Compose's last words are often about a dependent ("dependency
+                // failed to start"): name its first real error, and the service
+                // it names, with that service's own last lines.
+                let first = first_error_line(&out.stderr);
+                let service = containers
+                    .iter()
+                    .find(|c| first.contains(&c.name))
+                    .map(|c| c.service.clone());
+                let words = service
+                    .as_deref()
+                    .map(|s| self.last_words(s, &containers))
+                    .unwrap_or_default();
+                return Err(Error::UpFailed {
                     command: up.to_string(),
-                    status: status(out),
-                    stderr: tail(&out.stderr, 20),
+                    first,
+                    detail: format!(
+                        "{words}\n  compose said:\n    {}",
+                        tail(&out.stderr, 10).replace('\n', "\n    ")
+                    ),
                 });
             }
             let pending: Vec<(String, String)> = states
@@ -519,7 +537,7 @@ impl Project {
                 last = pending;
             }
             // `ps` itself takes ~0.1 s: together a state change is seen within ~0.2 s.
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(POLL_INTERVAL);
         }
     }
 
@@ -900,6 +918,24 @@ fn status(out: &GroupOutput) -> String {
     )
 }
 
+/// The line of Compose's output that says what went wrong: the first that
+/// reads as an error, else the last one.
+fn first_error_line(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines
+        .iter()
+        .find(|l| {
+            let l = l.to_ascii_lowercase();
+            l.starts_with("error") || l.contains("error response") || l.contains("failed")
+        })
+        .or(lines.last())
+        .map_or_else(|| "(no output)".to_owned(), |l| (*l).to_owned())
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -928,6 +964,64 @@ fn holder(port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_error_line_of_compose_is_found() {
+        let out = " Container shop-db-1  Starting\n Container shop-db-1  Started\n\
+                   Error response from daemon: unable to find user nosuchuser: no matching entries in passwd file\n";
+        assert_eq!(
+            first_error_line(out),
+            "Error response from daemon: unable to find user nosuchuser: no matching entries in passwd file"
+        );
+        let dep = " Container shop-api-1  Waiting\ndependency failed to start: container shop-db-1 is unhealthy\n";
+        assert_eq!(
+            first_error_line(dep),
+            "dependency failed to start: container shop-db-1 is unhealthy"
+        );
+        assert_eq!(first_error_line("just this\n"), "just this");
+        assert_eq!(first_error_line(""), "(no output)");
+    }
+
+    #[test]
+    fn each_policy_promises_what_it_leaves() {
+        let c = |name: &str, state: &str| LeftContainer {
+            name: name.into(),
+            state: state.into(),
+        };
+        let stopped = Leftovers {
+            containers: vec![c("p-api-1", "exited")],
+            networks: vec!["p_default".into()],
+            volumes: vec!["p_data".into()],
+            images: vec!["p-api".into()],
+            dangling_images: vec![],
+        };
+        let running = Leftovers {
+            containers: vec![c("p-api-1", "running")],
+            ..stopped.clone()
+        };
+        let volumes_only = Leftovers {
+            volumes: vec!["p_data".into()],
+            ..Leftovers::default()
+        };
+        let dangling = Leftovers {
+            dangling_images: vec!["sha256:ab".into()],
+            ..Leftovers::default()
+        };
+        let kept = |l: &Leftovers, p| l.broken_promise(p).is_none();
+        assert!(kept(&running, Policy::Keep));
+        assert!(kept(&stopped, Policy::Stop) && !kept(&running, Policy::Stop));
+        assert!(kept(&volumes_only, Policy::Down) && !kept(&stopped, Policy::Down));
+        assert!(kept(&Leftovers::default(), Policy::Purge));
+        assert!(!kept(&volumes_only, Policy::Purge));
+        assert_eq!(
+            dangling.broken_promise(Policy::Purge).as_deref(),
+            Some("left behind: dangling images sha256:ab")
+        );
+        assert_eq!(
+            running.to_string(),
+            "containers p-api-1 (running); networks p_default; volumes p_data; images p-api"
+        );
+    }
 
     #[test]
     fn only_address_in_use_means_taken() {

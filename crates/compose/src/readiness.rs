@@ -108,6 +108,9 @@ impl<'de> Deserialize<'de> for Pattern {
     }
 }
 
+/// How long a TCP probe's connection must stay open to count as served.
+pub const TCP_HOLD: Duration = Duration::from_millis(150);
+
 /// Where one service stands while we wait.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
@@ -200,7 +203,7 @@ fn tcp_stays_open(addr: &str) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&sock, Duration::from_millis(500)) else {
         return false;
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(150)));
+    let _ = stream.set_read_timeout(Some(TCP_HOLD));
     let mut byte = [0u8; 1];
     match stream.read(&mut byte) {
         Ok(0) => false,

@@ -715,3 +715,45 @@ pub fn expand(
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_ports_become_the_published_addresses() {
+        let published = |service: &str, port: u16| match (service, port) {
+            ("proxy", 80) => Some("127.0.0.1:49153".to_owned()),
+            _ => None,
+        };
+        let table = [
+            (
+                "http://{proxy:80}/items",
+                Ok("http://127.0.0.1:49153/items"),
+            ),
+            (
+                "{proxy:80},{proxy:80}",
+                Ok("127.0.0.1:49153,127.0.0.1:49153"),
+            ),
+            ("plain", Ok("plain")),
+            (
+                "{proxy:81}",
+                Err("tests.env `{proxy:81}`: service proxy publishes no port 81"),
+            ),
+            (
+                "{proxy:http}",
+                Err("tests.env: `{proxy:http}`: `http` is not a port number"),
+            ),
+            ("{proxy}", Err("tests.env: `{proxy}`: write {service:port}")),
+            ("{proxy:80", Err("tests.env: unclosed `{` in `{proxy:80`")),
+        ];
+        for (value, want) in table {
+            let got = expand(value, published);
+            assert_eq!(
+                got.as_deref(),
+                want.map_err(str::to_owned).as_deref(),
+                "{value}"
+            );
+        }
+    }
+}

@@ -1,12 +1,14 @@
 //! What a run did, phase by phase: the table printed at the end and the JSON
-//! written to `target/e2e/`.
+//! written to `target/e2e/`. The JSON is a contract (the bench, tests and CI
+//! steps read it back through these types): its `schema_version` changes when
+//! a field changes meaning or goes away.
 
 use camino::Utf8PathBuf;
 use compose::{ImageBuild, Leftovers, Policy, UpSummary};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The phases, in the order they run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Preflight,
@@ -33,7 +35,7 @@ impl Phase {
 }
 
 /// How the run ended; each maps to one exit code in the xtask.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
 pub enum Verdict {
     Passed,
@@ -47,7 +49,7 @@ pub enum Verdict {
     Interrupted,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Ok,
@@ -56,7 +58,7 @@ pub enum Status {
     Interrupted,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PhaseReport {
     pub phase: Phase,
     pub status: Status,
@@ -65,7 +67,7 @@ pub struct PhaseReport {
 }
 
 /// One build context as the build phase measured it, after staging.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContextSize {
     pub service: String,
     pub context: Utf8PathBuf,
@@ -73,19 +75,19 @@ pub struct ContextSize {
     pub sent_bytes: u64,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Cleaned {
     pub files: u64,
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CertsDone {
     pub action: certs::Action,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TeardownDone {
     pub policy: Policy,
     /// What the engine still holds for the project afterwards.
@@ -93,9 +95,14 @@ pub struct TeardownDone {
     pub note: String,
 }
 
+/// The report format: bumped when a field changes meaning or goes away
+/// (new fields keep it).
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// Everything a run did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
+    pub schema_version: u32,
     pub project: String,
     pub verdict: Verdict,
     pub phases: Vec<PhaseReport>,
@@ -116,8 +123,31 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Reads a report written by [`Serialize`], refusing another schema.
+    pub fn read(path: &camino::Utf8Path) -> Result<RunReport, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let report: RunReport =
+            serde_json::from_str(&text).map_err(|e| format!("{path}: not a run report: {e}"))?;
+        if report.schema_version != SCHEMA_VERSION {
+            return Err(format!(
+                "{path}: report schema {} (this tool reads {SCHEMA_VERSION})",
+                report.schema_version
+            ));
+        }
+        Ok(report)
+    }
+
+    /// Seconds per phase, in the order they ran.
+    pub fn phase_seconds(&self) -> Vec<(String, f64)> {
+        self.phases
+            .iter()
+            .map(|p| (p.phase.name().to_owned(), p.seconds))
+            .collect()
+    }
+
     pub fn new(project: &str, run_dir: Utf8PathBuf) -> RunReport {
         RunReport {
+            schema_version: SCHEMA_VERSION,
             project: project.to_owned(),
             verdict: Verdict::Passed,
             phases: Vec::new(),
@@ -169,5 +199,38 @@ impl std::fmt::Display for RunReport {
             "  result     {}",
             verdict.lines().next().unwrap_or_default()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_reads_back_through_its_type() {
+        let mut r = RunReport::new("p", "/t/e2e/runs/1".into());
+        r.phases.push(PhaseReport {
+            phase: Phase::Up,
+            status: Status::Ok,
+            seconds: 1.5,
+            note: "containers: 1 created".into(),
+        });
+        r.verdict = Verdict::TestsFailed("1 failed".into());
+        let tmp = tempfile::tempdir().unwrap();
+        let path = camino::Utf8Path::from_path(tmp.path())
+            .unwrap()
+            .join("report.json");
+        std::fs::write(&path, serde_json::to_string(&r).unwrap()).unwrap();
+        let back = RunReport::read(&path).unwrap();
+        assert_eq!(back.verdict, r.verdict);
+        assert_eq!(back.phase_seconds(), [("up".to_owned(), 1.5)]);
+        let newer = serde_json::to_string(&RunReport {
+            schema_version: SCHEMA_VERSION + 1,
+            ..r
+        })
+        .unwrap();
+        std::fs::write(&path, newer).unwrap();
+        let err = RunReport::read(&path).unwrap_err();
+        assert!(err.contains("report schema 2 (this tool reads 1)"), "{err}");
     }
 }

@@ -5,7 +5,6 @@
 use camino::{Utf8Path, Utf8PathBuf};
 use nextest_metadata::NextestExitCode;
 use process::{Cmd, GroupOptions};
-use quick_xml::events::Event;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -93,7 +92,7 @@ pub enum Verdict {
 }
 
 /// Test counts from the JUnit report.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Counts {
     pub run: usize,
     pub passed: usize,
@@ -171,63 +170,28 @@ impl Invocation {
     }
 }
 
-/// Counts the test cases of a nextest JUnit report: each `<testcase>` is run;
-/// one holding `<failure>` or `<error>` failed, one holding `<skipped>` skipped.
+/// Counts the test cases of a nextest JUnit report, read with nextest's own
+/// JUnit crate: each case is run; a failure or an error failed it; skipped
+/// ones are counted apart. A truncated or malformed report is an error.
 fn read_junit(path: &Utf8Path) -> Result<Counts> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         path: path.to_string(),
         source,
     })?;
-    let bad = |detail: String| Error::Junit {
+    let report = quick_junit::Report::deserialize_from_str(&text).map_err(|e| Error::Junit {
         path: path.to_string(),
-        detail,
-    };
-    let mut reader = quick_xml::Reader::from_str(&text);
+        detail: e.to_string(),
+    })?;
     let mut counts = Counts::default();
-    let mut case: Option<Case> = None;
-    loop {
-        match reader.read_event().map_err(|e| bad(e.to_string()))? {
-            Event::Start(e) if e.name().as_ref() == b"testcase" => case = Some(Case::Passed),
-            Event::Empty(e) if e.name().as_ref() == b"testcase" => counts.add(Case::Passed),
-            Event::Start(e) | Event::Empty(e) => {
-                let kind = match e.name().as_ref() {
-                    b"failure" | b"error" => Some(Case::Failed),
-                    b"skipped" => Some(Case::Skipped),
-                    _ => None,
-                };
-                if let (Some(c), Some(k)) = (case.as_mut(), kind) {
-                    *c = k;
-                }
-            }
-            Event::End(e) if e.name().as_ref() == b"testcase" => {
-                counts.add(
-                    case.take()
-                        .ok_or_else(|| bad("</testcase> without its start".into()))?,
-                );
-            }
-            Event::Eof => break,
-            _ => {}
+    for case in report.test_suites.iter().flat_map(|s| &s.test_cases) {
+        counts.run += 1;
+        match case.status {
+            quick_junit::TestCaseStatus::Success { .. } => counts.passed += 1,
+            quick_junit::TestCaseStatus::NonSuccess { .. } => counts.failed += 1,
+            quick_junit::TestCaseStatus::Skipped { .. } => counts.skipped += 1,
         }
     }
     Ok(counts)
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Case {
-    Passed,
-    Failed,
-    Skipped,
-}
-
-impl Counts {
-    fn add(&mut self, case: Case) {
-        self.run += 1;
-        match case {
-            Case::Passed => self.passed += 1,
-            Case::Failed => self.failed += 1,
-            Case::Skipped => self.skipped += 1,
-        }
-    }
 }
 
 impl std::fmt::Display for Counts {
@@ -243,6 +207,49 @@ impl std::fmt::Display for Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn junit_reports_are_counted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = Utf8Path::from_path(tmp.path()).unwrap().join("junit.xml");
+        // The shape nextest writes: a passing, a failing, a skipped case.
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="nextest-run" tests="3" failures="1" errors="0">
+  <testsuite name="shop-e2e::shop" tests="3" disabled="0" errors="0" failures="1">
+    <testcase name="a" classname="shop-e2e::shop" timestamp="2026-11-23T17:00:00Z" time="0.01"/>
+    <testcase name="b" classname="shop-e2e::shop" time="0.02">
+      <failure type="test failure">assertion failed</failure>
+      <system-out>out</system-out>
+    </testcase>
+    <testcase name="c" classname="shop-e2e::shop" time="0"><skipped/></testcase>
+  </testsuite>
+</testsuites>"#;
+        std::fs::write(&path, xml).unwrap();
+        assert_eq!(
+            read_junit(&path).unwrap(),
+            Counts {
+                run: 3,
+                passed: 1,
+                failed: 1,
+                skipped: 1
+            }
+        );
+        std::fs::write(&path, "<testsuites><testcase>").unwrap();
+        assert!(read_junit(&path).is_err(), "a truncated report is an error");
+        write_tool_config(
+            &path,
+            Utf8Path::new("/t"),
+            "e2e",
+            &["shop-e2e".into(), "more".into()],
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("dir = \"/t/nextest\""), "{text}");
+        assert!(
+            text.contains("default-filter = \"package(=shop-e2e) | package(=more)\""),
+            "{text}"
+        );
+    }
 
     #[test]
     fn the_command_line_is_exact() {

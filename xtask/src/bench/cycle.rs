@@ -5,10 +5,10 @@
 //! - tool: `cargo xtask e2e` on the same repository, default local teardown.
 
 use camino::{Utf8Path, Utf8PathBuf};
-use xshell::{Shell, cmd};
+use xshell::cmd;
 
 use super::repo::{self, Flavor};
-use super::{Comparison, compare, run_step, time};
+use super::{Comparison, compare, run_docker, run_step, time};
 
 /// The naive cycle, as a script: the commands are the comparison.
 const NAIVE: &str = r#"#!/usr/bin/env bash
@@ -75,13 +75,8 @@ pub fn run(runs: usize, work: &Utf8Path, xtask: &Utf8Path) -> anyhow::Result<Vec
             sh,
             "{xtask} e2e --config {tool_config} --project {TOOL_PROJECT} --report-json {report} {extra...}"
         ))?;
-        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
-        let phases = doc["phases"].as_array().cloned().unwrap_or_default();
-        let times = phases
-            .iter()
-            .filter_map(|p| Some((p["phase"].as_str()?.to_owned(), p["seconds"].as_f64()?)))
-            .collect();
-        phase_log.borrow_mut().push(times);
+        let times = pipeline::RunReport::read(&report).map_err(anyhow::Error::msg)?;
+        phase_log.borrow_mut().push(times.phase_seconds());
         Ok(())
     };
     // What unit tests would have left since the last run: the tool pays for cleaning it every time.
@@ -99,11 +94,11 @@ pub fn run(runs: usize, work: &Utf8Path, xtask: &Utf8Path) -> anyhow::Result<Vec
         "naive script",
         runs,
         |_| {
-            forget_everything(&sh, &naive.repo, NAIVE_PROJECT)?;
+            forget_everything(&naive.repo, NAIVE_PROJECT)?;
             time(naive_cycle)
         },
         |_| {
-            forget_everything(&sh, &tool.repo, TOOL_PROJECT)?;
+            forget_everything(&tool.repo, TOOL_PROJECT)?;
             artifacts_back()?;
             time(|| tool_cycle(&[]))
         },
@@ -144,17 +139,36 @@ pub fn run(runs: usize, work: &Utf8Path, xtask: &Utf8Path) -> anyhow::Result<Vec
     let naive_port = naive.port.to_string();
     let naive_up = || -> anyhow::Result<()> {
         let file = naive_dir.join("compose.yaml");
-        run_step(
-            cmd!(
-                sh,
-                "docker compose -f {file} -p {NAIVE_PROJECT} up -d --build --wait"
-            )
-            .env("BENCH_PORT", &naive_port),
+        run_docker(
+            &[
+                "compose",
+                "-f",
+                file.as_str(),
+                "-p",
+                NAIVE_PROJECT,
+                "up",
+                "-d",
+                "--build",
+                "--wait",
+            ],
+            &[("BENCH_PORT", &naive_port)],
         )
     };
     let stop = |project: &str, dir: &Utf8Path| -> anyhow::Result<()> {
         let file = dir.join("compose.yaml");
-        run_step(cmd!(sh, "docker compose -f {file} -p {project} stop -t 0").env("BENCH_PORT", "1"))
+        run_docker(
+            &[
+                "compose",
+                "-f",
+                file.as_str(),
+                "-p",
+                project,
+                "stop",
+                "-t",
+                "0",
+            ],
+            &[("BENCH_PORT", "1")],
+        )
     };
     naive_up()?;
     stop(NAIVE_PROJECT, &naive.repo)?;
@@ -176,26 +190,39 @@ pub fn run(runs: usize, work: &Utf8Path, xtask: &Utf8Path) -> anyhow::Result<Vec
     scenarios.push(with_phases(restart));
 
     for (project, side) in [(NAIVE_PROJECT, &naive), (TOOL_PROJECT, &tool)] {
-        let _ = forget_project(&sh, &side.repo, project);
+        let _ = forget_project(&side.repo, project);
     }
     Ok(scenarios)
 }
 
 /// Nothing cached: the project's containers, volumes and images, BuildKit's
 /// whole build cache, and (for the tool) its certificates.
-fn forget_everything(sh: &Shell, repo: &Utf8Path, project: &str) -> anyhow::Result<()> {
-    forget_project(sh, repo, project)?;
-    run_step(cmd!(sh, "docker builder prune --all --force"))?;
+fn forget_everything(repo: &Utf8Path, project: &str) -> anyhow::Result<()> {
+    forget_project(repo, project)?;
+    run_docker(&["builder", "prune", "--all", "--force"], &[])?;
     let _ = std::fs::remove_dir_all(repo.join(".e2e"));
     Ok(())
 }
 
-fn forget_project(sh: &Shell, repo: &Utf8Path, project: &str) -> anyhow::Result<()> {
+fn forget_project(repo: &Utf8Path, project: &str) -> anyhow::Result<()> {
     // BENCH_PORT only satisfies interpolation: nothing is published by `down`.
     let file = repo.join("compose.yaml");
-    run_step(
-        cmd!(sh, "docker compose -f {file} -p {project} down --volumes --remove-orphans --rmi all --timeout 0")
-            .env("BENCH_PORT", "1"),
+    run_docker(
+        &[
+            "compose",
+            "-f",
+            file.as_str(),
+            "-p",
+            project,
+            "down",
+            "--volumes",
+            "--remove-orphans",
+            "--rmi",
+            "all",
+            "--timeout",
+            "0",
+        ],
+        &[("BENCH_PORT", "1")],
     )
 }
 

@@ -244,6 +244,18 @@ pub fn run_step(c: xshell::Cmd<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `docker ARGS` with `env`, through the compose crate (the one place that
+/// starts docker), failing with the command's last lines.
+pub fn run_docker(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+    let cmd = env
+        .iter()
+        .fold(compose::docker(args.iter().copied()), |c, (k, v)| {
+            c.env(k, v)
+        });
+    cmd.output(&crate::project_root())?;
+    Ok(())
+}
+
 /// The machine, as a README quotes it.
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());

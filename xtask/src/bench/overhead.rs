@@ -3,7 +3,7 @@
 
 use xshell::cmd;
 
-use super::{Comparison, compare, run_step, time};
+use super::{Comparison, compare, run_docker, run_step, time};
 
 const PROJECT: &str = "bench-overhead";
 
@@ -27,13 +27,16 @@ pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> 
         || run_step(cmd!(sh, "{xtask} e2e --project {PROJECT}").env("E2E_GATEWAY_PORT", &port));
     let bare = || -> anyhow::Result<()> {
         let compose = |args: &[&str]| {
-            run_step(
-                cmd!(
-                    sh,
-                    "docker compose -f {compose_file} -p {PROJECT} {args...}"
-                )
-                .env("E2E_GATEWAY_PORT", &port)
-                .env("E2E_CERTS_DIR", &certs),
+            let all = ["compose", "-f", compose_file.as_str(), "-p", PROJECT]
+                .into_iter()
+                .chain(args.iter().copied())
+                .collect::<Vec<_>>();
+            run_docker(
+                &all,
+                &[
+                    ("E2E_GATEWAY_PORT", &port),
+                    ("E2E_CERTS_DIR", certs.as_str()),
+                ],
             )
         };
         run_step(
@@ -59,13 +62,24 @@ pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> 
         |_| time(bare),
         |_| time(tool),
     )?;
-    let _ = run_step(
-        cmd!(
-            sh,
-            "docker compose -f {compose_file} -p {PROJECT} down --volumes --rmi local --timeout 0"
-        )
-        .env("E2E_GATEWAY_PORT", &port)
-        .env("E2E_CERTS_DIR", &certs),
+    let _ = run_docker(
+        &[
+            "compose",
+            "-f",
+            compose_file.as_str(),
+            "-p",
+            PROJECT,
+            "down",
+            "--volumes",
+            "--rmi",
+            "local",
+            "--timeout",
+            "0",
+        ],
+        &[
+            ("E2E_GATEWAY_PORT", &port),
+            ("E2E_CERTS_DIR", certs.as_str()),
+        ],
     );
     Ok(c)
 }
