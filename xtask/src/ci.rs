@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use xshell::{Shell, cmd};
 
-use cargo_e2e::exit::{Interrupted, Limit};
+use cargo_e2e::exit::Exit;
 
 /// One named check, and what to do when it fails.
 pub struct Step<'a> {
@@ -52,7 +52,7 @@ pub fn run(flags: &crate::Ci) -> anyhow::Result<()> {
         );
     }
     if INTERRUPTED.load(Ordering::SeqCst) {
-        return Err(Interrupted("ci interrupted".into()).into());
+        return Err(Exit::interrupted("ci interrupted").into());
     }
     summary(&results)
 }
@@ -127,7 +127,7 @@ fn summary(results: &[StepResult]) -> anyhow::Result<()> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(Limit(format!("ci failed: {}", failed.join(", "))).into())
+        Err(Exit::failed(format!("ci failed: {}", failed.join(", "))).into())
     }
 }
 
@@ -168,6 +168,9 @@ mod tests {
         assert_eq!(seen, [("fmt", false), ("metadata", true)]);
         let err = summary(&results).unwrap_err();
         assert_eq!(err.to_string(), "ci failed: fmt");
-        assert!(err.is::<Limit>(), "exit code 1");
+        assert_eq!(
+            err.downcast_ref::<Exit>().map(|e| e.code),
+            Some(cargo_e2e::exit::FAILED)
+        );
     }
 }

@@ -3,13 +3,13 @@
 use anyhow::Context as _;
 use certs::Mode;
 
-use crate::exit::{Limit, Usage};
+use crate::exit::Exit;
 use crate::flags::Certs;
 
 pub fn run(flags: &Certs) -> anyhow::Result<()> {
     let config = crate::load_config_anywhere(flags.config.config.as_deref())?;
     let Some(spec) = spec(&config)? else {
-        return Err(Usage(format!(
+        return Err(Exit::usage(format!(
             "{} has no certs section, so the stack uses no certificates; add `certs:` to it (or run `cargo e2e init --certs --print` to see one)",
             config.path
         ))
@@ -29,7 +29,7 @@ pub fn run(flags: &Certs) -> anyhow::Result<()> {
         println!("{report}");
     }
     if flags.check && report.action != certs::Action::Reused {
-        return Err(Limit(format!(
+        return Err(Exit::failed(format!(
             "certificates need work: {}",
             report.reason.replace('\n', "; ")
         ))

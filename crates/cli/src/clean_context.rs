@@ -7,14 +7,14 @@ use build_context::clean::{self, Tracked};
 use build_context::{Context, WalkOptions};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::exit::{Limit, Usage};
+use crate::exit::Exit;
 use crate::flags::CleanContext;
 
 pub fn run(flags: &CleanContext) -> anyhow::Result<()> {
     let (contexts, config) = contexts(flags)?;
     if flags.list {
         let [ctx] = &contexts[..] else {
-            return Err(Usage(format!(
+            return Err(Exit::usage(format!(
                 "--list needs one context, and the stack has {}: add --context DIR (one of {})",
                 contexts.len(),
                 names(&contexts)
@@ -82,7 +82,7 @@ pub fn run(flags: &CleanContext) -> anyhow::Result<()> {
         }
     }
     if !failures.is_empty() {
-        return Err(Limit(failures.join("\n")).into());
+        return Err(Exit::failed(failures.join("\n")).into());
     }
     Ok(())
 }
@@ -116,7 +116,7 @@ fn contexts(flags: &CleanContext) -> anyhow::Result<(Vec<Context>, Option<pipeli
         out.push(Context::open(dir, Some(&dockerfile))?);
     }
     if out.is_empty() {
-        return Err(Usage("the compose stack builds nothing; pass --context DIR".into()).into());
+        return Err(Exit::usage("the compose stack builds nothing; pass --context DIR").into());
     }
     Ok((out, Some(config)))
 }
@@ -196,7 +196,7 @@ fn git_tracked(context: &Utf8Path, dry_run: bool) -> anyhow::Result<(Utf8PathBuf
     match pipeline::git::tracked(context).context("asking git which files it tracks")? {
         Some(found) => Ok(found),
         None if dry_run => Ok((context.to_owned(), Tracked::default())),
-        None => Err(Usage(format!(
+        None => Err(Exit::usage(format!(
             "{context} is not inside a git work tree; clean-context deletes only where git can tell tracked files \
              from artifacts (--dry-run shows what it would delete)"
         ))

@@ -4,7 +4,7 @@
 use compose::{ComposeFlavor, Engine, PortState};
 use process::Cmd;
 
-use crate::exit::Stack;
+use crate::exit::Exit;
 use crate::flags::Doctor;
 
 pub fn run(flags: &Doctor) -> anyhow::Result<()> {
@@ -97,7 +97,7 @@ pub fn run(flags: &Doctor) -> anyhow::Result<()> {
     for p in &problems {
         println!("problem: {p}");
     }
-    Err(Stack(format!(
+    Err(Exit::environment(format!(
         "{} problem(s) found; each line above says the fix",
         problems.len()
     ))

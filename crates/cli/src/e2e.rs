@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use pipeline::Verdict;
 use pipeline::e2e::Options;
 
-use crate::exit::{Interrupted, Limit, Stack, Usage};
+use crate::exit::Exit;
 use crate::flags::E2e;
 
 pub fn run(flags: &E2e) -> anyhow::Result<()> {
@@ -56,11 +56,11 @@ pub fn run(flags: &E2e) -> anyhow::Result<()> {
     }
     match report.verdict {
         Verdict::Passed => Ok(()),
-        Verdict::TestsFailed(e) => Err(Limit(format!("tests failed: {e}")).into()),
-        Verdict::OverBudget(e) => Err(Limit(e).into()),
-        Verdict::BadInput(e) => Err(Usage(e).into()),
-        Verdict::StackFailed(e) => Err(Stack(e).into()),
-        Verdict::Interrupted => Err(Interrupted("interrupted; teardown done".into()).into()),
+        Verdict::TestsFailed(e) => Err(Exit::failed(format!("tests failed: {e}")).into()),
+        Verdict::OverBudget(e) => Err(Exit::failed(e).into()),
+        Verdict::BadInput(e) => Err(Exit::usage(e).into()),
+        Verdict::StackFailed(e) => Err(Exit::environment(e).into()),
+        Verdict::Interrupted => Err(Exit::interrupted("interrupted; teardown done").into()),
     }
 }
 

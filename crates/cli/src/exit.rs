@@ -17,25 +17,44 @@ pub const ENVIRONMENT: u8 = 3;
 /// Interrupted by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
 pub const INTERRUPTED: u8 = 130;
 
-/// A limit was exceeded, tests failed, or a check found work to do: [`FAILED`].
+/// A failure the CLI classified itself: its message and its code from the
+/// table above. Library errors keep their own types and are classified by
+/// [`code`] where they surface.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Limit(pub String);
+#[error("{message}")]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
 
-/// Bad usage or input that the flags did not catch: [`USAGE`].
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Usage(pub String);
+impl Exit {
+    /// Tests failed, a limit was exceeded, a check found work: [`FAILED`].
+    pub fn failed(message: impl Into<String>) -> Exit {
+        Exit::new(FAILED, message)
+    }
 
-/// The run was interrupted: [`INTERRUPTED`].
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Interrupted(pub String);
+    /// Bad usage or input that the flags did not catch: [`USAGE`].
+    pub fn usage(message: impl Into<String>) -> Exit {
+        Exit::new(USAGE, message)
+    }
 
-/// The environment or the stack failed: [`ENVIRONMENT`].
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Stack(pub String);
+    /// The environment or the stack failed: [`ENVIRONMENT`].
+    pub fn environment(message: impl Into<String>) -> Exit {
+        Exit::new(ENVIRONMENT, message)
+    }
+
+    /// Ctrl-C or SIGTERM: [`INTERRUPTED`].
+    pub fn interrupted(message: impl Into<String>) -> Exit {
+        Exit::new(INTERRUPTED, message)
+    }
+
+    fn new(code: u8, message: impl Into<String>) -> Exit {
+        Exit {
+            code,
+            message: message.into(),
+        }
+    }
+}
 
 /// The code for a failure: the first cause in its chain that has a class.
 pub fn code(err: &anyhow::Error) -> u8 {
@@ -43,16 +62,10 @@ pub fn code(err: &anyhow::Error) -> u8 {
 }
 
 fn class(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
-    if cause.is::<Interrupted>() {
-        return Some(INTERRUPTED);
+    if let Some(e) = cause.downcast_ref::<Exit>() {
+        return Some(e.code);
     }
-    if cause.is::<Stack>() {
-        return Some(ENVIRONMENT);
-    }
-    if cause.is::<Limit>() {
-        return Some(FAILED);
-    }
-    if cause.is::<Usage>() || cause.is::<pipeline::ConfigError>() {
+    if cause.is::<pipeline::ConfigError>() || cause.is::<pipeline::WorkspaceError>() {
         return Some(USAGE);
     }
     if let Some(e) = cause.downcast_ref::<build_context::Error>() {

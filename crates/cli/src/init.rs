@@ -9,7 +9,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use compose::{ProjectSpec, Stack};
 use pipeline::Workspace;
 
-use crate::exit::Usage;
+use crate::exit::Exit;
 use crate::flags::Init;
 
 /// Where `init` looks for a compose file, in order, in the workspace root.
@@ -39,7 +39,7 @@ pub fn run(flags: &Init) -> anyhow::Result<()> {
             .map(|c| ws.root.join(c))
             .find(|p| p.is_file())
             .ok_or_else(|| {
-                Usage(format!(
+                Exit::usage(format!(
                     "no compose file in {}: looked for {}; pass --compose PATH",
                     ws.root,
                     COMPOSE_CANDIDATES.join(", ")
@@ -64,7 +64,7 @@ pub fn run(flags: &Init) -> anyhow::Result<()> {
             println!("{} is up to date", ws.shown(&out));
             Ok(())
         }
-        Ok(_) => Err(Usage(format!(
+        Ok(_) => Err(Exit::usage(format!(
             "{} exists and says something else; nothing written (`cargo e2e init --print` shows what init would write)",
             ws.shown(&out)
         ))

@@ -88,7 +88,7 @@ pub fn workspace() -> anyhow::Result<Workspace> {
     let here = std::env::current_dir()?;
     let here = Utf8Path::from_path(&here)
         .ok_or_else(|| anyhow::anyhow!("the current folder is not UTF-8: {}", here.display()))?;
-    Ok(Workspace::discover(here).map_err(|e| exit::Usage(e.to_string()))?)
+    Ok(Workspace::discover(here).map_err(|e| exit::Exit::usage(e.to_string()))?)
 }
 
 /// The workspace and its config: `--config`, else the default places.
@@ -96,7 +96,7 @@ pub fn load_config(flag: Option<&Utf8Path>) -> anyhow::Result<(Workspace, Config
     let ws = workspace()?;
     let path = ws
         .config_path(flag)
-        .map_err(|e| exit::Usage(e.to_string()))?;
+        .map_err(|e| exit::Exit::usage(e.to_string()))?;
     let config = Config::load(&path, &ws)?;
     Ok((ws, config))
 }
@@ -106,7 +106,11 @@ pub fn load_config(flag: Option<&Utf8Path>) -> anyhow::Result<(Workspace, Config
 pub fn load_config_anywhere(flag: Option<&Utf8Path>) -> anyhow::Result<Config> {
     match load_config(flag) {
         Ok((_, config)) => Ok(config),
-        Err(e) if e.downcast_ref::<exit::Usage>().is_some() && flag.is_some() => {
+        Err(e)
+            if e.downcast_ref::<exit::Exit>()
+                .is_some_and(|x| x.code == exit::USAGE)
+                && flag.is_some() =>
+        {
             let here = std::env::current_dir()?;
             let root = camino::Utf8PathBuf::from_path_buf(here)
                 .map_err(|p| anyhow::anyhow!("the current folder is not UTF-8: {}", p.display()))?;

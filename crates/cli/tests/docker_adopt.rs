@@ -263,12 +263,14 @@ fn installed_cargo_e2e_adopts_a_foreign_workspace_from_init_to_green() {
     );
     assert_eq!(report["tests"]["passed"], 2, "{report}");
     // Everything lives in the shop's workspace: its target folder, its JUnit.
-    assert!(shop.root.join("target/e2e/nextest-tool.toml").is_file());
+    let run_dir = report["run_dir"].as_str().unwrap();
     assert!(
-        report["junit"]
-            .as_str()
-            .unwrap()
-            .starts_with(shop.root.as_str()),
+        run_dir.starts_with(shop.root.join("target/e2e/runs/").as_str()),
+        "{report}"
+    );
+    assert!(Utf8Path::new(run_dir).join("nextest-tool.toml").is_file());
+    assert!(
+        report["junit"].as_str().unwrap().starts_with(run_dir),
         "{report}"
     );
     assert!(shop.leftovers().is_empty(), "purge: {}", shop.leftovers());

@@ -118,7 +118,7 @@ impl Run {
         let config = format!(
             "compose:\n  files: [{}]\n\
              certs:\n  dir: {certs_root}/certs\n  ca_key_dir: {certs_root}/ca\n\
-             stage:\n  - {{ package: demo-backend, to: {r}/docker/backend/bin }}\n  - {{ package: demo-gateway, to: {r}/docker/gateway/bin }}\n\
+             stage:\n  - {{ package: demo-backend, to: {r}/docker/backend/bin, profile: image }}\n  - {{ package: demo-gateway, to: {r}/docker/gateway/bin, profile: image }}\n\
              tests:\n  packages: [e2e-tests]\n  env:\n    E2E_GATEWAY_URL: \"https://{{gateway:8443}}\"\n{extra}",
             files.join(", ")
         );

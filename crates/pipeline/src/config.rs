@@ -361,13 +361,26 @@ impl Config {
             .unwrap_or(if ci { Policy::Purge } else { Policy::Stop })
     }
 
-    /// The compose project this config describes. With certificates,
+    /// The compose project this config describes. Its commands run in the
+    /// workspace root with the files named from there, so every command the
+    /// tool prints pastes into a shell there. With certificates,
     /// `E2E_CERTS_DIR` is set for interpolation, so a compose file can mount
     /// the certs phase's folder.
     pub fn project_spec(&self, project: Option<String>) -> compose::ProjectSpec {
+        let (dir, files) = match &self.workspace {
+            Some(ws) => (
+                ws.root.clone(),
+                self.compose
+                    .files
+                    .iter()
+                    .map(|f| ws.shown(&self.resolve(f)))
+                    .collect(),
+            ),
+            None => (self.base.clone(), self.compose.files.clone()),
+        };
         compose::ProjectSpec {
-            dir: self.base.clone(),
-            files: self.compose.files.clone(),
+            dir,
+            files,
             project: project.or_else(|| self.compose.project.clone()),
             profiles: self.compose.profiles.clone(),
             env: self
@@ -440,6 +453,13 @@ mod tests {
                 "E2E_CERTS_DIR".to_owned(),
                 "/ws/target/e2e/certs".to_owned()
             )]
+        );
+        // Run from the workspace root, files named from there: shown commands paste.
+        c.base = "/ws/docker".into();
+        let spec = c.project_spec(None);
+        assert_eq!(
+            (spec.dir.as_str(), spec.files[0].as_str()),
+            ("/ws", "docker/compose.yaml")
         );
         let none = parse("tests:\n  profile: e2e\n").unwrap();
         assert!(none.certs_spec(["api".to_owned()]).is_none());

@@ -547,10 +547,12 @@ fn test_phase(
     };
     // The profile, for a workspace whose nextest config lacks it: its own
     // config still wins wherever it says something.
-    let tool_config = opts.workspace.target_dir.join("e2e/nextest-tool.toml");
+    // Its store (the JUnit report) in this run's folder: runs of several
+    // projects at once each count their own report.
+    let tool_config = opts.run_dir.join("nextest-tool.toml");
     test_runner::write_tool_config(
         &tool_config,
-        &opts.workspace.target_dir,
+        &opts.run_dir,
         &c.tests.profile,
         &c.tests.packages,
     )
@@ -564,7 +566,7 @@ fn test_phase(
         tool_config: Some(tool_config),
     };
     let outcome = invocation
-        .run(&opts.workspace.root, &opts.workspace.target_dir)
+        .run(&opts.workspace.root, &opts.run_dir)
         .map_err(stack)?;
     let counts = outcome
         .counts

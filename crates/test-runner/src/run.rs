@@ -34,14 +34,15 @@ pub const TOOL: &str = "cargo-e2e";
 
 /// Writes the nextest config the tool supplies: `profile` with a
 /// default-filter selecting `packages` (every test when none) and a JUnit
-/// report to count from, and the store in `target_dir/nextest` (nextest puts
-/// it under the workspace root's `target/` otherwise, even when cargo builds
-/// elsewhere, and the JUnit report would not be found). nextest ranks it below
+/// report to count from, and the store in `store_parent/nextest` (one per run,
+/// so concurrent runs do not delete each other's report; nextest puts it
+/// under the workspace root's `target/` otherwise, even when cargo builds
+/// elsewhere). nextest ranks it below
 /// the workspace's `.config/nextest.toml`, so a profile the workspace defines
 /// keeps its own settings; one it lacks still exists. Written only when it changed.
 pub fn write_tool_config(
     path: &Utf8Path,
-    target_dir: &Utf8Path,
+    store_parent: &Utf8Path,
     profile: &str,
     packages: &[String],
 ) -> Result<()> {
@@ -54,7 +55,7 @@ pub fn write_tool_config(
             .collect::<Vec<_>>()
             .join(" | ")
     };
-    let store = target_dir.join("nextest").to_string();
+    let store = store_parent.join("nextest").to_string();
     let text = format!(
         "# Written by cargo-e2e: the `{profile}` profile for a workspace whose\n\
          # .config/nextest.toml does not define it; the workspace's own keys win.\n\
@@ -140,9 +141,9 @@ impl Invocation {
     }
 
     /// Runs with output on our terminal; interruptible by the first Ctrl-C.
-    /// `target_dir` is where nextest writes `nextest/<profile>/junit.xml`.
-    pub fn run(&self, root: &Utf8Path, target_dir: &Utf8Path) -> Result<Outcome> {
-        let junit = target_dir
+    /// `store_parent` is where nextest writes `nextest/<profile>/junit.xml`.
+    pub fn run(&self, root: &Utf8Path, store_parent: &Utf8Path) -> Result<Outcome> {
+        let junit = store_parent
             .join("nextest")
             .join(&self.profile)
             .join("junit.xml");
