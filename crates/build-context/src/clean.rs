@@ -11,14 +11,6 @@ use crate::error::{Error, Result};
 use crate::matcher::Matcher;
 use crate::walk::{self, EntryKind, WalkOptions};
 
-/// The default artifact patterns (`.dockerignore` syntax, relative to each context).
-pub const DEFAULT_ARTIFACTS: &[&str] = &[
-    "**/*.out",
-    "**/*.test",
-    "**/test-results",
-    "**/audit-results",
-];
-
 /// Paths git tracks, relative to the repository root. The caller asks git
 /// (`git ls-files -z`); this crate starts no process.
 #[derive(Debug, Clone, Default)]
@@ -299,7 +291,7 @@ mod tests {
     }
 
     fn defaults() -> Vec<String> {
-        DEFAULT_ARTIFACTS.iter().map(|s| s.to_string()).collect()
+        crate::artifacts::default_patterns()
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Nothing here starts a process: callers hand in what they learned from git
 //! or Docker, which keeps every rule testable on a plain folder.
 
+pub mod artifacts;
 pub mod clean;
 mod context;
 pub mod dockerfile;

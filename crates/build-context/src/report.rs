@@ -200,35 +200,6 @@ fn transfer(copies: &[CopySource], sent: &[&Entry]) -> Option<Transfer> {
     })
 }
 
-/// File endings that are build or test output, never input.
-const ARTIFACT_ENDINGS: &[&str] = &[
-    "out",
-    "test",
-    "prof",
-    "pprof",
-    "cov",
-    "coverprofile",
-    "profraw",
-    "profdata",
-    "log",
-    "tmp",
-    "o",
-    "pyc",
-];
-/// Folder names that are output or caches.
-const ARTIFACT_DIRS: &[&str] = &[
-    ".git",
-    "target",
-    "node_modules",
-    "coverage",
-    "__pycache__",
-    ".pytest_cache",
-    ".cache",
-    ".e2e",
-    "test-results",
-    "audit-results",
-    "results",
-];
 /// Below this a suggestion is noise.
 const SUGGEST_MIN_BYTES: u64 = 64 * 1024;
 
@@ -240,7 +211,7 @@ fn suggestions(sent: &[&Entry], copies: &[CopySource]) -> Vec<Suggestion> {
         let name = parts.pop().unwrap_or_default();
         if let Some(dir) = parts
             .iter()
-            .find(|d| ARTIFACT_DIRS.contains(d) || d.ends_with("-results"))
+            .find(|d| crate::artifacts::is_artifact_folder(d))
         {
             let line = if *dir == ".git" {
                 ".git".to_owned()
@@ -249,7 +220,7 @@ fn suggestions(sent: &[&Entry], copies: &[CopySource]) -> Vec<Suggestion> {
             };
             groups.entry(line).or_default().add(e.size);
         } else if let Some((_, ext)) = name.rsplit_once('.')
-            && ARTIFACT_ENDINGS.contains(&ext)
+            && crate::artifacts::is_artifact_ending(ext)
         {
             groups.entry(format!("**/*.{ext}")).or_default().add(e.size);
         }

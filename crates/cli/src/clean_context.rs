@@ -28,15 +28,11 @@ pub fn run(flags: &CleanContext) -> anyhow::Result<()> {
     }
 
     let roots: Vec<Utf8PathBuf> = contexts.iter().map(|c| c.root.clone()).collect();
-    let patterns = config.as_ref().map_or_else(
-        || {
-            clean::DEFAULT_ARTIFACTS
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        },
-        |c| c.context.artifacts.clone(),
-    );
+    let patterns = config
+        .as_ref()
+        .map_or_else(build_context::artifacts::default_patterns, |c| {
+            c.context.artifacts.clone()
+        });
     let (repo_root, tracked) = git_tracked(&roots[0], flags.dry_run)?;
     let plan = clean::plan(&repo_root, &roots, &patterns, &tracked)?;
     let outcome = clean::execute(&plan, flags.dry_run);

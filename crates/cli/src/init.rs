@@ -193,10 +193,11 @@ fn render(
         );
         let _ = writeln!(w, "  # in the build contexts: {}", contexts.join(", "));
     }
-    let _ = writeln!(
-        w,
-        "  artifacts: [\"**/*.out\", \"**/*.test\", \"**/test-results\", \"**/audit-results\"]"
-    );
+    let defaults: Vec<String> = build_context::artifacts::default_patterns()
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect();
+    let _ = writeln!(w, "  artifacts: [{}]", defaults.join(", "));
     let _ = writeln!(
         w,
         "  # budget: 200MB          # fail when a context sends more\n"

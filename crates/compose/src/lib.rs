@@ -8,19 +8,22 @@ mod error;
 pub mod model;
 #[cfg(feature = "testing")]
 pub mod oracle;
+mod ports;
 mod project;
 pub mod readiness;
+mod teardown;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod up;
 
 pub use engine::{ComposeFlavor, Engine};
 pub use error::{Error, Result};
 pub use model::{ProjectSpec, Stack};
-pub use project::{
-    Container, ImageBuild, LeftContainer, Leftovers, POLL_INTERVAL, Policy, PortState, PortStatus,
-    Project, UpOptions, UpSummary, leftovers,
-};
+pub use ports::{PortState, PortStatus};
+pub use project::{Container, ImageBuild, Project, Publisher};
 pub use readiness::{HttpProbe, Probe};
+pub use teardown::{LeftContainer, Leftovers, Policy, leftovers};
+pub use up::{POLL_INTERVAL, UpOptions, UpSummary};
 
 use process::Cmd;
 

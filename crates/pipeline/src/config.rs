@@ -192,10 +192,7 @@ impl Default for ComposeConfig {
 impl Default for ContextConfig {
     fn default() -> ContextConfig {
         ContextConfig {
-            artifacts: build_context::clean::DEFAULT_ARTIFACTS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            artifacts: build_context::artifacts::default_patterns(),
             budget: None,
         }
     }

@@ -1,0 +1,362 @@
+//! What a run leaves: the policies, the teardown that applies them, the
+//! check that the engine holds what the policy promised, and the failure
+//! bundle written before it.
+
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::project::{Project, status, tail, write_file};
+use process::{Cmd, GroupOptions};
+
+/// What to leave behind after a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Leave the stack running.
+    Keep,
+    /// Stop the containers; the next run starts them again.
+    Stop,
+    /// Remove containers and networks; keep volumes.
+    Down,
+    /// Remove containers, networks, volumes and orphans.
+    Purge,
+}
+
+impl Policy {
+    pub const NAMES: &'static [&'static str] = &["keep", "stop", "down", "purge"];
+
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s {
+            "keep" => Some(Policy::Keep),
+            "stop" => Some(Policy::Stop),
+            "down" => Some(Policy::Down),
+            "purge" => Some(Policy::Purge),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(Policy::NAMES[*self as usize])
+    }
+}
+
+/// What is left of a project on the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leftovers {
+    pub containers: Vec<LeftContainer>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+    /// Images Compose built and named after the project (`<project>-<service>`).
+    pub images: Vec<String>,
+    /// Untagged images labelled with the project: what each rebuild leaves
+    /// behind when it replaces the tag (by ID).
+    pub dangling_images: Vec<String>,
+}
+
+/// A container left behind, and its state (`running`, `exited`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftContainer {
+    pub name: String,
+    pub state: String,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty()
+            && self.networks.is_empty()
+            && self.volumes.is_empty()
+            && self.images.is_empty()
+            && self.dangling_images.is_empty()
+    }
+
+    /// What the engine holds that `policy` said it would not, in words.
+    pub fn broken_promise(&self, policy: Policy) -> Option<String> {
+        let running: Vec<&str> = self
+            .containers
+            .iter()
+            .filter(|c| c.state == "running")
+            .map(|c| c.name.as_str())
+            .collect();
+        let names: Vec<&str> = self.containers.iter().map(|c| c.name.as_str()).collect();
+        match policy {
+            Policy::Keep => None,
+            Policy::Stop if !running.is_empty() => Some(format!("still running: {running:?}")),
+            Policy::Stop => None,
+            Policy::Down if !names.is_empty() || !self.networks.is_empty() => Some(format!(
+                "left behind: containers {names:?}, networks {:?}",
+                self.networks
+            )),
+            Policy::Down => None,
+            Policy::Purge if !self.is_empty() => Some(format!("left behind: {self}")),
+            Policy::Purge => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Leftovers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return f.write_str("nothing");
+        }
+        let containers: Vec<String> = self
+            .containers
+            .iter()
+            .map(|c| format!("{} ({})", c.name, c.state))
+            .collect();
+        let parts = [
+            ("containers", containers),
+            ("networks", self.networks.clone()),
+            ("volumes", self.volumes.clone()),
+            ("images", self.images.clone()),
+            ("dangling images", self.dangling_images.clone()),
+        ];
+        let shown: Vec<String> = parts
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(what, v)| format!("{what} {}", v.join(", ")))
+            .collect();
+        f.write_str(&shown.join("; "))
+    }
+}
+
+impl Project {
+    /// Applies the policy; `grace` is how long each container gets after SIGTERM.
+    pub fn teardown(&self, policy: Policy, grace: Duration) -> Result<()> {
+        let t = grace.as_secs().to_string();
+        // After `docker stop`, Compose's own command handles what that does not:
+        // containers not running (created, restarting), networks, volumes, images.
+        let args: Vec<&str> = match policy {
+            Policy::Keep => return Ok(()),
+            Policy::Stop => vec!["stop", "--timeout", &t],
+            Policy::Down => vec!["down", "--timeout", &t, "--remove-orphans"],
+            // `--rmi local`: the images Compose named after the project (services
+            // without `image:`), which a unique CI project name would otherwise
+            // leave behind run after run. BuildKit's cache keeps their layers.
+            Policy::Purge => vec![
+                "down",
+                "--timeout",
+                &t,
+                "--remove-orphans",
+                "--volumes",
+                "--rmi",
+                "local",
+            ],
+        };
+        self.stop_all_at_once(grace)?;
+        self.run_teardown_step(&self.compose(args))?;
+        if policy == Policy::Purge {
+            // `--rmi local` removes the tagged images; each rebuild also left
+            // the image it replaced, untagged but still labelled with the project.
+            let dangling = leftovers(self.name())?.dangling_images;
+            if !dangling.is_empty() {
+                let args = ["image", "rm", "--force"]
+                    .map(str::to_owned)
+                    .into_iter()
+                    .chain(dangling);
+                self.run_teardown_step(&crate::docker(args))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Not interruptible: a first Ctrl-C during teardown lets it finish.
+    fn run_teardown_step(&self, cmd: &Cmd) -> Result<()> {
+        let out = cmd.run_group(
+            &self.spec.dir,
+            GroupOptions {
+                capture: true,
+                interruptible: false,
+            },
+        )?;
+        if !out.success() {
+            return Err(Error::Failed {
+                command: cmd.to_string(),
+                status: status(&out),
+                stderr: tail(&out.stderr, 20),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops every running container of the project in one `docker stop`,
+    /// which signals them all at once: the grace is paid once, where Compose's
+    /// dependency-ordered stop pays it once per level (two SIGTERM-ignoring
+    /// services: 2.2 s against 4.4 s). A test stack loses nothing by the order.
+    fn stop_all_at_once(&self, grace: Duration) -> Result<()> {
+        let running: Vec<String> = self
+            .ps()?
+            .into_iter()
+            .filter(|c| c.state == "running")
+            .map(|c| c.id)
+            .collect();
+        if running.is_empty() {
+            return Ok(());
+        }
+        let args = [
+            "stop".to_owned(),
+            "--time".to_owned(),
+            grace.as_secs().to_string(),
+        ]
+        .into_iter()
+        .chain(running);
+        self.run_teardown_step(&crate::docker(args))
+    }
+
+    /// Writes every service's logs, `ps --all` and each container's state
+    /// (with its health-check log) into `dir`. What a command could not get is
+    /// written in its place, so the bundle is never missing a file silently.
+    pub fn bundle(&self, dir: &Utf8Path) -> Result<Utf8PathBuf> {
+        let text = |cmd: Cmd| {
+            cmd.output(&self.spec.dir).map_or_else(
+                |e| e.to_string(),
+                |b| String::from_utf8_lossy(&b).into_owned(),
+            )
+        };
+        write_file(
+            &dir.join("logs.txt"),
+            &text(self.compose(["logs", "--no-color", "--timestamps"])),
+        )?;
+        write_file(&dir.join("ps.txt"), &text(self.compose(["ps", "--all"])))?;
+        for c in self.ps().unwrap_or_default() {
+            let state = text(crate::docker([
+                "inspect",
+                "--format",
+                "{{json .State}}",
+                &c.id,
+            ]));
+            write_file(&dir.join(format!("state-{}.json", c.name)), &state)?;
+        }
+        Ok(dir.to_owned())
+    }
+
+    /// What the engine still holds for this project.
+    pub fn leftovers(&self) -> Result<Leftovers> {
+        leftovers(self.name())
+    }
+}
+
+/// What the engine holds for a project name, found by Compose's labels (the
+/// five listings at once: this runs after every teardown).
+pub fn leftovers(project: &str) -> Result<Leftovers> {
+    let here = Utf8Path::new(".");
+    let label = format!("label=com.docker.compose.project={project}");
+    let lines = |args: &[&str]| -> Result<Vec<String>> {
+        let text = crate::docker(args.iter().copied()).text(here)?;
+        Ok(text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
+    };
+    std::thread::scope(|s| {
+        let containers = s.spawn(|| {
+            lines(&[
+                "ps",
+                "--all",
+                "--filter",
+                &label,
+                "--format",
+                "{{.Names}}\t{{.State}}",
+            ])
+        });
+        let networks =
+            s.spawn(|| lines(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"]));
+        let volumes =
+            s.spawn(|| lines(&["volume", "ls", "--filter", &label, "--format", "{{.Name}}"]));
+        let images = s.spawn(|| {
+            lines(&[
+                "image",
+                "ls",
+                "--filter",
+                &label,
+                "--format",
+                "{{.Repository}}",
+            ])
+        });
+        let dangling = s.spawn(|| {
+            lines(&[
+                "image",
+                "ls",
+                "--quiet",
+                "--no-trunc",
+                "--filter",
+                "dangling=true",
+                "--filter",
+                &label,
+            ])
+        });
+        let joined = |h: std::thread::ScopedJoinHandle<'_, Result<Vec<String>>>| {
+            h.join().expect("listing does not panic")
+        };
+        Ok(Leftovers {
+            containers: joined(containers)?
+                .into_iter()
+                .map(|line| {
+                    let (name, state) = line.split_once('\t').unwrap_or((&line, ""));
+                    LeftContainer {
+                        name: name.to_owned(),
+                        state: state.to_owned(),
+                    }
+                })
+                .collect(),
+            networks: joined(networks)?,
+            volumes: joined(volumes)?,
+            images: joined(images)?
+                .into_iter()
+                .filter(|name| name.starts_with(&format!("{project}-")))
+                .collect(),
+            dangling_images: joined(dangling)?,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_policy_promises_what_it_leaves() {
+        let c = |name: &str, state: &str| LeftContainer {
+            name: name.into(),
+            state: state.into(),
+        };
+        let stopped = Leftovers {
+            containers: vec![c("p-api-1", "exited")],
+            networks: vec!["p_default".into()],
+            volumes: vec!["p_data".into()],
+            images: vec!["p-api".into()],
+            dangling_images: vec![],
+        };
+        let running = Leftovers {
+            containers: vec![c("p-api-1", "running")],
+            ..stopped.clone()
+        };
+        let volumes_only = Leftovers {
+            volumes: vec!["p_data".into()],
+            ..Leftovers::default()
+        };
+        let dangling = Leftovers {
+            dangling_images: vec!["sha256:ab".into()],
+            ..Leftovers::default()
+        };
+        let kept = |l: &Leftovers, p| l.broken_promise(p).is_none();
+        assert!(kept(&running, Policy::Keep));
+        assert!(kept(&stopped, Policy::Stop) && !kept(&running, Policy::Stop));
+        assert!(kept(&volumes_only, Policy::Down) && !kept(&stopped, Policy::Down));
+        assert!(kept(&Leftovers::default(), Policy::Purge));
+        assert!(!kept(&volumes_only, Policy::Purge));
+        assert_eq!(
+            dangling.broken_promise(Policy::Purge).as_deref(),
+            Some("left behind: dangling images sha256:ab")
+        );
+        assert_eq!(
+            running.to_string(),
+            "containers p-api-1 (running); networks p_default; volumes p_data; images p-api"
+        );
+    }
+}
