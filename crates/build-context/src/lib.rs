@@ -11,6 +11,7 @@ pub mod dockerfile;
 mod error;
 mod goclean;
 pub mod ignorefile;
+mod lints;
 pub mod matcher;
 pub mod pattern;
 pub mod report;

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod e2e;
 pub mod git;
+mod phases;
 pub mod report;
 pub mod stage;
 pub mod workspace;

@@ -1,0 +1,473 @@
+//! The phases of a run, each a function from the options (and the project
+//! preflight loaded) to its value and the note shown for it: preflight,
+//! clean, certs, build, up, test. The runner in `e2e.rs` times and records
+//! them and tears down after them.
+
+use std::time::Duration;
+
+use build_context::clean;
+use camino::Utf8PathBuf;
+use compose::{Container, Engine, Project, UpOptions};
+use process::Cmd;
+
+use crate::e2e::{Failure, Options, PhaseResult, Progress, stack};
+use crate::report::{CertsDone, Cleaned, ContextSize, Phase};
+
+/// Checks filtersets (cargo metadata) and the engine and stack (docker) at
+/// once: two independent chains of process starts. A filterset error wins,
+/// being the user's typo rather than the machine's state.
+pub(crate) fn preflight(opts: &Options) -> PhaseResult<Project> {
+    let (filters, docker) = std::thread::scope(|s| {
+        let filters = s.spawn(|| check_filtersets(opts));
+        let docker = s.spawn(|| engine_and_stack(opts));
+        (
+            filters.join().expect("filterset check does not panic"),
+            docker.join().expect("stack check does not panic"),
+        )
+    });
+    let version_note = filters?;
+    let (engine, project, warnings) = docker?;
+    let mut note = format!(
+        "engine {}, {} services",
+        engine.server_version.as_deref().unwrap_or("?"),
+        project.stack.services.len()
+    );
+    if opts.ephemeral_ports {
+        note.push_str(", ports picked by the engine");
+    }
+    for w in version_note.into_iter().chain(warnings) {
+        note.push_str(&format!("; {w}"));
+    }
+    Ok((project, note))
+}
+
+/// `-E` and the config's filterset, against the package graph; the note to
+/// show when the installed nextest is not the one whose parser we embed.
+fn check_filtersets(opts: &Options) -> Result<Option<String>, Failure> {
+    let workspace = test_runner::Workspace::load(&opts.workspace.root).map_err(stack)?;
+    // A package that is not a member would make nextest fail after the whole
+    // stack was built and started; say so now, with the members to choose from.
+    workspace
+        .check_packages(&opts.config.tests.packages)
+        .map_err(|e| Failure::BadInput(format!("{}: tests.packages: {e}", opts.config.path)))?;
+    for f in &opts.filtersets {
+        workspace
+            .check(f, "-E")
+            .map_err(|e| Failure::BadInput(e.to_string()))?;
+    }
+    if let Some(f) = &opts.config.tests.filterset {
+        let what = format!("{}: tests.filterset", opts.config.path);
+        workspace
+            .check(f, &what)
+            .map_err(|e| Failure::BadInput(e.to_string()))?;
+    }
+    let version = Cmd::cargo(["nextest", "--version"])
+        .text(&opts.workspace.root)
+        .ok();
+    Ok(version.and_then(|v| test_runner::filterset::version_note(&v)))
+}
+
+fn engine_and_stack(opts: &Options) -> Result<(Engine, Project, Vec<String>), Failure> {
+    let engine = Engine::require().map_err(stack)?;
+    let mut project = Project::load(opts.config.project_spec(Some(opts.project.clone())))
+        .map_err(|e| Failure::BadInput(format!("the compose stack ({}): {e}", opts.config.path)))?;
+    // A `{service:port}` that names nothing is a config error: found now, not after `up`.
+    let model_ports = |service: &str, port: u16| {
+        let s = project.stack.services.get(service)?;
+        s.ports
+            .iter()
+            .find(|p| p.target == port && p.published.is_some())
+            .map(|_| format!("{service}:{port}"))
+    };
+    for value in opts.config.tests.env.values() {
+        expand(value, model_ports)
+            .map_err(|e| Failure::BadInput(format!("{}: {e}", opts.config.path)))?;
+    }
+    let config = &opts.config;
+    for (service, probe) in &config.readiness.services {
+        let Some(s) = project.stack.services.get(service) else {
+            return Err(Failure::BadInput(format!(
+                "{}: readiness.services.{service}: the stack has no such service (it has {})",
+                config.path,
+                project
+                    .stack
+                    .services
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let port = match probe {
+            compose::Probe::Tcp(p) => Some(*p),
+            compose::Probe::Http(h) => Some(h.port),
+            _ => None,
+        };
+        if let Some(port) = port
+            && !s.published_tcp().contains(&port)
+        {
+            return Err(Failure::BadInput(format!(
+                "{}: readiness.services.{service}: the probe asks port {port}, which {service} does not publish; \
+                 publish it, or judge it by its log (`log: REGEX`) or a healthcheck",
+                config.path
+            )));
+        }
+    }
+    let mut warnings = Vec::new();
+    if opts.ephemeral_ports {
+        let file = opts.run_dir.join("ephemeral-ports.yaml");
+        write_ephemeral_override(&project, &file).map_err(Failure::Stack)?;
+        project.spec.files.push(file);
+    } else {
+        project.check_ports().map_err(stack)?;
+        let fixed: Vec<String> = project
+            .stack
+            .services
+            .iter()
+            .flat_map(|(name, s)| {
+                s.ports
+                    .iter()
+                    .filter_map(move |p| Some(format!("{} ({name})", p.published.as_ref()?)))
+            })
+            .collect();
+        if opts.ci && !fixed.is_empty() {
+            warnings.push(format!(
+                "warning: fixed host ports {} cannot run in parallel on one engine; pass --ephemeral-ports",
+                fixed.join(", ")
+            ));
+        }
+    }
+    Ok((engine, project, warnings))
+}
+
+/// An override file that publishes every published port again on a host
+/// port the engine picks, keeping its host address and protocol; the user's
+/// compose file stays as it is. `!override` replaces the list (Compose 2.24.4+).
+fn write_ephemeral_override(project: &Project, file: &camino::Utf8Path) -> Result<(), String> {
+    let mut text =
+        String::from("# Written by cargo e2e --ephemeral-ports for this run.\nservices:\n");
+    for (name, s) in &project.stack.services {
+        if s.ports.iter().all(|p| p.published.is_none()) {
+            continue;
+        }
+        text.push_str(&format!("  {name}:\n    ports: !override\n"));
+        for p in &s.ports {
+            text.push_str(&format!("      - target: {}\n", p.target));
+            if let Some(ip) = p.host_ip.as_deref().filter(|i| !i.is_empty()) {
+                text.push_str(&format!("        host_ip: \"{ip}\"\n"));
+            }
+            if let Some(proto) = &p.protocol {
+                text.push_str(&format!("        protocol: {proto}\n"));
+            }
+        }
+    }
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
+    }
+    std::fs::write(file, text).map_err(|e| format!("cannot write {file}: {e}"))
+}
+
+/// What the tests see: the project, the CA (with certificates), and
+/// `tests.env` with each `{service:port}` made the address where the engine
+/// publishes it, as the engine reports it (ports it picked included).
+fn test_env(opts: &Options, containers: &[Container]) -> Result<Vec<(String, String)>, String> {
+    let c = &opts.config;
+    let mut env = vec![("E2E_PROJECT".to_owned(), opts.project.clone())];
+    if let Some(dir) = c.certs_dir() {
+        env.push(("E2E_CA_CERT".to_owned(), dir.join("ca.crt").to_string()));
+    }
+    let published = |service: &str, port: u16| {
+        containers
+            .iter()
+            .filter(|k| k.service == service)
+            .find_map(|k| k.published(port))
+    };
+    for (key, value) in &c.tests.env {
+        env.push((key.clone(), expand(value, published)?));
+    }
+    Ok(env)
+}
+
+pub(crate) fn clean_phase(opts: &Options, project: &Project) -> PhaseResult<Option<Cleaned>> {
+    let roots: Vec<Utf8PathBuf> = project
+        .stack
+        .build_contexts()
+        .into_iter()
+        .map(|(_, c, _)| c.to_owned())
+        .collect();
+    let Some(first) = roots.first() else {
+        return Ok((None, "no build contexts".into()));
+    };
+    match crate::git::tracked(first).map_err(stack)? {
+        Some((repo, tracked)) => {
+            let plan = clean::plan(&repo, &roots, &opts.config.context.artifacts, &tracked)
+                .map_err(|e| {
+                    Failure::BadInput(format!("{}: context.artifacts: {e}", opts.config.path))
+                })?;
+            let outcome = clean::execute(&plan, false);
+            let note = format!(
+                "removed {} artifacts ({})",
+                outcome.removed_files,
+                build_context::human(outcome.bytes_freed)
+            );
+            Ok((
+                Some(Cleaned {
+                    files: outcome.removed_files,
+                    bytes: outcome.bytes_freed,
+                }),
+                note,
+            ))
+        }
+        None => Ok((None, "not a git work tree: nothing deleted".into())),
+    }
+}
+
+/// What each context sends now (after staging: exactly what the build will
+/// get), checked against `context.budget` before the build starts.
+fn measure_contexts(opts: &Options, project: &Project) -> Result<Vec<ContextSize>, Failure> {
+    let budget = opts.config.budget();
+    let mut sizes = Vec::new();
+    for (service, root, dockerfile) in project.stack.build_contexts() {
+        let ctx = build_context::Context::open(root, Some(&dockerfile))
+            .map_err(|e| Failure::BadInput(e.to_string()))?;
+        let walk = ctx
+            .walk(build_context::WalkOptions {
+                sizes: true,
+                into_pruned: false,
+            })
+            .map_err(|e| Failure::BadInput(e.to_string()))?;
+        let r = build_context::analyze(&ctx, &walk, budget);
+        if let Some(over) = r.over_budget_message() {
+            return Err(Failure::Limit(format!(
+                "the context of {service} {over} (`cargo xtask clean-context` suggests ignore lines)"
+            )));
+        }
+        sizes.push(ContextSize {
+            service: service.to_owned(),
+            context: root.to_owned(),
+            sent_files: r.sent.files,
+            sent_bytes: r.sent.bytes,
+        });
+    }
+    Ok(sizes)
+}
+
+pub(crate) fn certs_phase(opts: &Options, project: &Project) -> PhaseResult<CertsDone> {
+    let Some(spec) = opts
+        .config
+        .certs_spec(project.stack.services.keys().cloned())
+    else {
+        return Err(Failure::BadInput("no certs section".into()));
+    };
+    let r = certs::ensure(&spec, certs::Mode::Ensure).map_err(stack)?;
+    let note = r.reason.replace('\n', "; ");
+    Ok((
+        CertsDone {
+            action: r.action,
+            reason: r.reason,
+        },
+        note,
+    ))
+}
+
+pub(crate) fn build_phase(
+    opts: &Options,
+    project: &Project,
+) -> PhaseResult<(Vec<ContextSize>, Vec<compose::ImageBuild>)> {
+    let stages: Vec<_> = opts
+        .config
+        .stage
+        .iter()
+        .map(|s| (s.clone(), opts.config.resolve(&s.to)))
+        .collect();
+    let staged = crate::stage::stage(&opts.workspace.root, &opts.workspace.target_dir, &stages)
+        .map_err(Failure::Stack)?;
+    let contexts = measure_contexts(opts, project)?;
+    let images = project
+        .build(&opts.run_dir.join("build.log"))
+        .map_err(stack)?;
+    let shown: Vec<String> = images
+        .iter()
+        .map(|i| format!("{} {}", i.service, if i.built { "built" } else { "cached" }))
+        .collect();
+    let sizes: Vec<String> = contexts
+        .iter()
+        .map(|c| format!("{} {}", c.service, build_context::human(c.sent_bytes)))
+        .collect();
+    let note = format!(
+        "images: {}; contexts sent: {}; staged binaries: {staged} of {} changed",
+        shown.join(", "),
+        sizes.join(", "),
+        stages.len()
+    );
+    Ok(((contexts, images), note))
+}
+
+/// When the certificate folder's files last changed (by the certs phase, or
+/// by `cargo xtask certs` between runs).
+fn newest_certificate(opts: &Options) -> Option<std::time::SystemTime> {
+    let dir = opts.config.certs_dir()?;
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+        .max()
+}
+
+pub(crate) fn up_phase(
+    opts: &Options,
+    project: &Project,
+    progress: &mut dyn Progress,
+) -> PhaseResult<compose::UpSummary> {
+    // A running container holds the certificates it read at start: new ones
+    // need new containers, which Compose would not make for unchanged config.
+    let up_opts = UpOptions {
+        timeout: Duration::from_secs(opts.config.readiness.timeout_s),
+        mounted_files_changed: newest_certificate(opts),
+        probes: opts.config.readiness.services.clone(),
+    };
+    let up = project
+        .up_and_wait(up_opts, |pending| {
+            let list: Vec<String> = pending.iter().map(|(s, w)| format!("{s} ({w})")).collect();
+            progress.note(Phase::Up, &format!("waiting for {}", list.join(", ")));
+        })
+        .map_err(stack)?;
+    let note = format!(
+        "containers: {} created, {} started, {} reused",
+        up.created, up.started, up.reused
+    );
+    Ok((up, note))
+}
+
+/// Runs nextest; `counted` receives its outcome (counts, JUnit path) whether
+/// the tests passed or not.
+pub(crate) fn test_phase(
+    opts: &Options,
+    project: &Project,
+    counted: &mut Option<test_runner::Outcome>,
+) -> PhaseResult<()> {
+    let c = &opts.config;
+    let containers = project.ps().map_err(stack)?;
+    let env = test_env(opts, &containers).map_err(Failure::BadInput)?;
+    let filtersets = if opts.filtersets.is_empty() {
+        c.tests.filterset.iter().cloned().collect()
+    } else {
+        opts.filtersets.clone()
+    };
+    // The profile, for a workspace whose nextest config lacks it: its own
+    // config still wins wherever it says something.
+    // Its store (the JUnit report) in this run's folder: runs of several
+    // projects at once each count their own report.
+    let tool_config = opts.run_dir.join("nextest-tool.toml");
+    test_runner::write_tool_config(
+        &tool_config,
+        &opts.run_dir,
+        &c.tests.profile,
+        &c.tests.packages,
+    )
+    .map_err(stack)?;
+    let invocation = test_runner::Invocation {
+        profile: c.tests.profile.clone(),
+        packages: c.tests.packages.clone(),
+        filtersets,
+        args: opts.nextest_args.clone(),
+        env,
+        tool_config: Some(tool_config),
+    };
+    let outcome = invocation
+        .run(&opts.workspace.root, &opts.run_dir)
+        .map_err(stack)?;
+    let counts = outcome
+        .counts
+        .map_or_else(|| "no JUnit report to count from".into(), |c| c.to_string());
+    let verdict = outcome.verdict.clone();
+    *counted = Some(outcome);
+    match verdict {
+        test_runner::Verdict::Passed => Ok(((), counts)),
+        test_runner::Verdict::Failed => Err(Failure::Tests(counts)),
+        test_runner::Verdict::NoTests => Err(Failure::Tests(format!(
+            "no tests ran: the filterset and the `{}` profile's default-filter selected none in {}",
+            c.tests.profile,
+            if c.tests.packages.is_empty() {
+                "the workspace".to_owned()
+            } else {
+                format!("tests.packages ({})", c.tests.packages.join(", "))
+            }
+        ))),
+        test_runner::Verdict::NextestError(code) => Err(Failure::Stack(format!(
+            "`{}` failed with exit code {}",
+            invocation.command(),
+            code.map_or("none (a signal)".into(), |c| c.to_string())
+        ))),
+    }
+}
+
+/// Each `{service:port}` in `value` becomes what `published` says (the
+/// `HOST:PORT` where the engine publishes it).
+pub fn expand(
+    value: &str,
+    published: impl Fn(&str, u16) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..]
+            .find('}')
+            .ok_or(format!("tests.env: unclosed `{{` in `{value}`"))?
+            + open;
+        let (service, port) = rest[open + 1..close]
+            .split_once(':')
+            .ok_or(format!("tests.env: `{value}`: write {{service:port}}"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("tests.env: `{value}`: `{port}` is not a port number"))?;
+        let address = published(service, port).ok_or(format!(
+            "tests.env `{value}`: service {service} publishes no port {port}"
+        ))?;
+        out.push_str(&rest[..open]);
+        out.push_str(&address);
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_ports_become_the_published_addresses() {
+        let published = |service: &str, port: u16| match (service, port) {
+            ("proxy", 80) => Some("127.0.0.1:49153".to_owned()),
+            _ => None,
+        };
+        let table = [
+            (
+                "http://{proxy:80}/items",
+                Ok("http://127.0.0.1:49153/items"),
+            ),
+            (
+                "{proxy:80},{proxy:80}",
+                Ok("127.0.0.1:49153,127.0.0.1:49153"),
+            ),
+            ("plain", Ok("plain")),
+            (
+                "{proxy:81}",
+                Err("tests.env `{proxy:81}`: service proxy publishes no port 81"),
+            ),
+            (
+                "{proxy:http}",
+                Err("tests.env: `{proxy:http}`: `http` is not a port number"),
+            ),
+            ("{proxy}", Err("tests.env: `{proxy}`: write {service:port}")),
+            ("{proxy:80", Err("tests.env: unclosed `{` in `{proxy:80`")),
+        ];
+        for (value, want) in table {
+            let got = expand(value, published);
+            assert_eq!(
+                got.as_deref(),
+                want.map_err(str::to_owned).as_deref(),
+                "{value}"
+            );
+        }
+    }
+}
