@@ -10,6 +10,8 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
+use pipeline::report::{PhaseReport, Status};
+use pipeline::{Phase, RunReport};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cargo-e2e");
 const BASE_IMAGE: &str = "debian:bookworm-slim";
@@ -170,13 +172,13 @@ impl Shop {
         std::fs::write(p, text).unwrap();
     }
 
-    fn report(&self) -> serde_json::Value {
+    /// The run's report, read through its type (the contract a CI step reads).
+    fn report(&self) -> RunReport {
         self.report_in(&self.root.join("target"))
     }
 
-    fn report_in(&self, target: &Utf8Path) -> serde_json::Value {
-        let text = std::fs::read_to_string(target.join("e2e/report.json")).unwrap();
-        serde_json::from_str(&text).unwrap()
+    fn report_in(&self, target: &Utf8Path) -> RunReport {
+        RunReport::read(&target.join("e2e/report.json")).unwrap()
     }
 
     fn leftovers(&self) -> compose::Leftovers {
@@ -209,13 +211,16 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn phase<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["phases"]
-        .as_array()
-        .unwrap()
+fn phase(report: &RunReport, phase: Phase) -> &PhaseReport {
+    report
+        .phases
         .iter()
-        .find(|p| p["phase"] == name)
-        .unwrap_or_else(|| panic!("no phase {name} in {report}"))
+        .find(|p| p.phase == phase)
+        .unwrap_or_else(|| panic!("no phase {phase:?} in {report}"))
+}
+
+fn passed(report: &RunReport) -> usize {
+    report.tests.map_or(0, |t| t.passed)
 }
 
 #[test]
@@ -248,29 +253,20 @@ fn installed_cargo_e2e_adopts_a_foreign_workspace_from_init_to_green() {
     let (code, out) = shop.run(&["e2e", "--teardown", "purge"]);
     assert_eq!(code, Some(0), "{out}");
     let report = shop.report();
-    assert_eq!(
-        report["project"],
-        shop.project.as_str(),
-        "the config's project"
-    );
-    assert_eq!(phase(&report, "certs")["status"], "skipped");
-    assert!(
-        phase(&report, "certs")["note"]
-            .as_str()
-            .unwrap()
-            .contains("no certs section"),
-        "{report}"
-    );
-    assert_eq!(report["tests"]["passed"], 2, "{report}");
+    assert_eq!(report.project, shop.project, "the config's project");
+    let certs = phase(&report, Phase::Certs);
+    assert_eq!(certs.status, Status::Skipped);
+    assert!(certs.note.contains("no certs section"), "{report}");
+    assert_eq!(passed(&report), 2, "{report}");
     // Everything lives in the shop's workspace: its target folder, its JUnit.
-    let run_dir = report["run_dir"].as_str().unwrap();
+    let run_dir = &report.run_dir;
     assert!(
-        run_dir.starts_with(shop.root.join("target/e2e/runs/").as_str()),
+        run_dir.starts_with(shop.root.join("target/e2e/runs/")),
         "{report}"
     );
-    assert!(Utf8Path::new(run_dir).join("nextest-tool.toml").is_file());
+    assert!(run_dir.join("nextest-tool.toml").is_file());
     assert!(
-        report["junit"].as_str().unwrap().starts_with(run_dir),
+        report.junit.as_ref().unwrap().starts_with(run_dir),
         "{report}"
     );
     assert!(shop.leftovers().is_empty(), "purge: {}", shop.leftovers());
@@ -281,6 +277,23 @@ fn installed_cargo_e2e_adopts_a_foreign_workspace_from_init_to_green() {
 }
 
 impl Shop {
+    /// Adds `compose.override.yaml` with `yaml` to the stack's files.
+    fn with_override(&self, yaml: &str) {
+        self.write("compose.override.yaml", yaml);
+        self.edit_config(
+            "files: [compose.yaml]",
+            "files: [compose.yaml, compose.override.yaml]",
+        );
+    }
+
+    /// Replaces `from` with `to` in e2e.yaml.
+    fn edit_config(&self, from: &str, to: &str) {
+        let path = self.root.join("e2e.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from} not in:\n{text}");
+        std::fs::write(path, text.replace(from, to)).unwrap();
+    }
+
     /// An edited config survives a second `init`, which exits 2 and says why.
     fn init_edit_is_kept(&self) {
         let path = self.root.join("e2e.yaml");
@@ -340,8 +353,8 @@ fn its_own_xtask_hands_over_in_three_lines() {
     let (code, out) = xtask(&["xtask", "e2e", "--teardown", "purge", "-E", "test(proxy)"]);
     assert_eq!(code, Some(0), "{out}");
     let report = shop.report_in(&target);
-    assert_eq!(report["tests"]["passed"], 1, "{report}");
-    assert_eq!(report["project"], shop.project.as_str());
+    assert_eq!(passed(&report), 1, "{report}");
+    assert_eq!(report.project, shop.project);
     assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
     let (code, out) = xtask(&["xtask", "doctor"]);
     assert!(out.contains("config           e2e.yaml"), "{code:?} {out}");
@@ -355,17 +368,7 @@ fn a_crash_looping_backend_fails_fast_with_its_own_last_words() {
     let shop = Shop::new("crashloop");
     shop.init();
     // The backend loses its secret: under `restart: always` it crash-loops.
-    shop.write(
-        "compose.override.yaml",
-        "services:\n  api:\n    secrets: !reset []\n",
-    );
-    let config = std::fs::read_to_string(shop.root.join("e2e.yaml"))
-        .unwrap()
-        .replace(
-            "files: [compose.yaml]",
-            "files: [compose.yaml, compose.override.yaml]",
-        );
-    shop.write("e2e.yaml", &config);
+    shop.with_override("services:\n  api:\n    secrets: !reset []\n");
     let start = Instant::now();
     let (code, out) = shop.run(&["e2e", "--teardown", "purge"]);
     assert_eq!(code, Some(3), "{out}");
@@ -444,10 +447,7 @@ fn a_test_package_that_is_not_a_member_stops_preflight() {
     }
     let shop = Shop::new("member");
     shop.init();
-    let config = std::fs::read_to_string(shop.root.join("e2e.yaml"))
-        .unwrap()
-        .replace("packages: [shop-e2e]", "packages: [shop-e2e, shop-tests]");
-    shop.write("e2e.yaml", &config);
+    shop.edit_config("packages: [shop-e2e]", "packages: [shop-e2e, shop-tests]");
     let (code, out) = shop.run(&["e2e"]);
     assert_eq!(code, Some(2), "{out}");
     assert!(
@@ -456,7 +456,10 @@ fn a_test_package_that_is_not_a_member_stops_preflight() {
         ),
         "{out}"
     );
-    assert_eq!(phase(&shop.report(), "preflight")["status"], "failed");
+    assert_eq!(
+        phase(&shop.report(), Phase::Preflight).status,
+        Status::Failed
+    );
     assert!(
         shop.leftovers().is_empty(),
         "nothing started: {}",
@@ -510,17 +513,7 @@ fn a_proxy_without_healthcheck_is_ready_only_when_its_port_answers() {
     let shop = Shop::new("hammer");
     shop.init();
     // nginx takes two seconds to listen, as a slow-starting server does.
-    shop.write(
-        "compose.override.yaml",
-        "services:\n  proxy:\n    command: [\"sh\", \"-c\", \"sleep 2; exec nginx -g 'daemon off;'\"]\n",
-    );
-    let config = std::fs::read_to_string(shop.root.join("e2e.yaml"))
-        .unwrap()
-        .replace(
-            "files: [compose.yaml]",
-            "files: [compose.yaml, compose.override.yaml]",
-        );
-    shop.write("e2e.yaml", &config);
+    shop.with_override("services:\n  proxy:\n    command: [\"sh\", \"-c\", \"sleep 2; exec nginx -g 'daemon off;'\"]\n");
     let reader = shop
         .cargo(&["e2e", "--teardown", "purge", "--", "--no-run"])
         .reader()
@@ -609,7 +602,7 @@ fn ephemeral_ports_run_while_the_fixed_port_is_held() {
     ]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("ports picked by the engine"), "{out}");
-    assert_eq!(shop.report()["tests"]["passed"], 1);
+    assert_eq!(passed(&shop.report()), 1);
     assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
 }
 
@@ -621,17 +614,7 @@ fn when_compose_up_fails_its_real_error_is_shown() {
     let shop = Shop::new("upfails");
     shop.init();
     // The engine refuses to start the proxy: Compose's `up` fails.
-    shop.write(
-        "compose.override.yaml",
-        "services:\n  proxy:\n    user: nosuchuser\n",
-    );
-    let config = std::fs::read_to_string(shop.root.join("e2e.yaml"))
-        .unwrap()
-        .replace(
-            "files: [compose.yaml]",
-            "files: [compose.yaml, compose.override.yaml]",
-        );
-    shop.write("e2e.yaml", &config);
+    shop.with_override("services:\n  proxy:\n    user: nosuchuser\n");
     let (code, out) = shop.run(&["e2e", "--teardown", "purge"]);
     assert_eq!(code, Some(3), "{out}");
     let error = out

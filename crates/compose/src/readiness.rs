@@ -215,16 +215,35 @@ fn tcp_stays_open(addr: &str) -> bool {
     }
 }
 
-/// The status of `GET path` on `addr`, or `None` when nothing answers.
+/// The status of `GET path` on `addr`, or `None` when nothing answers. A
+/// probe needs only the status line: one request written out, the answer
+/// parsed by httparse. (An HTTP client crate would bring URL and IDNA
+/// handling, the slowest part of the tool's cold compile, for nothing here.)
 fn http_status(addr: &str, path: &str) -> Option<u16> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(1))
-        .redirects(0)
-        .build();
-    match agent.get(&format!("http://{addr}{path}")).call() {
-        Ok(r) => Some(r.status()),
-        Err(ureq::Error::Status(code, _)) => Some(code),
-        Err(ureq::Error::Transport(_)) => None,
+    use std::io::Write as _;
+    let sock = addr.to_socket_addrs().ok()?.next()?;
+    let mut stream = TcpStream::connect_timeout(&sock, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: cargo-e2e\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&buf) {
+            Ok(_) if response.code.is_some() => return response.code,
+            Ok(_) if buf.len() < 64 * 1024 => continue,
+            _ => return None,
+        }
     }
 }
 
