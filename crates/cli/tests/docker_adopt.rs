@@ -26,22 +26,7 @@ fn repo_root() -> Utf8PathBuf {
 /// The engine and the Debian base image, or `false` after saying why the
 /// test is skipped (a failure when `E2E_REQUIRE_DOCKER` is set).
 fn ready_or_skip(test: &str) -> bool {
-    if compose::testing::engine_or_skip(test).is_none() {
-        return false;
-    }
-    let have = compose::docker(["image", "inspect", BASE_IMAGE])
-        .output(Utf8Path::new("."))
-        .is_ok();
-    let required =
-        std::env::var_os(compose::testing::REQUIRE_VAR).is_some_and(|v| !v.is_empty() && v != "0");
-    assert!(
-        have || !required,
-        "{test}: the engine has no {BASE_IMAGE}; run `bash .ci/debian-base` (make base-image)"
-    );
-    if !have {
-        eprintln!("SKIPPED {test}: no {BASE_IMAGE} image; run `bash .ci/debian-base`");
-    }
-    have
+    compose::testing::image_or_skip(test, BASE_IMAGE)
 }
 
 /// A copy of the shop workspace in a temporary folder, a git work tree (so

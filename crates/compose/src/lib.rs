@@ -11,6 +11,7 @@ pub mod oracle;
 mod ports;
 mod project;
 pub mod readiness;
+pub mod signals;
 mod teardown;
 #[cfg(feature = "testing")]
 pub mod testing;

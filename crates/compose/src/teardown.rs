@@ -45,6 +45,34 @@ impl std::fmt::Display for Policy {
     }
 }
 
+/// The label Compose puts on a container: its service.
+const SERVICE_LABEL: &str = "com.docker.compose.service";
+
+/// What `docker inspect` says of a container, as much as the stop needs.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Inspected {
+    id: String,
+    state: InspectedState,
+    config: InspectedConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedState {
+    #[serde(default)]
+    pid: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedConfig {
+    #[serde(default)]
+    stop_signal: String,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+}
+
 /// What is left of a project on the engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leftovers {
@@ -126,12 +154,14 @@ impl std::fmt::Display for Leftovers {
 
 impl Project {
     /// Applies the policy; `grace` is how long each container gets after SIGTERM.
-    pub fn teardown(&self, policy: Policy, grace: Duration) -> Result<()> {
+    /// Returns the services killed at once because their PID 1 would not act
+    /// on the stop signal (see [`crate::signals`]).
+    pub fn teardown(&self, policy: Policy, grace: Duration) -> Result<Vec<String>> {
         let t = grace.as_secs().to_string();
         // After `docker stop`, Compose's own command handles what that does not:
         // containers not running (created, restarting), networks, volumes, images.
         let args: Vec<&str> = match policy {
-            Policy::Keep => return Ok(()),
+            Policy::Keep => return Ok(Vec::new()),
             Policy::Stop => vec!["stop", "--timeout", &t],
             Policy::Down => vec!["down", "--timeout", &t, "--remove-orphans"],
             // `--rmi local`: the images Compose named after the project (services
@@ -147,7 +177,7 @@ impl Project {
                 "local",
             ],
         };
-        self.stop_all_at_once(grace)?;
+        let killed = self.stop_all_at_once(grace)?;
         self.run_teardown_step(&self.compose(args))?;
         if policy == Policy::Purge {
             // `--rmi local` removes the tagged images; each rebuild also left
@@ -161,7 +191,7 @@ impl Project {
                 self.run_teardown_step(&crate::docker(args))?;
             }
         }
-        Ok(())
+        Ok(killed)
     }
 
     /// Not interruptible: a first Ctrl-C during teardown lets it finish.
@@ -183,11 +213,13 @@ impl Project {
         Ok(())
     }
 
-    /// Stops every running container of the project in one `docker stop`,
-    /// which signals them all at once: the grace is paid once, where Compose's
-    /// dependency-ordered stop pays it once per level (two SIGTERM-ignoring
-    /// services: 2.2 s against 4.4 s). A test stack loses nothing by the order.
-    fn stop_all_at_once(&self, grace: Duration) -> Result<()> {
+    /// Stops every running container of the project at once: the grace is
+    /// paid once, where Compose's dependency-ordered stop pays it once per
+    /// level (two SIGTERM-ignoring services: 2.2 s against 4.4 s). A container
+    /// whose PID 1 would not act on its stop signal is killed at once instead
+    /// of being waited for (`docker stop` would send the signal, wait the
+    /// whole grace, then kill it anyway). Returns the services killed so.
+    fn stop_all_at_once(&self, grace: Duration) -> Result<Vec<String>> {
         let running: Vec<String> = self
             .ps()?
             .into_iter()
@@ -195,16 +227,63 @@ impl Project {
             .map(|c| c.id)
             .collect();
         if running.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let args = [
-            "stop".to_owned(),
-            "--time".to_owned(),
-            grace.as_secs().to_string(),
-        ]
-        .into_iter()
-        .chain(running);
-        self.run_teardown_step(&crate::docker(args))
+        // The whole JSON: a template naming `.Config.StopSignal` fails on
+        // containers that never set one (the key is then absent).
+        let inspect = crate::docker(
+            ["inspect".to_owned()]
+                .into_iter()
+                .chain(running.iter().cloned()),
+        );
+        let inspected: Vec<Inspected> = inspect
+            .output(&self.spec.dir)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .unwrap_or_default();
+        // Whoever cannot be told apart keeps the grace.
+        let (mut stop, mut kill, mut killed) = (Vec::new(), Vec::new(), Vec::new());
+        for id in running {
+            // Compose lists short IDs; inspect answers with whole ones.
+            let c = inspected.iter().find(|c| c.id.starts_with(&id));
+            let acts = c.and_then(|c| {
+                crate::signals::pid1_acts_on(&c.id, c.state.pid, &c.config.stop_signal)
+            });
+            match (acts, c) {
+                (Some(false), Some(c)) => {
+                    kill.push(id);
+                    killed.push(
+                        c.config
+                            .labels
+                            .get(SERVICE_LABEL)
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                }
+                _ => stop.push(id),
+            }
+        }
+        let secs = grace.as_secs().to_string();
+        let stop_cmd = (!stop.is_empty()).then(|| {
+            crate::docker(
+                ["stop", "--time", &secs]
+                    .map(str::to_owned)
+                    .into_iter()
+                    .chain(stop),
+            )
+        });
+        let kill_cmd =
+            (!kill.is_empty()).then(|| crate::docker(["kill".to_owned()].into_iter().chain(kill)));
+        std::thread::scope(|s| {
+            let stopping = stop_cmd.map(|c| s.spawn(move || self.run_teardown_step(&c)));
+            let killing = kill_cmd.map(|c| s.spawn(move || self.run_teardown_step(&c)));
+            for h in [stopping, killing].into_iter().flatten() {
+                h.join().expect("a teardown step does not panic")?;
+            }
+            Ok::<(), Error>(())
+        })?;
+        killed.sort();
+        Ok(killed)
     }
 
     /// Writes every service's logs, `ps --all` and each container's state

@@ -27,3 +27,27 @@ pub fn engine_or_skip(test: &str) -> Option<Engine> {
         }
     }
 }
+
+/// The engine and `image` on it, or `false` after printing why the test is
+/// skipped. With `E2E_REQUIRE_DOCKER` set, a missing image fails the test and
+/// names the command that makes it (`make base-image` for the Debian base).
+///
+/// # Panics
+/// When the engine or the image is missing and `E2E_REQUIRE_DOCKER` is set.
+pub fn image_or_skip(test: &str, image: &str) -> bool {
+    if engine_or_skip(test).is_none() {
+        return false;
+    }
+    let have = crate::docker(["image", "inspect", image])
+        .output(camino::Utf8Path::new("."))
+        .is_ok();
+    let required = std::env::var_os(REQUIRE_VAR).is_some_and(|v| !v.is_empty() && v != "0");
+    assert!(
+        have || !required,
+        "{test}: the engine has no {image}; run `make base-image` (bash .ci/debian-base)"
+    );
+    if !have {
+        eprintln!("SKIPPED {test}: no {image} image; run `make base-image`");
+    }
+    have
+}

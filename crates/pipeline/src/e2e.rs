@@ -238,9 +238,10 @@ fn teardown(
         leftovers.as_ref().and_then(|l| l.broken_promise(policy)),
     ) {
         (Err(e), _) => Some(e.to_string()),
-        (Ok(()), broken) => broken,
+        (Ok(_), broken) => broken,
     };
-    let note = match (&failure, policy) {
+    let killed = result.as_ref().map(Vec::as_slice).unwrap_or_default();
+    let mut note = match (&failure, policy) {
         (Some(f), _) => format!("FAILED: {f}"),
         (None, Policy::Keep) if failed => keep_hint(opts, project),
         (None, Policy::Keep) => format!(
@@ -253,6 +254,14 @@ fn teardown(
             "containers, networks, volumes and the project's images removed".into()
         }
     };
+    if failure.is_none() && !killed.is_empty() {
+        // Their PID 1 would not have acted on the signal: the grace would
+        // have been spent waiting for nothing.
+        note.push_str(&format!(
+            "; killed at once (PID 1 ignores its stop signal): {}",
+            killed.join(", ")
+        ));
+    }
     let status = if failure.is_some() {
         Status::Failed
     } else {

@@ -294,12 +294,25 @@ pub(crate) fn build_phase(
         .iter()
         .map(|c| format!("{} {}", c.service, build_context::human(c.sent_bytes)))
         .collect();
-    let note = format!(
-        "images: {}; contexts sent: {}; staged binaries: {staged} of {} changed",
-        shown.join(", "),
-        sizes.join(", "),
-        stages.len()
-    );
+    // Only what this stack has: a stack of pulled images builds nothing.
+    let mut parts = Vec::new();
+    if !shown.is_empty() {
+        parts.push(format!("images: {}", shown.join(", ")));
+    }
+    if !sizes.is_empty() {
+        parts.push(format!("contexts sent: {}", sizes.join(", ")));
+    }
+    if !stages.is_empty() {
+        parts.push(format!(
+            "staged binaries: {staged} of {} changed",
+            stages.len()
+        ));
+    }
+    let note = if parts.is_empty() {
+        "nothing to build: every service runs a ready-made image".to_owned()
+    } else {
+        parts.join("; ")
+    };
     Ok(((contexts, images), note))
 }
 
