@@ -612,3 +612,108 @@ fn when_compose_up_fails_its_real_error_is_shown() {
     );
     assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
 }
+
+#[test]
+fn a_test_compile_error_beside_the_stack_still_tears_down() {
+    if !ready_or_skip("a_test_compile_error_beside_the_stack_still_tears_down") {
+        return;
+    }
+    let shop = Shop::new("compileerr");
+    shop.init();
+    let tests = shop.root.join("shop-e2e/tests/shop.rs");
+    let mut src = std::fs::read_to_string(&tests).unwrap();
+    src.push_str("\ncompile_error!(\"broken on purpose\");\n");
+    std::fs::write(&tests, src).unwrap();
+    let (code, out) = shop.run(&["e2e", "--teardown", "purge"]);
+    assert_eq!(code, Some(3), "{out}");
+    // The test binaries build beside the stack: it started, then the test
+    // phase reports the build's own error.
+    let report = shop.report();
+    assert_eq!(phase(&report, Phase::Up).status, Status::Ok, "{report}");
+    assert_eq!(
+        phase(&report, Phase::Test).status,
+        Status::Failed,
+        "{report}"
+    );
+    assert!(out.contains("the test binaries did not build"), "{out}");
+    assert!(out.contains("broken on purpose"), "{out}");
+    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
+}
+
+#[test]
+fn ctrl_c_while_the_tests_build_beside_the_stack_leaves_nothing() {
+    if !ready_or_skip("ctrl_c_while_the_tests_build_beside_the_stack_leaves_nothing") {
+        return;
+    }
+    let shop = Shop::new("compilectrlc");
+    shop.init();
+    // A stand-in for a slow test build (a fault the engine cannot be made to
+    // show): a build script that records its pid and sleeps.
+    let pid_file = shop.root.join("build-script.pid");
+    let done_file = shop.root.join("build-script.done");
+    shop.write(
+        "shop-e2e/build.rs",
+        &format!(
+            "fn main() {{\n    std::fs::write({pid_file:?}, std::process::id().to_string()).unwrap();\n    \
+             std::thread::sleep(std::time::Duration::from_secs(120));\n    \
+             std::fs::write({done_file:?}, \"finished\").unwrap();\n}}\n"
+        ),
+    );
+    let reader = shop
+        .cargo(&["e2e", "--teardown", "down"])
+        .before_spawn(|c| {
+            use std::os::unix::process::CommandExt as _;
+            c.process_group(0);
+            Ok(())
+        })
+        .reader()
+        .unwrap();
+    let group = reader.pids()[0] as i32;
+    let mut output = String::new();
+    let mut lines = BufReader::new(&reader);
+    let mut line = String::new();
+    let mut sent = false;
+    while lines.read_line(&mut line).unwrap() > 0 {
+        output.push_str(&line);
+        // The stack is starting and the test build is under way: Ctrl-C.
+        if !sent && line.contains("up         waiting") && pid_file.exists() {
+            nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(group),
+                nix::sys::signal::Signal::SIGINT,
+            )
+            .unwrap();
+            sent = true;
+        }
+        line.clear();
+    }
+    let status = reader.try_wait().unwrap().expect("ended").status;
+    assert!(
+        sent,
+        "never saw up waiting with the build under way:\n{output}"
+    );
+    assert_eq!(status.code(), Some(130), "{output}");
+    let left = shop.leftovers();
+    assert!(
+        left.containers.is_empty() && left.networks.is_empty(),
+        "{left}"
+    );
+    // The build, a child of a child, was stopped too.
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // (An orphan is reaped by init a moment after it dies: look a few times.)
+    let alive = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    for _ in 0..50 {
+        if !alive() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!alive(), "the build script {pid} still runs:\n{output}");
+    assert!(
+        !done_file.exists(),
+        "the build ran to its end instead of being stopped"
+    );
+}

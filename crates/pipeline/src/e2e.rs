@@ -10,7 +10,9 @@ use compose::{Policy, Project};
 
 use crate::Config;
 pub use crate::config::unix_time;
-use crate::phases::{build_phase, certs_phase, clean_phase, preflight, test_phase, up_phase};
+use crate::phases::{
+    Prebuild, build_phase, certs_phase, clean_phase, preflight, test_phase, up_phase,
+};
 use crate::report::{Phase, PhaseReport, RunReport, Status, TeardownDone, Verdict};
 use crate::workspace::Workspace;
 
@@ -185,17 +187,23 @@ fn body(opts: &Options, project: &Project, phases: &mut Phases) -> Result<(), Ve
     } else {
         phases.report.certs = Some(phases.run(Phase::Certs, |_| certs_phase(opts, project))?);
     }
-    if opts.no_build {
+    // The test binaries build while images build and the stack starts.
+    let prebuild = if opts.no_build {
         phases.skip(Phase::Build, "--no-build");
+        Prebuild::start(opts)
     } else {
-        (phases.report.contexts, phases.report.images) =
+        let (contexts, images, prebuild) =
             phases.run(Phase::Build, |_| build_phase(opts, project))?;
-    }
+        (phases.report.contexts, phases.report.images) = (contexts, images);
+        prebuild
+    };
     let up = phases.run(Phase::Up, |progress| up_phase(opts, project, progress))?;
     phases.report.containers = Some(up);
     // A failing phase hands back only its verdict: the counts travel aside.
     let mut counted = None;
-    let outcome = phases.run(Phase::Test, |_| test_phase(opts, project, &mut counted));
+    let outcome = phases.run(Phase::Test, |_| {
+        test_phase(opts, project, Some(prebuild), &mut counted)
+    });
     if let Some(o) = counted {
         (phases.report.tests, phases.report.junit) = (o.counts, o.junit);
     }

@@ -273,7 +273,7 @@ pub(crate) fn certs_phase(opts: &Options, project: &Project) -> PhaseResult<Cert
 pub(crate) fn build_phase(
     opts: &Options,
     project: &Project,
-) -> PhaseResult<(Vec<ContextSize>, Vec<compose::ImageBuild>)> {
+) -> PhaseResult<(Vec<ContextSize>, Vec<compose::ImageBuild>, Prebuild)> {
     let stages: Vec<_> = opts
         .config
         .stage
@@ -282,6 +282,9 @@ pub(crate) fn build_phase(
         .collect();
     let staged = crate::stage::stage(&opts.workspace.root, &opts.workspace.target_dir, &stages)
         .map_err(Failure::Stack)?;
+    // After staging (both are cargo: one would wait for the other's lock),
+    // before the images and the stack, which do not need the test binaries.
+    let prebuild = Prebuild::start(opts);
     let contexts = measure_contexts(opts, project)?;
     let images = project
         .build(&opts.run_dir.join("build.log"))
@@ -313,7 +316,7 @@ pub(crate) fn build_phase(
     } else {
         parts.join("; ")
     };
-    Ok(((contexts, images), note))
+    Ok(((contexts, images, prebuild), note))
 }
 
 /// When the certificate folder's files last changed (by the certs phase, or
@@ -353,11 +356,109 @@ pub(crate) fn up_phase(
 
 /// Runs nextest; `counted` receives its outcome (counts, JUnit path) whether
 /// the tests passed or not.
+/// The nextest run of this config: the profile the tool supplies (for a
+/// workspace whose nextest config lacks it; its own config still wins where
+/// it says something), with its store (the JUnit report) in this run's
+/// folder, so runs of several projects at once each count their own report.
+fn invocation(
+    opts: &Options,
+    filtersets: Vec<String>,
+    env: Vec<(String, String)>,
+) -> test_runner::Result<test_runner::Invocation> {
+    let c = &opts.config;
+    let tool_config = opts.run_dir.join("nextest-tool.toml");
+    test_runner::write_tool_config(
+        &tool_config,
+        &opts.run_dir,
+        &c.tests.profile,
+        &c.tests.packages,
+    )?;
+    Ok(test_runner::Invocation {
+        profile: c.tests.profile.clone(),
+        packages: c.tests.packages.clone(),
+        filtersets,
+        args: opts.nextest_args.clone(),
+        env,
+        tool_config: Some(tool_config),
+    })
+}
+
+/// The test binaries, built while images build and the stack starts (they
+/// do not depend on it): the test phase then only runs them. Dropped before
+/// it is finished (a phase failed, Ctrl-C), it stops the build and waits.
+#[derive(Debug)]
+pub(crate) struct Prebuild {
+    handle: Option<std::thread::JoinHandle<process::Result<process::GroupOutput>>>,
+    command: String,
+}
+
+impl Prebuild {
+    pub(crate) fn start(opts: &Options) -> Prebuild {
+        let Ok(inv) = invocation(opts, Vec::new(), Vec::new()) else {
+            // The test phase writes the same file and reports the error.
+            return Prebuild {
+                handle: None,
+                command: String::new(),
+            };
+        };
+        let cmd = inv.build_command();
+        let command = cmd.to_string();
+        let root = opts.workspace.root.clone();
+        let handle = std::thread::spawn(move || {
+            cmd.run_group(
+                &root,
+                process::GroupOptions {
+                    capture: true,
+                    interruptible: true,
+                },
+            )
+        });
+        Prebuild {
+            handle: Some(handle),
+            command,
+        }
+    }
+
+    /// Waits for the build; a failed one fails the test phase with its output.
+    pub(crate) fn finish(mut self) -> Result<(), Failure> {
+        let Some(handle) = self.handle.take() else {
+            return Ok(());
+        };
+        let out = handle
+            .join()
+            .expect("the test build thread does not panic")
+            .map_err(stack)?;
+        if out.success() {
+            return Ok(());
+        }
+        let text = format!("{}{}", out.stdout, out.stderr);
+        let lines: Vec<&str> = text.lines().collect();
+        Err(Failure::Stack(format!(
+            "the test binaries did not build (`{}`):\n{}",
+            self.command,
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        )))
+    }
+}
+
+impl Drop for Prebuild {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            process::interrupt::terminate_running();
+            let _ = handle.join();
+        }
+    }
+}
+
 pub(crate) fn test_phase(
     opts: &Options,
     project: &Project,
+    prebuild: Option<Prebuild>,
     counted: &mut Option<test_runner::Outcome>,
 ) -> PhaseResult<()> {
+    if let Some(p) = prebuild {
+        p.finish()?;
+    }
     let c = &opts.config;
     let containers = project.ps().map_err(stack)?;
     let env = test_env(opts, &containers).map_err(Failure::BadInput)?;
@@ -366,26 +467,7 @@ pub(crate) fn test_phase(
     } else {
         opts.filtersets.clone()
     };
-    // The profile, for a workspace whose nextest config lacks it: its own
-    // config still wins wherever it says something.
-    // Its store (the JUnit report) in this run's folder: runs of several
-    // projects at once each count their own report.
-    let tool_config = opts.run_dir.join("nextest-tool.toml");
-    test_runner::write_tool_config(
-        &tool_config,
-        &opts.run_dir,
-        &c.tests.profile,
-        &c.tests.packages,
-    )
-    .map_err(stack)?;
-    let invocation = test_runner::Invocation {
-        profile: c.tests.profile.clone(),
-        packages: c.tests.packages.clone(),
-        filtersets,
-        args: opts.nextest_args.clone(),
-        env,
-        tool_config: Some(tool_config),
-    };
+    let invocation = invocation(opts, filtersets, env).map_err(stack)?;
     let outcome = invocation
         .run(&opts.workspace.root, &opts.run_dir)
         .map_err(stack)?;

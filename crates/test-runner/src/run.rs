@@ -140,6 +140,22 @@ impl Invocation {
         Cmd::cargo(args).envs(&self.env)
     }
 
+    /// `cargo nextest run --no-run` of the same scope, profile and tool
+    /// config: it builds exactly the test binaries [`Invocation::run`] will
+    /// run, so they can be built while the stack starts. Pass-through
+    /// arguments stay out (some, like `--partition`, refuse `--no-run`).
+    pub fn build_command(&self) -> Cmd {
+        let mut cmd = Invocation {
+            filtersets: Vec::new(),
+            args: vec!["--no-run".into()],
+            env: Vec::new(),
+            ..self.clone()
+        }
+        .command();
+        cmd.env.clear();
+        cmd
+    }
+
     /// Runs with output on our terminal; interruptible by the first Ctrl-C.
     /// `store_parent` is where nextest writes `nextest/<profile>/junit.xml`.
     pub fn run(&self, root: &Utf8Path, store_parent: &Utf8Path) -> Result<Outcome> {
@@ -275,6 +291,11 @@ mod tests {
             cmd.env_remove.iter().any(|v| v == "CARGO_MANIFEST_DIR"),
             "nested cargo drops cargo run's variables"
         );
+        assert_eq!(
+            inv.build_command().to_string(),
+            "cargo nextest run --tool-config-file cargo-e2e:/t/tool.toml -p e2e-tests --profile e2e --no-run"
+        );
+        assert!(inv.build_command().env.is_empty());
         let workspace = Invocation {
             profile: "e2e".into(),
             ..Invocation::default()
