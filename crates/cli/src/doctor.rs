@@ -139,6 +139,28 @@ fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String
     if !daemon {
         return;
     }
+    match project.deaf_to_stop_signal() {
+        Ok(None) => row(
+            "stop signals",
+            "stack not running here: start it (`--teardown keep`) to check",
+        ),
+        Ok(Some(deaf)) if deaf.is_empty() => row(
+            "stop signals",
+            "every running service acts on its stop signal",
+        ),
+        Ok(Some(deaf)) => {
+            row(
+                "stop signals",
+                &format!(
+                    "PID 1 ignores its stop signal in: {} (killed at once by teardown; a plain \
+                     `docker compose stop` waits its whole grace: use an exec-form entrypoint, a \
+                     signal handler, or `init: true`)",
+                    deaf.join(", ")
+                ),
+            );
+        }
+        Err(e) => row("stop signals", &format!("cannot tell: {e}")),
+    }
     match project.port_status() {
         Ok(ports) => {
             for p in ports {

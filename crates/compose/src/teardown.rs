@@ -48,6 +48,15 @@ impl std::fmt::Display for Policy {
 /// The label Compose puts on a container: its service.
 const SERVICE_LABEL: &str = "com.docker.compose.service";
 
+/// Running containers, split by whether their PID 1 acts on the stop signal.
+#[derive(Debug, Default)]
+struct StopPlan {
+    stop: Vec<String>,
+    kill: Vec<String>,
+    /// The services of `kill`.
+    killed: Vec<String>,
+}
+
 /// What `docker inspect` says of a container, as much as the stop needs.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -220,49 +229,11 @@ impl Project {
     /// of being waited for (`docker stop` would send the signal, wait the
     /// whole grace, then kill it anyway). Returns the services killed so.
     fn stop_all_at_once(&self, grace: Duration) -> Result<Vec<String>> {
-        let running: Vec<String> = self
-            .ps()?
-            .into_iter()
-            .filter(|c| c.state == "running")
-            .map(|c| c.id)
-            .collect();
-        if running.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The whole JSON: a template naming `.Config.StopSignal` fails on
-        // containers that never set one (the key is then absent).
-        let inspect = crate::docker(
-            ["inspect".to_owned()]
-                .into_iter()
-                .chain(running.iter().cloned()),
-        );
-        let inspected: Vec<Inspected> = inspect
-            .output(&self.spec.dir)
-            .ok()
-            .and_then(|json| serde_json::from_slice(&json).ok())
-            .unwrap_or_default();
-        // Whoever cannot be told apart keeps the grace.
-        let (mut stop, mut kill, mut killed) = (Vec::new(), Vec::new(), Vec::new());
-        for id in running {
-            // Compose lists short IDs; inspect answers with whole ones.
-            let c = inspected.iter().find(|c| c.id.starts_with(&id));
-            let acts = c.and_then(|c| {
-                crate::signals::pid1_acts_on(&c.id, c.state.pid, &c.config.stop_signal)
-            });
-            match (acts, c) {
-                (Some(false), Some(c)) => {
-                    kill.push(id);
-                    killed.push(
-                        c.config
-                            .labels
-                            .get(SERVICE_LABEL)
-                            .cloned()
-                            .unwrap_or_default(),
-                    );
-                }
-                _ => stop.push(id),
-            }
-        }
+        let StopPlan {
+            stop,
+            kill,
+            mut killed,
+        } = self.stop_plan()?;
         let secs = grace.as_secs().to_string();
         let stop_cmd = (!stop.is_empty()).then(|| {
             crate::docker(
@@ -284,6 +255,67 @@ impl Project {
         })?;
         killed.sort();
         Ok(killed)
+    }
+
+    /// The running services whose PID 1 would not act on its stop signal
+    /// (for `doctor`); `None` when nothing runs, so nothing can be told.
+    pub fn deaf_to_stop_signal(&self) -> Result<Option<Vec<String>>> {
+        let plan = self.stop_plan()?;
+        if plan.stop.is_empty() && plan.kill.is_empty() {
+            return Ok(None);
+        }
+        let mut deaf = plan.killed;
+        deaf.sort();
+        Ok(Some(deaf))
+    }
+
+    /// Which running containers get their stop signal and the grace, and
+    /// which are killed at once (with their services).
+    fn stop_plan(&self) -> Result<StopPlan> {
+        let running: Vec<String> = self
+            .ps()?
+            .into_iter()
+            .filter(|c| c.state == "running")
+            .map(|c| c.id)
+            .collect();
+        let mut plan = StopPlan::default();
+        if running.is_empty() {
+            return Ok(plan);
+        }
+        // The whole JSON: a template naming `.Config.StopSignal` fails on
+        // containers that never set one (the key is then absent).
+        let inspect = crate::docker(
+            ["inspect".to_owned()]
+                .into_iter()
+                .chain(running.iter().cloned()),
+        );
+        let inspected: Vec<Inspected> = inspect
+            .output(&self.spec.dir)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .unwrap_or_default();
+        // Whoever cannot be told apart keeps the grace.
+        for id in running {
+            // Compose lists short IDs; inspect answers with whole ones.
+            let c = inspected.iter().find(|c| c.id.starts_with(&id));
+            let acts = c.and_then(|c| {
+                crate::signals::pid1_acts_on(&c.id, c.state.pid, &c.config.stop_signal)
+            });
+            match (acts, c) {
+                (Some(false), Some(c)) => {
+                    plan.kill.push(id);
+                    plan.killed.push(
+                        c.config
+                            .labels
+                            .get(SERVICE_LABEL)
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                }
+                _ => plan.stop.push(id),
+            }
+        }
+        Ok(plan)
     }
 
     /// Writes every service's logs, `ps --all` and each container's state

@@ -40,6 +40,10 @@ pub struct UpSummary {
     /// Containers that were running already and were left alone.
     pub reused: usize,
     pub seconds: f64,
+    /// Seconds from the start of `up` until each service was first judged
+    /// ready: which service costs what.
+    #[serde(default)]
+    pub ready_s: BTreeMap<String, f64>,
 }
 
 /// How `up` runs.
@@ -96,6 +100,7 @@ impl Project {
             }
         };
         let mut up_out: Option<GroupOutput> = None;
+        let mut ready_at: BTreeMap<String, f64> = BTreeMap::new();
         let mut last: Vec<(String, String)> = Vec::new();
         loop {
             if process::interrupt::is_requested() {
@@ -158,6 +163,11 @@ impl Project {
                     ),
                 });
             }
+            for (service, r) in &states {
+                if *r == Readiness::Ready && !ready_at.contains_key(service) {
+                    ready_at.insert(service.clone(), start.elapsed().as_secs_f64());
+                }
+            }
             let pending: Vec<(String, String)> = states
                 .into_iter()
                 .filter_map(|(s, r)| match r {
@@ -168,6 +178,7 @@ impl Project {
             if up_out.is_some() && pending.is_empty() {
                 let mut summary = UpSummary {
                     seconds: start.elapsed().as_secs_f64(),
+                    ready_s: std::mem::take(&mut ready_at),
                     ..UpSummary::default()
                 };
                 for c in &containers {

@@ -347,9 +347,18 @@ pub(crate) fn up_phase(
             progress.note(Phase::Up, &format!("waiting for {}", list.join(", ")));
         })
         .map_err(stack)?;
+    let mut by_time: Vec<(&String, &f64)> = up.ready_s.iter().collect();
+    by_time.sort_by(|a, b| a.1.total_cmp(b.1));
+    let ready: Vec<String> = by_time
+        .iter()
+        .map(|(s, t)| format!("{s} {t:.1} s"))
+        .collect();
     let note = format!(
-        "containers: {} created, {} started, {} reused",
-        up.created, up.started, up.reused
+        "containers: {} created, {} started, {} reused; ready: {}",
+        up.created,
+        up.started,
+        up.reused,
+        ready.join(", ")
     );
     Ok((up, note))
 }
