@@ -2,6 +2,8 @@
 //! json`), so interpolation, several files, profiles and `extends` are Compose's own.
 
 use std::collections::BTreeMap;
+#[cfg(test)]
+use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
@@ -77,6 +79,52 @@ impl Service {
             .is_some_and(|h| h.get("disable") != Some(&serde_json::Value::Bool(true)))
     }
 
+    /// Its healthcheck as a command to run in the container (`docker exec`
+    /// argv), and that check's timeout; `None` without a healthcheck one can
+    /// run from outside (none, `disable`, `NONE`).
+    pub fn health_command(&self) -> Option<(Vec<String>, std::time::Duration)> {
+        if !self.has_healthcheck() {
+            return None;
+        }
+        let h = self.healthcheck.as_ref()?;
+        let test: Vec<String> = match h.get("test")? {
+            serde_json::Value::String(s) => vec!["CMD-SHELL".into(), s.clone()],
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => return None,
+        };
+        let argv = match test.split_first()? {
+            (kind, rest) if kind == "CMD" && !rest.is_empty() => rest.to_vec(),
+            (kind, [cmd]) if kind == "CMD-SHELL" => {
+                vec!["/bin/sh".into(), "-c".into(), cmd.clone()]
+            }
+            _ => return None,
+        };
+        let timeout = h
+            .get("timeout")
+            .and_then(|t| t.as_str())
+            .and_then(go_duration)
+            .unwrap_or(std::time::Duration::from_secs(30));
+        Some((argv, timeout))
+    }
+
+    /// Each service it depends on, with the condition (`service_started`,
+    /// `service_healthy`, `service_completed_successfully`).
+    pub fn dependencies(&self) -> Vec<(String, String)> {
+        self.depends_on
+            .iter()
+            .map(|(name, v)| {
+                let condition = v
+                    .get("condition")
+                    .and_then(|c| c.as_str())
+                    .unwrap_or("service_started");
+                (name.clone(), condition.to_owned())
+            })
+            .collect()
+    }
+
     /// The container ports it publishes over TCP.
     pub fn published_tcp(&self) -> Vec<u16> {
         self.ports
@@ -115,6 +163,41 @@ impl Stack {
         })
     }
 
+    /// The services in start order, level by level: a level depends only on
+    /// the levels before it. `None` for a dependency cycle (Compose refuses
+    /// those anyway).
+    pub fn levels(&self) -> Option<Vec<Vec<String>>> {
+        let mut level: BTreeMap<&str, usize> = BTreeMap::new();
+        // Each pass places every service whose dependencies are placed.
+        while level.len() < self.services.len() {
+            let before = level.len();
+            for (name, s) in &self.services {
+                if level.contains_key(name.as_str()) {
+                    continue;
+                }
+                let deps: Vec<&str> = s
+                    .depends_on
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|d| self.services.contains_key(*d))
+                    .collect();
+                if deps.iter().all(|d| level.contains_key(d)) {
+                    let l = deps.iter().map(|d| level[d] + 1).max().unwrap_or(0);
+                    level.insert(name, l);
+                }
+            }
+            if level.len() == before {
+                return None;
+            }
+        }
+        let depth = level.values().max().map_or(0, |m| m + 1);
+        let mut out = vec![Vec::new(); depth];
+        for (name, l) in level {
+            out[l].push(name.to_owned());
+        }
+        Some(out)
+    }
+
     /// `(service, context, dockerfile)` for every service that builds.
     pub fn build_contexts(&self) -> Vec<(&str, &Utf8Path, Utf8PathBuf)> {
         self.services
@@ -125,5 +208,109 @@ impl Stack {
                     .map(|b| (name.as_str(), b.context.as_path(), b.dockerfile_path()))
             })
             .collect()
+    }
+}
+
+/// A Go duration as Compose writes it (`1m30s`, `500ms`, `3s`).
+fn go_duration(text: &str) -> Option<std::time::Duration> {
+    let mut total = 0f64;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(std::time::Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack(json: serde_json::Value) -> Stack {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn health_commands_as_docker_runs_them() {
+        let s = stack(serde_json::json!({"name": "p", "services": {
+            "db": {"healthcheck": {"test": ["CMD-SHELL", "pg_isready -U postgres"], "timeout": "3s"}},
+            "api": {"healthcheck": {"test": ["CMD", "/api", "probe"], "timeout": "1m30s"}},
+            "off": {"healthcheck": {"test": ["CMD", "x"], "disable": true}},
+            "none": {"healthcheck": {"test": ["NONE"]}},
+            "plain": {}
+        }}));
+        let cmd = |n: &str| s.services[n].health_command();
+        assert_eq!(
+            cmd("db"),
+            Some((
+                vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    "pg_isready -U postgres".into()
+                ],
+                Duration::from_secs(3)
+            ))
+        );
+        assert_eq!(
+            cmd("api"),
+            Some((vec!["/api".into(), "probe".into()], Duration::from_secs(90)))
+        );
+        assert_eq!((cmd("off"), cmd("none"), cmd("plain")), (None, None, None));
+        assert_eq!(go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(go_duration("soon"), None);
+    }
+
+    #[test]
+    fn services_start_level_by_level() {
+        let s = stack(serde_json::json!({"name": "p", "services": {
+            "db": {},
+            "migrate": {"depends_on": {"db": {"condition": "service_healthy"}}},
+            "api": {"depends_on": {"migrate": {"condition": "service_completed_successfully"}, "db": {}}},
+            "proxy": {"depends_on": {"api": {"condition": "service_started"}}},
+            "alone": {}
+        }}));
+        assert_eq!(
+            s.levels().unwrap(),
+            [
+                vec!["alone", "db"],
+                vec!["migrate"],
+                vec!["api"],
+                vec!["proxy"]
+            ]
+        );
+        assert_eq!(
+            s.services["api"].dependencies(),
+            [
+                ("db".to_owned(), "service_started".to_owned()),
+                (
+                    "migrate".to_owned(),
+                    "service_completed_successfully".to_owned()
+                )
+            ]
+        );
+        let cycle = stack(serde_json::json!({"name": "p", "services": {
+            "a": {"depends_on": {"b": {}}}, "b": {"depends_on": {"a": {}}}
+        }}));
+        assert_eq!(cycle.levels(), None);
     }
 }

@@ -2,7 +2,8 @@
 //! `ps` and judge each service (`readiness.rs`), failing fast with the
 //! service's own last words, and naming Compose's real error when `up` fails.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,15 @@ pub struct UpSummary {
     /// ready: which service costs what.
     #[serde(default)]
     pub ready_s: BTreeMap<String, f64>,
+    /// How many `up`s started the stack: 1, or one per dependency level.
+    #[serde(default)]
+    pub levels: usize,
+    /// Services whose healthcheck the tool ran itself (`docker exec`).
+    #[serde(default)]
+    pub checks_run_here: Vec<String>,
+    /// Services whose healthcheck only Docker could run, and why.
+    #[serde(default)]
+    pub checks_left_to_docker: Vec<(String, String)>,
 }
 
 /// How `up` runs.
@@ -64,6 +74,13 @@ impl Project {
     /// service: healthy with a healthcheck, running without, exited 0 when
     /// one-shot. Fails fast on an exit or an unhealthy service. `waiting` hears
     /// who is still awaited, each time that changes.
+    ///
+    /// A service with a healthcheck is ready as soon as its own check command
+    /// passes (run here with `docker exec`), not when Docker next runs it
+    /// (`interval` later). When a service waits for another to be healthy,
+    /// Compose would gate it on Docker's timer, so the stack is started level
+    /// by level instead (`up --no-deps` per level), each level once the
+    /// conditions it depends on hold by that measure.
     pub fn up_and_wait(
         &self,
         opts: UpOptions,
@@ -79,136 +96,211 @@ impl Project {
             Some(changed) => self.any_running_started_before(&before, changed)?,
             None => false,
         };
-        let recreate = stale.then_some("--force-recreate");
-        let up = self.compose(
-            ["up", "--detach", "--no-build", "--remove-orphans"]
-                .into_iter()
-                .chain(recreate),
-        );
-        let dir = self.spec.dir.clone();
-        let cmd = up.clone();
-        let group = GroupOptions {
-            capture: true,
-            interruptible: true,
-        };
-        let mut child = Some(std::thread::spawn(move || cmd.run_group(&dir, group)));
-        // Stops `up` if it still runs, and waits for its thread: nothing outlives the wait.
-        let stop_up = |child: &mut Option<std::thread::JoinHandle<_>>| {
-            process::interrupt::terminate_running();
-            if let Some(h) = child.take() {
-                let _ = h.join();
-            }
-        };
-        let mut up_out: Option<GroupOutput> = None;
+        let plan = self.start_plan(&opts.probes);
+        let checks = HealthChecks::default();
+        let mut settled: BTreeSet<String> = BTreeSet::new();
         let mut ready_at: BTreeMap<String, f64> = BTreeMap::new();
         let mut last: Vec<(String, String)> = Vec::new();
-        loop {
-            if process::interrupt::is_requested() {
-                stop_up(&mut child);
-                return Err(Error::Interrupted);
+        let mut containers: Vec<Container> = Vec::new();
+        for (i, level) in plan.levels.iter().enumerate() {
+            let mut args: Vec<String> = ["up", "--detach", "--no-build"].map(str::to_owned).into();
+            if i == 0 {
+                args.push("--remove-orphans".into());
             }
-            if let Some(h) = child.take_if(|h| h.is_finished()) {
-                up_out = Some(h.join().expect("the up thread does not panic")?);
+            if stale {
+                args.push("--force-recreate".into());
             }
-            // Compose lists the project's containers, then inspects each: one
-            // that `up` replaces in between is "No such container" for this
-            // poll only (seen while `up` created a new project's containers).
-            let containers = match self.ps() {
-                Err(Error::Failed { stderr, .. })
-                    if stderr.contains("No such container") && start.elapsed() < opts.timeout =>
-                {
-                    std::thread::sleep(POLL_INTERVAL);
-                    continue;
-                }
-                other => other?,
-            };
-            let fresh = |c: &Container| up_out.is_some() || before.get(&c.id) != Some(&c.state);
-            // A container that ran before `up` keeps its old log: a line from
-            // an earlier start must not count as ready now.
-            let since = |c: &Container| match before.get(&c.id).map(String::as_str) {
-                Some("running") => 0,
-                _ => up_started.saturating_sub(1),
-            };
-            let states = self.readiness(&containers, &opts.probes, fresh, since);
-            // A service that failed explains more than Compose's own error does.
-            if let Some((service, detail)) = states.iter().find_map(|(s, r)| match r {
-                Readiness::Failed(why) => Some((s.clone(), why.clone())),
-                _ => None,
-            }) {
-                stop_up(&mut child);
-                let detail = format!("{detail}{}", self.last_words(&service, &containers));
-                return Err(Error::ServiceFailed { service, detail });
+            if plan.levels.len() > 1 {
+                args.push("--no-deps".into());
+                args.extend(level.iter().cloned());
             }
-            if let Some(out) = &up_out
-                && !out.success()
-            {
-                // Compose's last words are often about a dependent ("dependency
-                // failed to start"): name its first real error, and the service
-                // it names, with that service's own last lines.
-                let first = first_error_line(&out.stderr);
-                let service = containers
-                    .iter()
-                    .find(|c| first.contains(&c.name))
-                    .map(|c| c.service.clone());
-                let words = service
-                    .as_deref()
-                    .map(|s| self.last_words(s, &containers))
-                    .unwrap_or_default();
-                return Err(Error::UpFailed {
-                    command: up.to_string(),
-                    first,
-                    detail: format!(
-                        "{words}\n  compose said:\n    {}",
-                        tail(&out.stderr, 10).replace('\n', "\n    ")
-                    ),
-                });
-            }
-            for (service, r) in &states {
-                if *r == Readiness::Ready && !ready_at.contains_key(service) {
-                    ready_at.insert(service.clone(), start.elapsed().as_secs_f64());
-                }
-            }
-            let pending: Vec<(String, String)> = states
-                .into_iter()
-                .filter_map(|(s, r)| match r {
-                    Readiness::Waiting(why) => Some((s, why)),
-                    _ => None,
-                })
+            let judged: BTreeSet<&str> = plan.levels[..=i]
+                .iter()
+                .flatten()
+                .map(String::as_str)
                 .collect();
-            if up_out.is_some() && pending.is_empty() {
-                let mut summary = UpSummary {
-                    seconds: start.elapsed().as_secs_f64(),
-                    ready_s: std::mem::take(&mut ready_at),
-                    ..UpSummary::default()
+            let up = self.compose(args);
+            let dir = self.spec.dir.clone();
+            let cmd = up.clone();
+            let group = GroupOptions {
+                capture: true,
+                interruptible: true,
+            };
+            let mut child = Some(std::thread::spawn(move || cmd.run_group(&dir, group)));
+            // Stops `up` if it still runs, and waits for its thread: nothing outlives the wait.
+            let stop_up = |child: &mut Option<std::thread::JoinHandle<_>>| {
+                process::interrupt::terminate_running();
+                if let Some(h) = child.take() {
+                    let _ = h.join();
+                }
+            };
+            let mut up_out: Option<GroupOutput> = None;
+            loop {
+                if process::interrupt::is_requested() {
+                    stop_up(&mut child);
+                    return Err(Error::Interrupted);
+                }
+                if let Some(h) = child.take_if(|h| h.is_finished()) {
+                    up_out = Some(h.join().expect("the up thread does not panic")?);
+                }
+                // Compose lists the project's containers, then inspects each: one
+                // that `up` replaces in between is "No such container" for this
+                // poll only (seen while `up` created a new project's containers).
+                containers = match self.ps() {
+                    Err(Error::Failed { stderr, .. })
+                        if stderr.contains("No such container")
+                            && start.elapsed() < opts.timeout =>
+                    {
+                        std::thread::sleep(POLL_INTERVAL);
+                        continue;
+                    }
+                    other => other?,
                 };
-                for c in &containers {
-                    match before.get(&c.id).map(String::as_str) {
-                        None => summary.created += 1,
-                        Some("running") => summary.reused += 1,
-                        Some(_) => summary.started += 1,
+                let fresh = |c: &Container| {
+                    settled.contains(&c.service)
+                        || up_out.is_some()
+                        || before.get(&c.id) != Some(&c.state)
+                };
+                // A container that ran before `up` keeps its old log: a line from
+                // an earlier start must not count as ready now.
+                let since = |c: &Container| match before.get(&c.id).map(String::as_str) {
+                    Some("running") => 0,
+                    _ => up_started.saturating_sub(1),
+                };
+                let states: Vec<(String, Readiness)> = self
+                    .readiness(&containers, &plan.probes, &checks, fresh, since)
+                    .into_iter()
+                    .filter(|(s, _)| judged.contains(s.as_str()))
+                    .collect();
+                // A service that failed explains more than Compose's own error does.
+                if let Some((service, detail)) = states.iter().find_map(|(s, r)| match r {
+                    Readiness::Failed(why) => Some((s.clone(), why.clone())),
+                    _ => None,
+                }) {
+                    stop_up(&mut child);
+                    let detail = format!("{detail}{}", self.last_words(&service, &containers));
+                    return Err(Error::ServiceFailed { service, detail });
+                }
+                if let Some(out) = &up_out
+                    && !out.success()
+                {
+                    return Err(self.up_failed(&up, out, &containers));
+                }
+                for (service, r) in &states {
+                    if *r == Readiness::Ready && !ready_at.contains_key(service) {
+                        ready_at.insert(service.clone(), start.elapsed().as_secs_f64());
                     }
                 }
-                return Ok(summary);
+                let pending: Vec<(String, String)> = states
+                    .into_iter()
+                    .filter_map(|(s, r)| match r {
+                        Readiness::Waiting(why) => Some((s, why)),
+                        _ => None,
+                    })
+                    .collect();
+                if up_out.is_some() && pending.is_empty() {
+                    settled.extend(level.iter().cloned());
+                    break;
+                }
+                if start.elapsed() > opts.timeout {
+                    stop_up(&mut child);
+                    let list = pending
+                        .iter()
+                        .map(|(s, w)| format!("{s} ({w})"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    return Err(Error::NotReady {
+                        waiting: list,
+                        seconds: opts.timeout.as_secs(),
+                    });
+                }
+                if pending != last && !pending.is_empty() {
+                    waiting(&pending);
+                    last = pending;
+                }
+                // `ps` itself takes ~0.1 s: together a state change is seen within ~0.2 s.
+                std::thread::sleep(POLL_INTERVAL);
             }
-            if start.elapsed() > opts.timeout {
-                stop_up(&mut child);
-                let list = pending
-                    .iter()
-                    .map(|(s, w)| format!("{s} ({w})"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(Error::NotReady {
-                    waiting: list,
-                    seconds: opts.timeout.as_secs(),
-                });
-            }
-            if pending != last && !pending.is_empty() {
-                waiting(&pending);
-                last = pending;
-            }
-            // `ps` itself takes ~0.1 s: together a state change is seen within ~0.2 s.
-            std::thread::sleep(POLL_INTERVAL);
         }
+        let mut summary = UpSummary {
+            seconds: start.elapsed().as_secs_f64(),
+            ready_s: ready_at,
+            levels: plan.levels.len(),
+            checks_run_here: checks.used(),
+            checks_left_to_docker: checks.unusable.into_inner().into_iter().collect(),
+            ..UpSummary::default()
+        };
+        for c in &containers {
+            match before.get(&c.id).map(String::as_str) {
+                None => summary.created += 1,
+                Some("running") => summary.reused += 1,
+                Some(_) => summary.started += 1,
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Compose's `up` failed: its first real error line, and the service it
+    /// names with that service's own last lines (its last words are often
+    /// about a dependent: "dependency failed to start").
+    fn up_failed(&self, up: &process::Cmd, out: &GroupOutput, containers: &[Container]) -> Error {
+        let first = first_error_line(&out.stderr);
+        let service = containers
+            .iter()
+            .find(|c| first.contains(&c.name))
+            .map(|c| c.service.clone());
+        let words = service
+            .as_deref()
+            .map(|s| self.last_words(s, containers))
+            .unwrap_or_default();
+        Error::UpFailed {
+            command: up.to_string(),
+            first,
+            detail: format!(
+                "{words}\n  compose said:\n    {}",
+                tail(&out.stderr, 10).replace('\n', "\n    ")
+            ),
+        }
+    }
+
+    /// How the stack starts: one `up` of everything, unless a service waits
+    /// for another to be healthy and that one's check can be run from here;
+    /// then level by level. And each service's probes: configured, else the
+    /// defaults; level by level, a service another needs completed is judged
+    /// by its exit (Compose no longer gates on it).
+    fn start_plan(&self, configured: &BTreeMap<String, Probe>) -> StartPlan {
+        let services = &self.stack.services;
+        let gated_on_health = services.values().any(|s| {
+            s.dependencies().iter().any(|(dep, condition)| {
+                condition == "service_healthy"
+                    && services
+                        .get(dep)
+                        .is_some_and(|d| d.health_command().is_some())
+            })
+        });
+        let levels = match self.stack.levels() {
+            Some(levels) if gated_on_health && levels.len() > 1 => levels,
+            _ => vec![services.keys().cloned().collect()],
+        };
+        let by_level = levels.len() > 1;
+        let probes = services
+            .iter()
+            .map(|(name, s)| {
+                let completed = services.values().any(|other| {
+                    other
+                        .dependencies()
+                        .iter()
+                        .any(|(d, c)| d == name && c == "service_completed_successfully")
+                });
+                let probes = match configured.get(name) {
+                    Some(p) => vec![p.clone()],
+                    None if by_level && completed => vec![Probe::Exited],
+                    None => default_probes(s.has_healthcheck(), &s.published_tcp()),
+                };
+                (name.clone(), probes)
+            })
+            .collect();
+        StartPlan { levels, probes }
     }
 
     /// Whether a running container (of `containers`: id to state) started
@@ -280,7 +372,8 @@ impl Project {
     fn readiness(
         &self,
         containers: &[Container],
-        probes: &BTreeMap<String, Probe>,
+        probes: &BTreeMap<String, Vec<Probe>>,
+        checks: &HealthChecks,
         fresh: impl Fn(&Container) -> bool,
         since: impl Fn(&Container) -> u64,
     ) -> Vec<(String, Readiness)> {
@@ -290,10 +383,7 @@ impl Project {
             .map(|(name, service)| {
                 let mine: Vec<&Container> =
                     containers.iter().filter(|c| &c.service == name).collect();
-                let probes = probes.get(name).map_or_else(
-                    || default_probes(service.has_healthcheck(), &service.published_tcp()),
-                    |p| vec![p.clone()],
-                );
+                let probes = probes.get(name).map(Vec::as_slice).unwrap_or_default();
                 let r = if mine.is_empty() {
                     Readiness::Waiting("not created yet".into())
                 } else {
@@ -302,7 +392,15 @@ impl Project {
                             if !fresh(c) {
                                 return Readiness::Waiting("starting".into());
                             }
-                            judge_state(c, &probes).unwrap_or_else(|| {
+                            judge_state(c, probes).unwrap_or_else(|| {
+                                // Its own check, run now, rather than Docker's next run of it.
+                                if c.health == "starting"
+                                    && probes.iter().any(|p| matches!(p, Probe::Healthcheck))
+                                    && let Some(cmd) = service.health_command()
+                                    && checks.passes(self, c, &cmd)
+                                {
+                                    return Readiness::Ready;
+                                }
                                 let logs = || self.logs_since(c, since(c));
                                 probes
                                     .iter()
@@ -332,6 +430,79 @@ impl Project {
             },
         );
         out.ok().map(|o| format!("{}{}", o.stdout, o.stderr))
+    }
+}
+
+/// How the stack starts: its levels (one level: a single `up` of everything)
+/// and each service's probes.
+#[derive(Debug)]
+struct StartPlan {
+    levels: Vec<Vec<String>>,
+    probes: BTreeMap<String, Vec<Probe>>,
+}
+
+/// Healthchecks run here with `docker exec`: which containers passed, which
+/// services' checks cannot be run from outside (left to Docker, with why).
+#[derive(Debug, Default)]
+struct HealthChecks {
+    passed: RefCell<BTreeSet<String>>,
+    used: RefCell<BTreeSet<String>>,
+    unusable: RefCell<BTreeMap<String, String>>,
+}
+
+impl HealthChecks {
+    /// Whether the container's check passes now; never waits longer than the
+    /// check's own timeout (a hung check is left to finish on its own).
+    fn passes(&self, project: &Project, c: &Container, cmd: &(Vec<String>, Duration)) -> bool {
+        if self.passed.borrow().contains(&c.id) {
+            return true;
+        }
+        if self.unusable.borrow().contains_key(&c.service) {
+            return false;
+        }
+        self.used.borrow_mut().insert(c.service.clone());
+        let (argv, timeout) = cmd;
+        let exec = crate::docker(
+            ["exec".to_owned(), c.id.clone()]
+                .into_iter()
+                .chain(argv.iter().cloned()),
+        );
+        let dir = project.spec.dir.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let out = exec.run_group(
+                &dir,
+                GroupOptions {
+                    capture: true,
+                    interruptible: false,
+                },
+            );
+            let _ = tx.send(out);
+        });
+        match rx.recv_timeout(*timeout) {
+            Ok(Ok(out)) if out.success() => {
+                self.passed.borrow_mut().insert(c.id.clone());
+                true
+            }
+            // The runtime could not start the command at all: only Docker can run this check.
+            Ok(Ok(out)) if matches!(out.code, Some(126 | 127)) => {
+                let why = first_error_line(&format!("{}{}", out.stderr, out.stdout));
+                self.unusable.borrow_mut().insert(c.service.clone(), why);
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// The services whose check ran here.
+    fn used(&self) -> Vec<String> {
+        let unusable = self.unusable.borrow();
+        self.used
+            .borrow()
+            .iter()
+            .filter(|s| !unusable.contains_key(*s))
+            .cloned()
+            .collect()
     }
 }
 

@@ -353,13 +353,25 @@ pub(crate) fn up_phase(
         .iter()
         .map(|(s, t)| format!("{s} {t:.1} s"))
         .collect();
-    let note = format!(
+    let mut note = format!(
         "containers: {} created, {} started, {} reused; ready: {}",
         up.created,
         up.started,
         up.reused,
         ready.join(", ")
     );
+    if !up.checks_run_here.is_empty() {
+        note.push_str(&format!(
+            "; health checks run by the tool: {}",
+            up.checks_run_here.join(", ")
+        ));
+    }
+    if up.levels > 1 {
+        note.push_str(&format!("; started in {} dependency levels", up.levels));
+    }
+    for (service, why) in &up.checks_left_to_docker {
+        note.push_str(&format!("; {service}: Docker's own check ({why})"));
+    }
     Ok((up, note))
 }
 
