@@ -499,8 +499,9 @@ fn a_proxy_without_healthcheck_is_ready_only_when_its_port_answers() {
     shop.init();
     // nginx takes two seconds to listen, as a slow-starting server does.
     shop.with_override("services:\n  proxy:\n    command: [\"sh\", \"-c\", \"sleep 2; exec nginx -g 'daemon off;'\"]\n");
+    // Kept running: the hammer must not race the teardown that follows.
     let reader = shop
-        .cargo(&["e2e", "--teardown", "purge", "--", "--no-run"])
+        .cargo(&["e2e", "--teardown", "keep", "--", "--no-run"])
         .reader()
         .unwrap();
     let mut output = String::new();
@@ -527,6 +528,8 @@ fn a_proxy_without_healthcheck_is_ready_only_when_its_port_answers() {
         failed.len(),
         &failed[..failed.len().min(5)]
     );
+    let (code, out) = shop.run(&["e2e", "--teardown", "purge", "--no-build", "--", "--no-run"]);
+    assert_eq!(code, Some(0), "{out}");
     assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
 }
 
@@ -716,4 +719,70 @@ fn ctrl_c_while_the_tests_build_beside_the_stack_leaves_nothing() {
         !done_file.exists(),
         "the build ran to its end instead of being stopped"
     );
+}
+
+#[test]
+fn dependents_start_when_the_check_passes_here_not_on_docker_s_timer() {
+    if !ready_or_skip("dependents_start_when_the_check_passes_here_not_on_docker_s_timer") {
+        return;
+    }
+    let shop = Shop::new("fastready");
+    shop.init();
+    // Docker would first run the database's check 30 s after its start.
+    shop.with_override("services:\n  db:\n    healthcheck:\n      interval: 30s\n");
+    let (code, out) = shop.run(&["e2e", "--teardown", "keep", "-E", "test(items)"]);
+    assert_eq!(code, Some(0), "{out}");
+    let report = shop.report();
+    let up = report.containers.as_ref().expect("up ran");
+    assert_eq!(up.checks_run_here, ["db"], "{report}");
+    assert_eq!(up.levels, 4, "db, migrate, api, proxy: {report}");
+    // The migration (which needs the database to accept connections, and
+    // passed: the test read its rows) started before Docker ran the check
+    // that Compose would have waited for.
+    let inspect = |what: &str, service: &str| {
+        let name = format!("{}-{service}-1", shop.project);
+        compose::docker(["inspect", "--format", what, &name])
+            .text(&shop.root)
+            .unwrap()
+    };
+    let migrate_started = inspect("{{.State.StartedAt}}", "migrate");
+    let docker_checks = inspect("{{range .State.Health.Log}}{{.Start}} {{end}}", "db");
+    let first_check = docker_checks.split(' ').next().unwrap_or_default();
+    assert!(
+        first_check.is_empty() || first_check > migrate_started.as_str(),
+        "migrate started {migrate_started}, Docker's first check {first_check}"
+    );
+    let (code, out) = shop.run(&[
+        "e2e",
+        "--teardown",
+        "purge",
+        "--no-build",
+        "-E",
+        "test(items)",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
+}
+
+#[test]
+fn a_check_that_never_passes_still_fails_fast() {
+    if !ready_or_skip("a_check_that_never_passes_still_fails_fast") {
+        return;
+    }
+    let shop = Shop::new("badcheck");
+    shop.init();
+    shop.with_override(
+        "services:\n  db:\n    healthcheck:\n      test: [\"CMD\", \"false\"]\n      interval: 1s\n      retries: 2\n",
+    );
+    let (code, out) = shop.run(&["e2e", "--teardown", "purge"]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains("service db failed") && out.contains("is unhealthy"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("not ready after"),
+        "failed fast, not by the timeout:\n{out}"
+    );
+    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
 }

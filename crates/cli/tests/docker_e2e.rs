@@ -352,8 +352,8 @@ fn ctrl_c_while_the_stack_starts_leaves_nothing_with_down() {
         return;
     }
     let (run, _cleanup) = Run::new("int-up");
-    // Signalled once a container runs and is still being waited for.
-    let r = run.interrupt_when(&["--teardown", "down"], "(health: starting)");
+    // Signalled mid-start: the backend runs, the gateway is being started.
+    let r = run.interrupt_when(&["--teardown", "down"], "waiting for gateway");
     assert_eq!(
         phase_status(&r.report, "up").as_deref(),
         Some("interrupted"),
