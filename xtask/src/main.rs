@@ -45,6 +45,8 @@ pub enum BenchPart {
     Cycle,
     /// The pipeline against the bare commands it runs.
     Overhead,
+    /// Compose's `up --wait` against the tool's `up` on a stack gated on a healthy service.
+    Readiness,
     /// The context walk against find and du.
     Walk,
 }

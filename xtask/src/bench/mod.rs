@@ -3,11 +3,14 @@
 //! - cycle: the naive E2E script against `cargo xtask e2e` on a repository
 //!   shaped like the one that motivated this project, in four scenarios;
 //! - overhead: the pipeline against the bare commands it runs;
+//! - readiness: starting a stack gated on a healthy service (10 s interval),
+//!   Compose's `up --wait` against the tool's `up`;
 //! - walk: the context walk against `find` and `du`.
 
 mod chart;
 mod cycle;
 mod overhead;
+mod readiness;
 mod repo;
 mod walk;
 
@@ -128,6 +131,16 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
         report += &table(std::slice::from_ref(&c), "bare", "pipeline");
         doc["overhead"] = json!({ "bare_s": c.theirs_s(), "tool_s": c.ours_s(), "overhead": c.ours_s() / c.theirs_s() - 1.0,
                                    "runs": c.ours.len(), "bare_runs_s": c.theirs, "tool_runs_s": c.ours });
+    }
+    if wants(BenchPart::Readiness) {
+        let n = runs(3, 5);
+        let c = readiness::run(n, &xtask)?;
+        report += &format!(
+            "\nstarting a stack gated on a healthy service, 10 s health interval ({n} runs each, medians)\n"
+        );
+        report += &table(std::slice::from_ref(&c), "compose", "tool up");
+        doc["readiness"] = json!({ "compose_s": c.theirs_s(), "tool_up_s": c.ours_s(), "ratio": c.ours_s() / c.theirs_s(),
+                                    "runs": c.ours.len(), "compose_runs_s": c.theirs, "tool_up_runs_s": c.ours });
     }
     if wants(BenchPart::Walk) {
         let n = runs(5, 11);
