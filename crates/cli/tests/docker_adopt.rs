@@ -262,6 +262,16 @@ fn installed_cargo_e2e_adopts_a_foreign_workspace_from_init_to_green() {
 }
 
 impl Shop {
+    /// A last run that purges the stack (images built already), then the
+    /// check that the engine holds nothing of it.
+    fn purge_and_check(&self, extra: &[&str]) {
+        let mut args = vec!["e2e", "--teardown", "purge", "--no-build"];
+        args.extend_from_slice(extra);
+        let (code, out) = self.run(&args);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(self.leftovers().is_empty(), "{}", self.leftovers());
+    }
+
     /// Adds `compose.override.yaml` with `yaml` to the stack's files.
     fn with_override(&self, yaml: &str) {
         self.write("compose.override.yaml", yaml);
@@ -478,16 +488,7 @@ fn purge_also_removes_the_images_rebuilds_left_behind() {
         "the rebuild left the old image untagged: {}",
         shop.leftovers()
     );
-    let (code, out) = shop.run(&[
-        "e2e",
-        "--teardown",
-        "purge",
-        "--no-build",
-        "-E",
-        "test(proxy)",
-    ]);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
+    shop.purge_and_check(&["-E", "test(proxy)"]);
 }
 
 #[test]
@@ -528,9 +529,7 @@ fn a_proxy_without_healthcheck_is_ready_only_when_its_port_answers() {
         failed.len(),
         &failed[..failed.len().min(5)]
     );
-    let (code, out) = shop.run(&["e2e", "--teardown", "purge", "--no-build", "--", "--no-run"]);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
+    shop.purge_and_check(&["--", "--no-run"]);
 }
 
 /// Requests `GET /health` through `addr` for `how_long`: how many answered
@@ -752,16 +751,7 @@ fn dependents_start_when_the_check_passes_here_not_on_docker_s_timer() {
         first_check.is_empty() || first_check > migrate_started.as_str(),
         "migrate started {migrate_started}, Docker's first check {first_check}"
     );
-    let (code, out) = shop.run(&[
-        "e2e",
-        "--teardown",
-        "purge",
-        "--no-build",
-        "-E",
-        "test(items)",
-    ]);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
+    shop.purge_and_check(&["-E", "test(items)"]);
 }
 
 #[test]
