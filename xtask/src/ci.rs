@@ -81,11 +81,15 @@ pub fn plan(sh: &Shell) -> anyhow::Result<Vec<Step<'_>>> {
             cmd: cmd!(sh, "cargo nextest run --workspace --locked --profile ci"),
             fix: "rerun one with `cargo nextest run --profile ci -E 'test(NAME)'`; the JUnit report is target/nextest/ci/junit.xml",
         },
-        // Its own project name: a developer's kept stack (`e2e-<checkout>`) is
-        // not purged by running ci.
+        // Its own project name and host ports the engine picks: a developer's
+        // kept stack (`e2e-<checkout>`, on the fixed port) is neither purged
+        // nor in the way.
         Step {
             name: "e2e (demo stack, purge)",
-            cmd: cmd!(sh, "{xtask} e2e --teardown purge --project e2e-ci-{pid}"),
+            cmd: cmd!(
+                sh,
+                "{xtask} e2e --teardown purge --project e2e-ci-{pid} --ephemeral-ports"
+            ),
             fix: "rerun it with `cargo xtask e2e --keep-on-failure` and read the bundle it names",
         },
     ])
@@ -134,6 +138,19 @@ fn summary(results: &[StepResult]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The e2e step can run beside a developer's kept stack: its own project,
+    /// and host ports the engine picks instead of the stack's fixed one.
+    #[test]
+    fn the_e2e_step_leaves_a_kept_stack_alone() {
+        let sh = Shell::new().unwrap();
+        let steps = plan(&sh).unwrap();
+        let e2e = steps.iter().find(|s| s.name.starts_with("e2e")).unwrap();
+        let shown = e2e.cmd.to_string();
+        assert!(shown.contains("--project e2e-ci-"), "{shown}");
+        assert!(shown.contains("--ephemeral-ports"), "{shown}");
+        assert!(shown.contains("--teardown purge"), "{shown}");
+    }
 
     /// A real failing check (rustfmt on badly formatted code) fails the run,
     /// names the step, and does not stop the steps after it.
