@@ -85,33 +85,20 @@ fn absolute(p: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
     if p.is_absolute() {
         return Ok(p.to_owned());
     }
-    let here = std::env::current_dir()?;
-    let here = Utf8PathBuf::from_path_buf(here)
-        .map_err(|p| anyhow::anyhow!("the current folder is not UTF-8: {}", p.display()))?;
-    Ok(here.join(p))
+    Ok(crate::current_dir()?.join(p))
 }
 
 /// Members whose names say they hold E2E tests.
 fn test_members(ws: &Workspace) -> Vec<String> {
-    let Ok(json) =
-        process::Cmd::cargo(["metadata", "--no-deps", "--format-version", "1"]).output(&ws.root)
-    else {
-        return Vec::new();
-    };
-    let Ok(meta) = serde_json::from_slice::<serde_json::Value>(&json) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = meta["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["name"].as_str())
+    let mut names: Vec<String> = ws
+        .members
+        .iter()
         .filter(|n| {
             ["e2e", "integration", "acceptance"]
                 .iter()
                 .any(|k| n.contains(k))
         })
-        .map(str::to_owned)
+        .cloned()
         .collect();
     names.sort();
     names

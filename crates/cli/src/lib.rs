@@ -23,10 +23,11 @@ mod progress;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use clap::FromArgMatches as _;
+use exit::Exit;
 pub use flags::{Cli, Command};
-use pipeline::{Config, Workspace};
+use pipeline::{Config, Workspace, WorkspaceError};
 
 /// Parses the process's arguments and runs the command: the whole `main` of
 /// `cargo-e2e` and of a workspace's xtask that hands over to this crate.
@@ -83,46 +84,41 @@ fn bin_name(argv0: Option<&std::ffi::OsStr>) -> String {
     }
 }
 
+fn current_dir() -> anyhow::Result<Utf8PathBuf> {
+    let here = std::env::current_dir()?;
+    Utf8PathBuf::from_path_buf(here)
+        .map_err(|p| anyhow::anyhow!("the current folder is not UTF-8: {}", p.display()))
+}
+
 /// The workspace around the current folder.
 pub fn workspace() -> anyhow::Result<Workspace> {
-    let here = std::env::current_dir()?;
-    let here = Utf8Path::from_path(&here)
-        .ok_or_else(|| anyhow::anyhow!("the current folder is not UTF-8: {}", here.display()))?;
-    Ok(Workspace::discover(here).map_err(|e| exit::Exit::usage(e.to_string()))?)
+    Ok(Workspace::discover(&current_dir()?).map_err(|e| Exit::usage(e.to_string()))?)
 }
 
 /// The workspace and its config: `--config`, else the default places.
 pub fn load_config(flag: Option<&Utf8Path>) -> anyhow::Result<(Workspace, Config)> {
-    let ws = workspace()?;
-    let path = ws
-        .config_path(flag)
-        .map_err(|e| exit::Exit::usage(e.to_string()))?;
-    let config = Config::load(&path, &ws)?;
-    Ok((ws, config))
+    config_in(workspace()?, flag)
 }
 
 /// Like [`load_config`], for commands that need no Cargo workspace
-/// (`clean-context`, `certs`): outside one, the current folder stands in.
+/// (`clean-context`, `certs`): outside one, a named config still loads, the
+/// current folder standing in for the workspace.
 pub fn load_config_anywhere(flag: Option<&Utf8Path>) -> anyhow::Result<Config> {
-    match load_config(flag) {
-        Ok((_, config)) => Ok(config),
-        Err(e)
-            if e.downcast_ref::<exit::Exit>()
-                .is_some_and(|x| x.code == exit::USAGE)
-                && flag.is_some() =>
-        {
-            let here = std::env::current_dir()?;
-            let root = camino::Utf8PathBuf::from_path_buf(here)
-                .map_err(|p| anyhow::anyhow!("the current folder is not UTF-8: {}", p.display()))?;
-            let ws = Workspace {
-                target_dir: root.join("target"),
-                root,
-            };
-            let path = flag.expect("checked above");
-            Ok(Config::load(path, &ws)?)
-        }
-        Err(e) => Err(e),
-    }
+    let here = current_dir()?;
+    let ws = match Workspace::discover(&here) {
+        Ok(ws) => ws,
+        Err(WorkspaceError::NotAWorkspace { .. }) if flag.is_some() => Workspace::standalone(here),
+        Err(e) => return Err(Exit::usage(e.to_string()).into()),
+    };
+    Ok(config_in(ws, flag)?.1)
+}
+
+fn config_in(ws: Workspace, flag: Option<&Utf8Path>) -> anyhow::Result<(Workspace, Config)> {
+    let path = ws
+        .config_path(flag)
+        .map_err(|e| Exit::usage(e.to_string()))?;
+    let config = Config::load(&path, &ws)?;
+    Ok((ws, config))
 }
 
 /// Whether this runs under CI (the `CI` variable most CI systems set).

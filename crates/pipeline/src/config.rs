@@ -438,6 +438,7 @@ mod tests {
         c.workspace = Some(Workspace {
             root: "/ws".into(),
             target_dir: "/ws/target".into(),
+            ..Workspace::default()
         });
         let spec = c.certs_spec(["api".to_owned()]).unwrap();
         assert_eq!(spec.dir, "/ws/target/e2e/certs");
@@ -469,6 +470,7 @@ mod tests {
         c.workspace = Some(Workspace {
             root: "/src/My Shop".into(),
             target_dir: "/src/My Shop/target".into(),
+            ..Workspace::default()
         });
         assert_eq!(c.project_name(None, false), "e2e-my-shop");
         assert_eq!(c.project_name(Some("mine"), true), "mine");

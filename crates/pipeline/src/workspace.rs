@@ -8,12 +8,14 @@ use process::Cmd;
 use serde::Deserialize;
 
 /// The user's workspace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Workspace {
     /// The workspace root: cargo and nextest run there, printed paths start there.
     pub root: Utf8PathBuf,
     /// Where cargo builds (`CARGO_TARGET_DIR`, `build.target-dir`, else `root/target`).
     pub target_dir: Utf8PathBuf,
+    /// The member packages' names (from the same `cargo metadata` call).
+    pub members: Vec<String>,
 }
 
 /// Where `cargo e2e` looks for its config when `--config` is not given, in order.
@@ -40,6 +42,11 @@ impl Workspace {
         struct Metadata {
             workspace_root: Utf8PathBuf,
             target_directory: Utf8PathBuf,
+            packages: Vec<Package>,
+        }
+        #[derive(Deserialize)]
+        struct Package {
+            name: String,
         }
         let not_a_workspace = |detail: String| WorkspaceError::NotAWorkspace {
             dir: dir.to_owned(),
@@ -53,7 +60,18 @@ impl Workspace {
         Ok(Workspace {
             root: m.workspace_root,
             target_dir: m.target_directory,
+            members: m.packages.into_iter().map(|p| p.name).collect(),
         })
+    }
+
+    /// A folder outside any Cargo workspace standing in for one (for the
+    /// commands that need no cargo: `clean-context`, `certs`).
+    pub fn standalone(root: Utf8PathBuf) -> Workspace {
+        Workspace {
+            target_dir: root.join("target"),
+            root,
+            members: Vec::new(),
+        }
     }
 
     /// `--config` when given, else the first of [`CONFIG_CANDIDATES`] that exists.
@@ -121,6 +139,11 @@ mod tests {
             ws.default_project(),
             format!("e2e-{}", ws.root.file_name().unwrap())
         );
+        assert!(
+            ws.members.iter().any(|m| m == "e2e-pipeline"),
+            "{:?}",
+            ws.members
+        );
         assert_eq!(
             ws.shown(&ws.root.join("docker/e2e.yaml")),
             "docker/e2e.yaml"
@@ -135,10 +158,7 @@ mod tests {
         let err = Workspace::discover(dir).unwrap_err().to_string();
         assert!(err.contains("is not inside a Cargo workspace"), "{err}");
         assert!(err.contains("could not find `Cargo.toml`"), "{err}");
-        let ws = Workspace {
-            root: dir.to_owned(),
-            target_dir: dir.join("target"),
-        };
+        let ws = Workspace::standalone(dir.to_owned());
         let err = ws.config_path(None).unwrap_err().to_string();
         assert!(err.contains("cargo e2e init"), "{err}");
         std::fs::create_dir_all(dir.join(".config")).unwrap();
