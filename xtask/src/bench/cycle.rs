@@ -137,39 +137,15 @@ pub fn run(runs: usize, work: &Utf8Path, xtask: &Utf8Path) -> anyhow::Result<Vec
     // tool's is a whole run that keeps the stack and runs no test.
     let naive_dir = &naive.repo;
     let naive_port = naive.port.to_string();
-    let naive_up = || -> anyhow::Result<()> {
-        let file = naive_dir.join("compose.yaml");
-        run_docker(
-            &[
-                "compose",
-                "-f",
-                file.as_str(),
-                "-p",
-                NAIVE_PROJECT,
-                "up",
-                "-d",
-                "--build",
-                "--wait",
-            ],
-            &[("BENCH_PORT", &naive_port)],
+    let naive_up = || {
+        compose(
+            naive_dir,
+            NAIVE_PROJECT,
+            &["up", "-d", "--build", "--wait"],
+            &naive_port,
         )
     };
-    let stop = |project: &str, dir: &Utf8Path| -> anyhow::Result<()> {
-        let file = dir.join("compose.yaml");
-        run_docker(
-            &[
-                "compose",
-                "-f",
-                file.as_str(),
-                "-p",
-                project,
-                "stop",
-                "-t",
-                "0",
-            ],
-            &[("BENCH_PORT", "1")],
-        )
-    };
+    let stop = |project: &str, dir: &Utf8Path| compose(dir, project, &["stop", "-t", "0"], "1");
     naive_up()?;
     stop(NAIVE_PROJECT, &naive.repo)?;
     let restart = compare(
@@ -206,24 +182,26 @@ fn forget_everything(repo: &Utf8Path, project: &str) -> anyhow::Result<()> {
 
 fn forget_project(repo: &Utf8Path, project: &str) -> anyhow::Result<()> {
     // BENCH_PORT only satisfies interpolation: nothing is published by `down`.
+    let down = [
+        "down",
+        "--volumes",
+        "--remove-orphans",
+        "--rmi",
+        "all",
+        "--timeout",
+        "0",
+    ];
+    compose(repo, project, &down, "1")
+}
+
+/// `docker compose ARGS` on a bench repository's stack, its port given.
+fn compose(repo: &Utf8Path, project: &str, args: &[&str], port: &str) -> anyhow::Result<()> {
     let file = repo.join("compose.yaml");
-    run_docker(
-        &[
-            "compose",
-            "-f",
-            file.as_str(),
-            "-p",
-            project,
-            "down",
-            "--volumes",
-            "--remove-orphans",
-            "--rmi",
-            "all",
-            "--timeout",
-            "0",
-        ],
-        &[("BENCH_PORT", "1")],
-    )
+    let all: Vec<&str> = ["compose", "-f", file.as_str(), "-p", project]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    run_docker(&all, &[("BENCH_PORT", port)])
 }
 
 /// The demo binaries, built static as the e2e pipeline stages them.
