@@ -6,7 +6,9 @@
 //! Its images build FROM `debian:bookworm-slim`, made without a registry by
 //! `.ci/debian-base`.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+mod support;
+
+use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -501,27 +503,21 @@ fn a_proxy_without_healthcheck_is_ready_only_when_its_port_answers() {
     // nginx takes two seconds to listen, as a slow-starting server does.
     shop.with_override("services:\n  proxy:\n    command: [\"sh\", \"-c\", \"sleep 2; exec nginx -g 'daemon off;'\"]\n");
     // Kept running: the hammer must not race the teardown that follows.
-    let reader = shop
-        .cargo(&["e2e", "--teardown", "keep", "--", "--no-run"])
-        .reader()
-        .unwrap();
-    let mut output = String::new();
-    let mut lines = BufReader::new(&reader);
-    let mut line = String::new();
     let mut hammer = None;
-    while lines.read_line(&mut line).unwrap() > 0 {
-        output.push_str(&line);
-        // From the moment `up` says ready: every request gets an answer.
-        if hammer.is_none() && line.contains("up         ok") {
-            let addr = format!("127.0.0.1:{}", shop.port);
-            hammer = Some(std::thread::spawn(move || {
-                hammer_for(&addr, Duration::from_secs(1))
-            }));
-        }
-        line.clear();
-    }
-    let status = reader.try_wait().unwrap().expect("ended").status;
-    assert!(status.success(), "{output}");
+    let (code, output) = support::watch(
+        shop.cargo(&["e2e", "--teardown", "keep", "--", "--no-run"]),
+        |line| {
+            // From the moment `up` says ready: every request gets an answer.
+            if hammer.is_none() && line.contains("up         ok") {
+                let addr = format!("127.0.0.1:{}", shop.port);
+                hammer = Some(std::thread::spawn(move || {
+                    hammer_for(&addr, Duration::from_secs(1))
+                }));
+            }
+            None
+        },
+    );
+    assert_eq!(code, Some(0), "{output}");
     let (ok, failed) = hammer.expect("up reported ready").join().unwrap();
     assert!(
         ok > 0 && failed.is_empty(),
@@ -661,39 +657,18 @@ fn ctrl_c_while_the_tests_build_beside_the_stack_leaves_nothing() {
              std::fs::write({done_file:?}, \"finished\").unwrap();\n}}\n"
         ),
     );
-    let reader = shop
-        .cargo(&["e2e", "--teardown", "down"])
-        .before_spawn(|c| {
-            use std::os::unix::process::CommandExt as _;
-            c.process_group(0);
-            Ok(())
-        })
-        .reader()
-        .unwrap();
-    let group = reader.pids()[0] as i32;
-    let mut output = String::new();
-    let mut lines = BufReader::new(&reader);
-    let mut line = String::new();
     let mut sent = false;
-    while lines.read_line(&mut line).unwrap() > 0 {
-        output.push_str(&line);
+    let (code, output) = support::watch(shop.cargo(&["e2e", "--teardown", "down"]), |line| {
         // The stack is starting and the test build is under way: Ctrl-C.
-        if !sent && line.contains("up         waiting") && pid_file.exists() {
-            nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(group),
-                nix::sys::signal::Signal::SIGINT,
-            )
-            .unwrap();
-            sent = true;
-        }
-        line.clear();
-    }
-    let status = reader.try_wait().unwrap().expect("ended").status;
+        let now = !sent && line.contains("up         waiting") && pid_file.exists();
+        sent |= now;
+        now.then_some(nix::sys::signal::Signal::SIGINT)
+    });
     assert!(
         sent,
         "never saw up waiting with the build under way:\n{output}"
     );
-    assert_eq!(status.code(), Some(130), "{output}");
+    assert_eq!(code, Some(130), "{output}");
     let left = shop.leftovers();
     assert!(
         left.containers.is_empty() && left.networks.is_empty(),

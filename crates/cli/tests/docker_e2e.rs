@@ -3,8 +3,7 @@
 //! testing leaves nothing, failing services fail fast with a bundle, and two
 //! projects run side by side. Each test has its own project and host port.
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt as _;
+mod support;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use compose::{Leftovers, Policy};
@@ -181,36 +180,16 @@ impl Run {
         triggers: &[&str],
         signal: nix::sys::signal::Signal,
     ) -> Finished {
-        let reader = self
-            .expression(extra)
-            .before_spawn(|c| {
-                c.process_group(0);
-                Ok(())
-            })
-            .reader()
-            .unwrap();
-        let pid = reader.pids()[0] as i32;
-        let mut output = String::new();
         let mut pending = triggers.iter().peekable();
-        let mut lines = BufReader::new(&reader);
-        let mut line = String::new();
-        while lines.read_line(&mut line).unwrap() > 0 {
-            output.push_str(&line);
-            if pending.next_if(|when| line.contains(*when)).is_some() {
-                nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal).unwrap();
-            }
-            line.clear();
-        }
+        let (code, output) = support::watch(self.expression(extra), |line| {
+            pending.next_if(|when| line.contains(*when)).map(|_| signal)
+        });
         assert!(
             pending.peek().is_none(),
             "never saw {:?}:\n{output}",
             pending.collect::<Vec<_>>()
         );
-        let status = reader
-            .try_wait()
-            .unwrap()
-            .expect("output ended, so the child has exited");
-        self.finished(status.status.code(), output)
+        self.finished(code, output)
     }
 
     fn finished(&self, code: Option<i32>, output: String) -> Finished {
