@@ -10,8 +10,16 @@ pub struct CopySource {
     pub sources: Vec<String>,
 }
 
-/// The COPY/ADD instructions that read the context (no `--from`, no URLs, no heredocs).
-pub fn copy_sources(text: &str) -> Vec<CopySource> {
+/// One instruction, continuation lines joined, heredoc bodies skipped.
+struct Instruction {
+    /// 1-based line where it starts.
+    line: usize,
+    /// Upper-cased.
+    keyword: String,
+    rest: String,
+}
+
+fn instructions(text: &str) -> Vec<Instruction> {
     let mut out = Vec::new();
     let lines: Vec<&str> = text.lines().collect();
     let mut i = 0;
@@ -47,10 +55,23 @@ pub fn copy_sources(text: &str) -> Vec<CopySource> {
             i += 1;
             continue;
         }
-        if keyword != "COPY" && keyword != "ADD" {
+        out.push(Instruction {
+            line: start + 1,
+            keyword,
+            rest: rest.trim().to_owned(),
+        });
+    }
+    out
+}
+
+/// The COPY/ADD instructions that read the context (no `--from`, no URLs, no heredocs).
+pub fn copy_sources(text: &str) -> Vec<CopySource> {
+    let mut out = Vec::new();
+    for ins in instructions(text) {
+        if ins.keyword != "COPY" && ins.keyword != "ADD" {
             continue;
         }
-        let args = arguments(rest.trim());
+        let args = arguments(&ins.rest);
         let (flags, rest): (Vec<&String>, Vec<&String>) =
             args.iter().partition(|a| a.starts_with("--"));
         if flags.iter().any(|f| f.starts_with("--from")) || rest.len() < 2 {
@@ -63,10 +84,38 @@ pub fn copy_sources(text: &str) -> Vec<CopySource> {
             .collect();
         if !sources.is_empty() {
             out.push(CopySource {
-                line: start + 1,
-                instruction: keyword,
+                line: ins.line,
+                instruction: ins.keyword,
                 sources,
             });
+        }
+    }
+    out
+}
+
+/// The images the stages start from, as written (`${VAR}` unresolved): every
+/// `FROM` that names neither an earlier stage nor `scratch`.
+pub fn base_images(text: &str) -> Vec<String> {
+    let mut stages: Vec<String> = Vec::new();
+    let mut out: Vec<String> = Vec::new();
+    for ins in instructions(text)
+        .into_iter()
+        .filter(|i| i.keyword == "FROM")
+    {
+        let words: Vec<&str> = ins
+            .rest
+            .split_whitespace()
+            .filter(|w| !w.starts_with("--"))
+            .collect();
+        let Some(image) = words.first() else { continue };
+        let lower = image.to_ascii_lowercase();
+        if lower != "scratch" && !stages.contains(&lower) && !out.iter().any(|o| o == image) {
+            out.push((*image).to_owned());
+        }
+        if let [_, as_, name] = words.as_slice()
+            && as_.eq_ignore_ascii_case("as")
+        {
+            stages.push(name.to_ascii_lowercase());
         }
     }
     out
@@ -99,6 +148,15 @@ fn heredoc_marker(rest: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_images_are_the_froms_that_name_no_stage() {
+        let text = "FROM --platform=$BUILDPLATFORM debian:bookworm-slim AS base\nFROM rust:1.95 as Builder\nFROM base AS db\nFROM builder\nFROM db\nfrom scratch\nFROM debian:bookworm-slim\nFROM ${BASE}\n";
+        assert_eq!(
+            base_images(text),
+            ["debian:bookworm-slim", "rust:1.95", "${BASE}"]
+        );
+    }
 
     #[test]
     fn reads_copy_and_add_sources() {

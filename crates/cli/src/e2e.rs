@@ -32,6 +32,7 @@ pub fn run(flags: &E2e) -> anyhow::Result<()> {
         keep_on_failure: flags.keep_on_failure,
         no_clean: flags.no_clean,
         no_build: flags.no_build,
+        rebuild: flags.rebuild,
         ci,
         filtersets: flags.filtersets.clone(),
         nextest_args: flags.nextest_args.clone(),

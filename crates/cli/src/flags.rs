@@ -76,6 +76,10 @@ pub struct E2e {
     /// Skip building images: use the ones the engine has.
     #[arg(long)]
     pub no_build: bool,
+    /// Build every image and run `up` even when nothing they are made from
+    /// changed since the last run (which otherwise skips both).
+    #[arg(long, conflicts_with = "no_build")]
+    pub rebuild: bool,
     /// Publish every port on a host port the engine picks, so runs of this
     /// stack can share an engine; `{service:port}` follows [config: compose.ephemeral_ports].
     #[arg(long)]

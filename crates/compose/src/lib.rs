@@ -21,7 +21,7 @@ pub use engine::{ComposeFlavor, Engine};
 pub use error::{Error, Result};
 pub use model::{ProjectSpec, Stack};
 pub use ports::{PortState, PortStatus};
-pub use project::{Container, ImageBuild, Project, Publisher};
+pub use project::{Container, ImageBuild, Project, Publisher, image_ids, image_key};
 pub use readiness::{HttpProbe, Probe};
 pub use teardown::{LeftContainer, Leftovers, Policy, leftovers};
 pub use up::{POLL_INTERVAL, UpOptions, UpSummary};

@@ -44,6 +44,10 @@ impl ProjectSpec {
 pub struct Stack {
     pub name: String,
     pub services: BTreeMap<String, Service>,
+    /// The whole resolved model as Compose printed it: what a change to the
+    /// stack's config is judged by.
+    #[serde(skip)]
+    pub config: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,10 +161,19 @@ impl Stack {
         args.extend(["config".into(), "--format".into(), "json".into()]);
         let cmd = crate::docker(args).envs(&spec.env);
         let json = cmd.output(&spec.dir)?;
-        serde_json::from_slice(&json).map_err(|e| Error::Parse {
+        let parse_error = |e: serde_json::Error| Error::Parse {
             command: cmd.to_string(),
             detail: e.to_string(),
-        })
+        };
+        let config: serde_json::Value = serde_json::from_slice(&json).map_err(parse_error)?;
+        let mut stack: Stack = serde_json::from_value(config.clone()).map_err(parse_error)?;
+        stack.config = config;
+        Ok(stack)
+    }
+
+    /// One service's resolved config (`null` for a service the stack lacks).
+    pub fn service_config(&self, service: &str) -> &serde_json::Value {
+        &self.config["services"][service]
     }
 
     /// The services in start order, level by level: a level depends only on

@@ -43,6 +43,15 @@ pub struct Publisher {
 }
 
 impl Container {
+    /// Its state as a run leaves it: `running`, or `exited 0` for a one-shot
+    /// that completed: what a later run compares to know it is untouched.
+    pub fn condition(&self) -> String {
+        match self.state.as_str() {
+            "running" => "running".to_owned(),
+            state => format!("{state} {}", self.exit_code),
+        }
+    }
+
     /// `HOST:PORT` where the engine publishes this container's TCP `target`
     /// port, as the engine reports it (so ports the engine picked are found too).
     pub fn published(&self, target: u16) -> Option<String> {
@@ -70,6 +79,9 @@ pub struct ImageBuild {
     pub image: String,
     /// `false` when BuildKit's cache gave the same image as before.
     pub built: bool,
+    /// Not built at all: nothing it is built from changed since the last run.
+    #[serde(default)]
+    pub unchanged: bool,
 }
 
 /// A loaded project.
@@ -107,10 +119,17 @@ impl Project {
             .env("COMPOSE_DOCKER_CLI_BUILD", "1")
     }
 
-    /// Builds every image with BuildKit, writing the whole log to `log`; on
-    /// failure the error holds the log's tail, where the failing step is.
-    pub fn build(&self, log: &Utf8Path) -> Result<Vec<ImageBuild>> {
-        let cmd = self.compose(["--progress", "plain", "build"]);
+    /// Builds the images of `services` (every service that builds, when
+    /// `None`) with BuildKit, writing the whole log to `log`; on failure the
+    /// error holds the log's tail, where the failing step is.
+    pub fn build(&self, log: &Utf8Path, services: Option<&[String]>) -> Result<Vec<ImageBuild>> {
+        let only = services.unwrap_or_default();
+        let cmd = self.compose(
+            ["--progress", "plain", "build"]
+                .map(str::to_owned)
+                .into_iter()
+                .chain(only.iter().cloned()),
+        );
         let out = cmd.run_group(
             &self.spec.dir,
             GroupOptions {
@@ -132,8 +151,10 @@ impl Project {
         Ok(self
             .images()
             .into_iter()
+            .filter(|(service, _)| services.is_none() || only.contains(service))
             .map(|(service, image)| ImageBuild {
                 built: ran.contains(&service),
+                unchanged: false,
                 service,
                 image,
             })
@@ -156,6 +177,42 @@ impl Project {
                 )
             })
             .collect()
+    }
+}
+
+/// Every tagged image of the engine: reference (as [`image_key`] writes it)
+/// to full image ID. One `docker image ls`, however many images.
+pub fn image_ids(dir: &Utf8Path) -> Result<BTreeMap<String, String>> {
+    let cmd = crate::docker([
+        "image",
+        "ls",
+        "--no-trunc",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.ID}}",
+    ]);
+    let text = cmd.text(dir)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(name, _)| !name.contains("<none>"))
+        .map(|(name, id)| (image_key(name), id.to_owned()))
+        .collect())
+}
+
+/// A reference as `docker image ls` shows it: Docker Hub's prefixes dropped,
+/// `:latest` when no tag is given (`postgres` and
+/// `docker.io/library/postgres:latest` are one image).
+pub fn image_key(reference: &str) -> String {
+    let short = reference
+        .strip_prefix("docker.io/library/")
+        .or_else(|| reference.strip_prefix("docker.io/"))
+        .or_else(|| reference.strip_prefix("index.docker.io/library/"))
+        .unwrap_or(reference);
+    let last = short.rsplit('/').next().unwrap_or(short);
+    if last.contains(':') || last.contains('@') {
+        short.to_owned()
+    } else {
+        format!("{short}:latest")
     }
 }
 
@@ -245,6 +302,22 @@ pub(crate) fn tail(text: &str, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_references_are_keyed_as_the_engine_lists_them() {
+        let table = [
+            ("postgres", "postgres:latest"),
+            ("postgres:16", "postgres:16"),
+            ("docker.io/library/postgres:16", "postgres:16"),
+            ("docker.io/bitnami/redis", "bitnami/redis:latest"),
+            ("registry:5000/team/app", "registry:5000/team/app:latest"),
+            ("registry:5000/team/app:v1", "registry:5000/team/app:v1"),
+            ("e2e-main-backend", "e2e-main-backend:latest"),
+        ];
+        for (reference, key) in table {
+            assert_eq!(image_key(reference), key, "{reference}");
+        }
+    }
 
     #[test]
     fn buildkit_progress_tells_which_services_ran_steps() {

@@ -54,6 +54,13 @@ pub struct UpSummary {
     /// Services whose healthcheck only Docker could run, and why.
     #[serde(default)]
     pub checks_left_to_docker: Vec<(String, String)>,
+    /// Nothing changed and the same containers ran: `up` was not run, the
+    /// containers were only judged.
+    #[serde(default)]
+    pub unchanged: bool,
+    /// The containers as `up` left them: ID to [`Container::condition`].
+    #[serde(skip)]
+    pub conditions: BTreeMap<String, String>,
 }
 
 /// How `up` runs.
@@ -67,6 +74,11 @@ pub struct UpOptions {
     pub mounted_files_changed: Option<SystemTime>,
     /// How a service is judged ready where the default does not fit.
     pub probes: BTreeMap<String, Probe>,
+    /// The containers an earlier run left ready, when the caller knows that
+    /// nothing they were made from changed since (config, images): if exactly
+    /// these run now, no `up` runs and they are only judged.
+    /// Container ID to [`Container::condition`].
+    pub unchanged: Option<BTreeMap<String, String>>,
 }
 
 impl Project {
@@ -90,13 +102,25 @@ impl Project {
         let up_started = unix_time();
         // A container a previous run stopped still says `exited`: until `up`
         // has returned, such a container is not judged.
-        let before: BTreeMap<String, String> =
-            self.ps()?.into_iter().map(|c| (c.id, c.state)).collect();
+        let found = self.ps()?;
+        let before: BTreeMap<String, String> = found
+            .iter()
+            .map(|c| (c.id.clone(), c.state.clone()))
+            .collect();
         let stale = match opts.mounted_files_changed {
             Some(changed) => self.any_running_started_before(&before, changed)?,
             None => false,
         };
-        let plan = self.start_plan(&opts.probes);
+        let conditions: BTreeMap<String, String> = found
+            .iter()
+            .map(|c| (c.id.clone(), c.condition()))
+            .collect();
+        let skip_up =
+            !stale && !conditions.is_empty() && opts.unchanged.as_ref() == Some(&conditions);
+        let mut plan = self.start_plan(&opts.probes);
+        if skip_up {
+            plan.levels = vec![self.stack.services.keys().cloned().collect()];
+        }
         let checks = HealthChecks::default();
         let mut settled: BTreeSet<String> = BTreeSet::new();
         let mut ready_at: BTreeMap<String, f64> = BTreeMap::new();
@@ -126,7 +150,8 @@ impl Project {
                 capture: true,
                 interruptible: true,
             };
-            let mut child = Some(std::thread::spawn(move || cmd.run_group(&dir, group)));
+            let mut child =
+                (!skip_up).then(|| std::thread::spawn(move || cmd.run_group(&dir, group)));
             // Stops `up` if it still runs, and waits for its thread: nothing outlives the wait.
             let stop_up = |child: &mut Option<std::thread::JoinHandle<_>>| {
                 process::interrupt::terminate_running();
@@ -158,6 +183,7 @@ impl Project {
                 };
                 let fresh = |c: &Container| {
                     settled.contains(&c.service)
+                        || skip_up
                         || up_out.is_some()
                         || before.get(&c.id) != Some(&c.state)
                 };
@@ -198,7 +224,7 @@ impl Project {
                         _ => None,
                     })
                     .collect();
-                if up_out.is_some() && pending.is_empty() {
+                if (skip_up || up_out.is_some()) && pending.is_empty() {
                     settled.extend(level.iter().cloned());
                     break;
                 }
@@ -225,7 +251,12 @@ impl Project {
         let mut summary = UpSummary {
             seconds: start.elapsed().as_secs_f64(),
             ready_s: ready_at,
-            levels: plan.levels.len(),
+            levels: if skip_up { 0 } else { plan.levels.len() },
+            unchanged: skip_up,
+            conditions: containers
+                .iter()
+                .map(|c| (c.id.clone(), c.condition()))
+                .collect(),
             checks_run_here: checks.used(),
             checks_left_to_docker: checks.unusable.into_inner().into_iter().collect(),
             ..UpSummary::default()

@@ -10,6 +10,7 @@ use compose::{Policy, Project};
 
 use crate::Config;
 pub use crate::config::unix_time;
+use crate::fingerprint::Store;
 use crate::phases::{
     Prebuild, build_phase, certs_phase, clean_phase, preflight, test_phase, up_phase,
 };
@@ -27,6 +28,8 @@ pub struct Options {
     pub keep_on_failure: bool,
     pub no_clean: bool,
     pub no_build: bool,
+    /// Ignore the record of the last run: build and start as if all changed.
+    pub rebuild: bool,
     /// Publish every port on a host port the engine picks (`compose.ephemeral_ports`).
     pub ephemeral_ports: bool,
     /// Under CI: fixed host ports get a warning (runs cannot share an engine).
@@ -174,6 +177,10 @@ impl Phases<'_> {
 }
 
 fn body(opts: &Options, project: &Project, phases: &mut Phases) -> Result<(), Verdict> {
+    // The test binaries build while everything else runs: they do not depend
+    // on the stack, and staging builds in a target folder of its own, so the
+    // two cargo builds do not wait for each other's lock.
+    let prebuild = Prebuild::start(opts);
     if opts.no_clean {
         phases.skip(Phase::Clean, "--no-clean");
     } else {
@@ -187,17 +194,19 @@ fn body(opts: &Options, project: &Project, phases: &mut Phases) -> Result<(), Ve
     } else {
         phases.report.certs = Some(phases.run(Phase::Certs, |_| certs_phase(opts, project))?);
     }
-    // The test binaries build while images build and the stack starts.
-    let prebuild = if opts.no_build {
+    // What the last run built and started, to skip what did not change.
+    let mut store = Store::open(&opts.workspace.target_dir, &opts.project);
+    let image_ids = if opts.no_build {
         phases.skip(Phase::Build, "--no-build");
-        Prebuild::start(opts)
+        None
     } else {
-        let (contexts, images, prebuild) =
-            phases.run(Phase::Build, |_| build_phase(opts, project))?;
-        (phases.report.contexts, phases.report.images) = (contexts, images);
-        prebuild
+        let built = phases.run(Phase::Build, |_| build_phase(opts, project, &mut store))?;
+        (phases.report.contexts, phases.report.images) = (built.contexts, built.images);
+        Some(built.image_ids)
     };
-    let up = phases.run(Phase::Up, |progress| up_phase(opts, project, progress))?;
+    let up = phases.run(Phase::Up, |progress| {
+        up_phase(opts, project, &mut store, image_ids, progress)
+    })?;
     phases.report.containers = Some(up);
     // A failing phase hands back only its verdict: the counts travel aside.
     let mut counted = None;

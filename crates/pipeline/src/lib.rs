@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod e2e;
+mod fingerprint;
 pub mod git;
 mod phases;
 pub mod report;

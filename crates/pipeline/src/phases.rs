@@ -3,6 +3,7 @@
 //! clean, certs, build, up, test. The runner in `e2e.rs` times and records
 //! them and tears down after them.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use build_context::clean;
@@ -11,6 +12,7 @@ use compose::{Container, Engine, Project, UpOptions};
 use process::Cmd;
 
 use crate::e2e::{Failure, Options, PhaseResult, Progress, stack};
+use crate::fingerprint::{self, Store};
 use crate::report::{CertsDone, Cleaned, ContextSize, Phase};
 
 /// Checks filtersets (cargo metadata) and the engine and stack (docker) at
@@ -44,7 +46,17 @@ pub(crate) fn preflight(opts: &Options) -> PhaseResult<Project> {
 /// `-E` and the config's filterset, against the package graph; the note to
 /// show when the installed nextest is not the one whose parser we embed.
 fn check_filtersets(opts: &Options) -> Result<Option<String>, Failure> {
+    let version = std::thread::spawn({
+        let root = opts.workspace.root.clone();
+        move || Cmd::cargo(["nextest", "--version"]).text(&root).ok()
+    });
     let workspace = test_runner::Workspace::load(&opts.workspace.root).map_err(stack)?;
+    // Handed to nextest with the prebuilt binaries, so it need not run cargo again.
+    let metadata = cargo_metadata_file(opts);
+    let _ = std::fs::create_dir_all(&opts.run_dir);
+    if std::fs::write(&metadata, workspace.metadata_json()).is_err() {
+        let _ = std::fs::remove_file(&metadata);
+    }
     // A package that is not a member would make nextest fail after the whole
     // stack was built and started; say so now, with the members to choose from.
     workspace
@@ -61,15 +73,21 @@ fn check_filtersets(opts: &Options) -> Result<Option<String>, Failure> {
             .check(f, &what)
             .map_err(|e| Failure::BadInput(e.to_string()))?;
     }
-    let version = Cmd::cargo(["nextest", "--version"])
-        .text(&opts.workspace.root)
-        .ok();
+    let version = version
+        .join()
+        .expect("asking nextest's version does not panic");
     Ok(version.and_then(|v| test_runner::filterset::version_note(&v)))
 }
 
 fn engine_and_stack(opts: &Options) -> Result<(Engine, Project, Vec<String>), Failure> {
-    let engine = Engine::require().map_err(stack)?;
-    let mut project = Project::load(opts.config.project_spec(Some(opts.project.clone())))
+    // The engine's answer and Compose's model of the stack are independent.
+    let engine = std::thread::spawn(Engine::require);
+    let project = Project::load(opts.config.project_spec(Some(opts.project.clone())));
+    let engine = engine
+        .join()
+        .expect("asking the engine does not panic")
+        .map_err(stack)?;
+    let mut project = project
         .map_err(|e| Failure::BadInput(format!("the compose stack ({}): {e}", opts.config.path)))?;
     // A `{service:port}` that names nothing is a config error: found now, not after `up`.
     let model_ports = |service: &str, port: u16| {
@@ -223,10 +241,18 @@ pub(crate) fn clean_phase(opts: &Options, project: &Project) -> PhaseResult<Opti
 }
 
 /// What each context sends now (after staging: exactly what the build will
-/// get), checked against `context.budget` before the build starts.
-fn measure_contexts(opts: &Options, project: &Project) -> Result<Vec<ContextSize>, Failure> {
+/// get), checked against `context.budget` before the build starts; and the
+/// key of each service's build inputs (none when they could not be read:
+/// then it builds).
+fn measure_contexts(
+    opts: &Options,
+    project: &Project,
+    store: &mut Store,
+    image_ids: &BTreeMap<String, String>,
+) -> Result<(Vec<ContextSize>, BTreeMap<String, String>), Failure> {
     let budget = opts.config.budget();
     let mut sizes = Vec::new();
+    let mut keys = BTreeMap::new();
     for (service, root, dockerfile) in project.stack.build_contexts() {
         let ctx = build_context::Context::open(root, Some(&dockerfile))
             .map_err(|e| Failure::BadInput(e.to_string()))?;
@@ -236,6 +262,10 @@ fn measure_contexts(opts: &Options, project: &Project) -> Result<Vec<ContextSize
                 into_pruned: false,
             })
             .map_err(|e| Failure::BadInput(e.to_string()))?;
+        let build_config = &project.stack.service_config(service)["build"];
+        if let Ok(key) = store.build_key(&ctx, &walk, build_config, image_ids) {
+            keys.insert(service.to_owned(), key);
+        }
         let r = build_context::analyze(&ctx, &walk, budget);
         if let Some(over) = r.over_budget_message() {
             return Err(Failure::Limit(format!(
@@ -249,7 +279,7 @@ fn measure_contexts(opts: &Options, project: &Project) -> Result<Vec<ContextSize
             sent_bytes: r.sent.bytes,
         });
     }
-    Ok(sizes)
+    Ok((sizes, keys))
 }
 
 pub(crate) fn certs_phase(opts: &Options, project: &Project) -> PhaseResult<CertsDone> {
@@ -270,28 +300,90 @@ pub(crate) fn certs_phase(opts: &Options, project: &Project) -> PhaseResult<Cert
     ))
 }
 
+/// What the build phase hands on.
+#[derive(Debug)]
+pub(crate) struct Built {
+    pub contexts: Vec<ContextSize>,
+    pub images: Vec<compose::ImageBuild>,
+    /// The engine's image IDs after the build, by [`compose::image_key`].
+    pub image_ids: BTreeMap<String, String>,
+}
+
 pub(crate) fn build_phase(
     opts: &Options,
     project: &Project,
-) -> PhaseResult<(Vec<ContextSize>, Vec<compose::ImageBuild>, Prebuild)> {
+    store: &mut Store,
+) -> PhaseResult<Built> {
     let stages: Vec<_> = opts
         .config
         .stage
         .iter()
         .map(|s| (s.clone(), opts.config.resolve(&s.to)))
         .collect();
-    let staged = crate::stage::stage(&opts.workspace.root, &opts.workspace.target_dir, &stages)
-        .map_err(Failure::Stack)?;
-    // After staging (both are cargo: one would wait for the other's lock),
-    // before the images and the stack, which do not need the test binaries.
-    let prebuild = Prebuild::start(opts);
-    let contexts = measure_contexts(opts, project)?;
-    let images = project
-        .build(&opts.run_dir.join("build.log"))
-        .map_err(stack)?;
+    // The engine's images are listed while cargo stages: they are independent.
+    let (staged, image_ids) = std::thread::scope(|s| {
+        let ids = s.spawn(|| compose::image_ids(&project.spec.dir));
+        let staged = crate::stage::stage(&opts.workspace.root, &opts.workspace.target_dir, &stages);
+        (staged, ids.join().expect("listing images does not panic"))
+    });
+    let staged = staged.map_err(Failure::Stack)?;
+    let mut image_ids = image_ids.map_err(stack)?;
+    let (contexts, keys) = measure_contexts(opts, project, store, &image_ids)?;
+    // A service whose inputs, recorded image and engine's image all match
+    // the last build is not built again.
+    // (service, image name) pairs.
+    let (unchanged, to_build): (Vec<_>, Vec<_>) =
+        project.images().into_iter().partition(|(service, image)| {
+            let record = store.state.builds.get(service);
+            !opts.rebuild
+                && record.is_some_and(|r| {
+                    keys.get(service) == Some(&r.key)
+                        && image_ids.get(&compose::image_key(image)) == Some(&r.image_id)
+                })
+        });
+    let mut images: Vec<compose::ImageBuild> = unchanged
+        .iter()
+        .map(|(service, image)| compose::ImageBuild {
+            service: service.clone(),
+            image: image.clone(),
+            built: false,
+            unchanged: true,
+        })
+        .collect();
+    if !to_build.is_empty() {
+        let services: Vec<String> = to_build.iter().map(|(s, _)| s.clone()).collect();
+        images.extend(
+            project
+                .build(&opts.run_dir.join("build.log"), Some(&services))
+                .map_err(stack)?,
+        );
+        image_ids = compose::image_ids(&project.spec.dir).map_err(stack)?;
+        for (service, image) in &to_build {
+            match (keys.get(service), image_ids.get(&compose::image_key(image))) {
+                (Some(key), Some(id)) => store.state.builds.insert(
+                    service.clone(),
+                    fingerprint::Built {
+                        key: key.clone(),
+                        image_id: id.clone(),
+                    },
+                ),
+                _ => store.state.builds.remove(service),
+            };
+        }
+        // Losing the record costs only the next run's skip.
+        let _ = store.save();
+    }
+    images.sort_by(|a, b| a.service.cmp(&b.service));
     let shown: Vec<String> = images
         .iter()
-        .map(|i| format!("{} {}", i.service, if i.built { "built" } else { "cached" }))
+        .map(|i| {
+            let how = match (i.unchanged, i.built) {
+                (true, _) => "unchanged",
+                (false, true) => "built",
+                (false, false) => "cached",
+            };
+            format!("{} {how}", i.service)
+        })
         .collect();
     let sizes: Vec<String> = contexts
         .iter()
@@ -316,7 +408,14 @@ pub(crate) fn build_phase(
     } else {
         parts.join("; ")
     };
-    Ok(((contexts, images, prebuild), note))
+    Ok((
+        Built {
+            contexts,
+            images,
+            image_ids,
+        },
+        note,
+    ))
 }
 
 /// When the certificate folder's files last changed (by the certs phase, or
@@ -332,14 +431,30 @@ fn newest_certificate(opts: &Options) -> Option<std::time::SystemTime> {
 pub(crate) fn up_phase(
     opts: &Options,
     project: &Project,
+    store: &mut Store,
+    image_ids: Option<BTreeMap<String, String>>,
     progress: &mut dyn Progress,
 ) -> PhaseResult<compose::UpSummary> {
+    let image_ids = match image_ids {
+        Some(ids) => ids,
+        None => compose::image_ids(&project.spec.dir).map_err(stack)?,
+    };
+    // Nothing the containers are made from changed since the last `up`: if
+    // the containers it left are still as it left them, `up` is skipped.
+    let key = fingerprint::stack_key(project, opts.ephemeral_ports, &image_ids);
+    let unchanged = match (&key, &store.state.stack) {
+        (Some(key), Some(last)) if !opts.rebuild && &last.key == key => {
+            Some(last.containers.clone())
+        }
+        _ => None,
+    };
     // A running container holds the certificates it read at start: new ones
     // need new containers, which Compose would not make for unchanged config.
     let up_opts = UpOptions {
         timeout: Duration::from_secs(opts.config.readiness.timeout_s),
         mounted_files_changed: newest_certificate(opts),
         probes: opts.config.readiness.services.clone(),
+        unchanged,
     };
     let up = project
         .up_and_wait(up_opts, |pending| {
@@ -347,19 +462,32 @@ pub(crate) fn up_phase(
             progress.note(Phase::Up, &format!("waiting for {}", list.join(", ")));
         })
         .map_err(stack)?;
+    store.state.stack = key.map(|key| fingerprint::Started {
+        key,
+        containers: up.conditions.clone(),
+    });
+    let _ = store.save();
     let mut by_time: Vec<(&String, &f64)> = up.ready_s.iter().collect();
     by_time.sort_by(|a, b| a.1.total_cmp(b.1));
     let ready: Vec<String> = by_time
         .iter()
         .map(|(s, t)| format!("{s} {t:.1} s"))
         .collect();
-    let mut note = format!(
-        "containers: {} created, {} started, {} reused; ready: {}",
-        up.created,
-        up.started,
-        up.reused,
-        ready.join(", ")
-    );
+    let mut note = if up.unchanged {
+        format!(
+            "unchanged: {} containers as the last run left them, `up` skipped; ready: {}",
+            up.reused,
+            ready.join(", ")
+        )
+    } else {
+        format!(
+            "containers: {} created, {} started, {} reused; ready: {}",
+            up.created,
+            up.started,
+            up.reused,
+            ready.join(", ")
+        )
+    };
     if !up.checks_run_here.is_empty() {
         note.push_str(&format!(
             "; health checks run by the tool: {}",
@@ -401,7 +529,12 @@ fn invocation(
         args: opts.nextest_args.clone(),
         env,
         tool_config: Some(tool_config),
+        reuse: None,
     })
+}
+
+fn cargo_metadata_file(opts: &Options) -> Utf8PathBuf {
+    opts.run_dir.join("cargo-metadata.json")
 }
 
 /// The test binaries, built while images build and the stack starts (they
@@ -411,6 +544,8 @@ fn invocation(
 pub(crate) struct Prebuild {
     handle: Option<std::thread::JoinHandle<process::Result<process::GroupOutput>>>,
     command: String,
+    /// Where the list of built binaries goes, for [`test_runner::Reuse`].
+    binaries: Utf8PathBuf,
 }
 
 impl Prebuild {
@@ -420,9 +555,10 @@ impl Prebuild {
             return Prebuild {
                 handle: None,
                 command: String::new(),
+                binaries: Utf8PathBuf::new(),
             };
         };
-        let cmd = inv.build_command();
+        let cmd = inv.list_command();
         let command = cmd.to_string();
         let root = opts.workspace.root.clone();
         let handle = std::thread::spawn(move || {
@@ -437,20 +573,24 @@ impl Prebuild {
         Prebuild {
             handle: Some(handle),
             command,
+            binaries: opts.run_dir.join("binaries-metadata.json"),
         }
     }
 
-    /// Waits for the build; a failed one fails the test phase with its output.
-    pub(crate) fn finish(mut self) -> Result<(), Failure> {
+    /// Waits for the build; a failed one fails the test phase with its
+    /// output. The list of the binaries built, when it could be written.
+    pub(crate) fn finish(mut self) -> Result<Option<Utf8PathBuf>, Failure> {
         let Some(handle) = self.handle.take() else {
-            return Ok(());
+            return Ok(None);
         };
         let out = handle
             .join()
             .expect("the test build thread does not panic")
             .map_err(stack)?;
         if out.success() {
-            return Ok(());
+            return Ok(std::fs::write(&self.binaries, &out.stdout)
+                .is_ok()
+                .then(|| self.binaries.clone()));
         }
         let text = format!("{}{}", out.stdout, out.stderr);
         let lines: Vec<&str> = text.lines().collect();
@@ -477,9 +617,10 @@ pub(crate) fn test_phase(
     prebuild: Option<Prebuild>,
     counted: &mut Option<test_runner::Outcome>,
 ) -> PhaseResult<()> {
-    if let Some(p) = prebuild {
-        p.finish()?;
-    }
+    let binaries = match prebuild {
+        Some(p) => p.finish()?,
+        None => None,
+    };
     let c = &opts.config;
     let containers = project.ps().map_err(stack)?;
     let env = test_env(opts, &containers).map_err(Failure::BadInput)?;
@@ -488,7 +629,20 @@ pub(crate) fn test_phase(
     } else {
         opts.filtersets.clone()
     };
-    let invocation = invocation(opts, filtersets, env).map_err(stack)?;
+    let mut invocation = invocation(opts, filtersets, env).map_err(stack)?;
+    // The binaries the prebuild made are run as they are, without a second
+    // cargo build; pass-through arguments may be cargo's own build options,
+    // which nextest refuses beside reused binaries, so they keep the plain run.
+    let metadata = cargo_metadata_file(opts);
+    if let Some(binaries) = binaries
+        && opts.nextest_args.is_empty()
+        && metadata.exists()
+    {
+        invocation.reuse = Some(test_runner::Reuse {
+            binaries_metadata: binaries,
+            cargo_metadata: metadata,
+        });
+    }
     let outcome = invocation
         .run(&opts.workspace.root, &opts.run_dir)
         .map_err(stack)?;

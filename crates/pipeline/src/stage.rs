@@ -1,6 +1,9 @@
 //! Host-built binaries for `FROM scratch` images: each staged package is built
 //! statically for the host's Linux target and copied into its build context,
 //! and only when its bytes changed, so BuildKit's cache holds when nothing did.
+//! They build in a target folder of their own (`<target>/e2e/stage`), so
+//! the test binaries can build at the same time: one cargo holding a target
+//! folder's lock makes any other wait.
 
 use camino::{Utf8Path, Utf8PathBuf};
 use process::{Cmd, GroupOptions};
@@ -27,11 +30,11 @@ pub fn stage(
             .filter(|(s, _)| s.profile == profile)
             .map(|(s, _)| s.package.as_str())
             .collect();
-        build(root, &triple, profile, &packages)?;
+        build(root, &stage_dir(target_dir), &triple, profile, &packages)?;
     }
     let mut changed = 0;
     for (s, dir) in stages {
-        let from = target_dir
+        let from = stage_dir(target_dir)
             .join(&triple)
             .join(profile_dir(&s.profile))
             .join(&s.package);
@@ -39,6 +42,11 @@ pub fn stage(
         changed += usize::from(copy_if_changed(&from, &dir.join(&s.package))?);
     }
     Ok(changed)
+}
+
+/// Where staged binaries build: apart from the workspace's other builds.
+pub fn stage_dir(target_dir: &Utf8Path) -> Utf8PathBuf {
+    target_dir.join("e2e/stage")
 }
 
 /// The folder cargo builds a profile into: `dev` builds into `debug`.
@@ -50,7 +58,13 @@ fn profile_dir(profile: &str) -> &str {
     }
 }
 
-fn build(root: &Utf8Path, triple: &str, profile: &str, packages: &[&str]) -> Result<(), String> {
+fn build(
+    root: &Utf8Path,
+    target_dir: &Utf8Path,
+    triple: &str,
+    profile: &str,
+    packages: &[&str],
+) -> Result<(), String> {
     let packages = packages
         .iter()
         .flat_map(|p| ["--package".to_owned(), p.to_string()]);
@@ -65,7 +79,9 @@ fn build(root: &Utf8Path, triple: &str, profile: &str, packages: &[&str]) -> Res
         "-C target-feature=+crt-static".into(),
     ]
     .join(" ");
-    let cmd = Cmd::cargo(args).env("RUSTFLAGS", flags.trim());
+    let cmd = Cmd::cargo(args)
+        .env("RUSTFLAGS", flags.trim())
+        .env("CARGO_TARGET_DIR", target_dir.as_str());
     let out = cmd
         .run_group(
             root,

@@ -51,6 +51,7 @@ fn a_panic_mid_run_still_tears_down() {
         keep_on_failure: false,
         no_clean: true,
         no_build: false,
+        rebuild: false,
         ephemeral_ports: false,
         ci: false,
         filtersets: Vec::new(),

@@ -21,6 +21,9 @@ pub const PARSER_VERSION: &str = "0.22.0";
 pub struct Workspace {
     graph: PackageGraph,
     groups: HashSet<String>,
+    /// The `cargo metadata` output it was built from (nextest can be handed
+    /// it instead of running cargo again: [`crate::Reuse`]).
+    metadata: String,
 }
 
 impl Workspace {
@@ -33,7 +36,16 @@ impl Workspace {
             Some(text) => test_groups(text)?,
             None => HashSet::new(),
         };
-        Ok(Workspace { graph, groups })
+        Ok(Workspace {
+            graph,
+            groups,
+            metadata: metadata_json.to_owned(),
+        })
+    }
+
+    /// The `cargo metadata` JSON the graph was built from.
+    pub fn metadata_json(&self) -> &str {
+        &self.metadata
     }
 
     /// Runs `cargo metadata` in `root` and reads `root/.config/nextest.toml`.

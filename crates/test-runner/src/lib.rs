@@ -8,4 +8,4 @@ pub mod run;
 
 pub use error::{Error, Result};
 pub use filterset::Workspace;
-pub use run::{Counts, Invocation, Outcome, TOOL, Verdict, write_tool_config};
+pub use run::{Counts, Invocation, Outcome, Reuse, TOOL, Verdict, write_tool_config};

@@ -27,6 +27,17 @@ pub struct Invocation {
     /// nextest's `--tool-config-file`: the profile the tool supplies, below
     /// the workspace's own config (see [`write_tool_config`]).
     pub tool_config: Option<Utf8PathBuf>,
+    /// Test binaries built earlier: nextest runs them without asking cargo
+    /// to build again (its reuse-build options).
+    pub reuse: Option<Reuse>,
+}
+
+/// What nextest needs to run binaries built earlier: the list
+/// [`Invocation::list_command`] printed and the workspace's `cargo metadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reuse {
+    pub binaries_metadata: Utf8PathBuf,
+    pub cargo_metadata: Utf8PathBuf,
 }
 
 /// The tool name under which the profile is handed to nextest.
@@ -110,10 +121,21 @@ pub struct Outcome {
 }
 
 impl Invocation {
-    /// `cargo nextest run (--workspace | -p PKG...) --profile P [-E F]... ARGS...`,
-    /// with the environment.
+    /// `cargo nextest run (--workspace | -p PKG... | --binaries-metadata B
+    /// --cargo-metadata M) --profile P [-E F]... ARGS...`, with the environment.
     pub fn command(&self) -> Cmd {
-        let scope: Vec<String> = if self.packages.is_empty() {
+        self.nextest("run", &[])
+    }
+
+    fn nextest(&self, verb: &str, extra: &[&str]) -> Cmd {
+        let scope: Vec<String> = if let Some(r) = &self.reuse {
+            vec![
+                "--binaries-metadata".into(),
+                r.binaries_metadata.to_string(),
+                "--cargo-metadata".into(),
+                r.cargo_metadata.to_string(),
+            ]
+        } else if self.packages.is_empty() {
             vec!["--workspace".into()]
         } else {
             self.packages
@@ -129,29 +151,35 @@ impl Invocation {
             .tool_config
             .iter()
             .flat_map(|t| ["--tool-config-file".to_owned(), format!("{TOOL}:{t}")]);
-        let args = ["nextest", "run"]
+        let args = ["nextest", verb]
             .map(str::to_owned)
             .into_iter()
             .chain(tool)
             .chain(scope)
             .chain(["--profile".to_owned(), self.profile.clone()])
             .chain(filters)
-            .chain(self.args.iter().cloned());
+            .chain(self.args.iter().cloned())
+            .chain(extra.iter().map(|a| (*a).to_owned()));
         Cmd::cargo(args).envs(&self.env)
     }
 
-    /// `cargo nextest run --no-run` of the same scope, profile and tool
-    /// config: it builds exactly the test binaries [`Invocation::run`] will
-    /// run, so they can be built while the stack starts. Pass-through
-    /// arguments stay out (some, like `--partition`, refuse `--no-run`).
-    pub fn build_command(&self) -> Cmd {
+    /// `cargo nextest list --list-type binaries-only --message-format json`
+    /// of the same scope, profile and tool config: it builds exactly the test
+    /// binaries [`Invocation::run`] will run, so they can be built while the
+    /// stack starts, and prints their list for [`Reuse`]. Pass-through
+    /// arguments stay out (`list` refuses run options such as `--no-capture`).
+    pub fn list_command(&self) -> Cmd {
         let mut cmd = Invocation {
             filtersets: Vec::new(),
-            args: vec!["--no-run".into()],
+            args: Vec::new(),
             env: Vec::new(),
+            reuse: None,
             ..self.clone()
         }
-        .command();
+        .nextest(
+            "list",
+            &["--list-type", "binaries-only", "--message-format", "json"],
+        );
         cmd.env.clear();
         cmd
     }
@@ -277,6 +305,7 @@ mod tests {
             args: vec!["--partition".into(), "count:1/2".into()],
             env: vec![("E2E_CA_CERT".into(), "/c/ca.crt".into())],
             tool_config: Some("/t/tool.toml".into()),
+            reuse: None,
         };
         let cmd = inv.command();
         assert_eq!(
@@ -292,10 +321,22 @@ mod tests {
             "nested cargo drops cargo run's variables"
         );
         assert_eq!(
-            inv.build_command().to_string(),
-            "cargo nextest run --tool-config-file cargo-e2e:/t/tool.toml -p e2e-tests --profile e2e --no-run"
+            inv.list_command().to_string(),
+            "cargo nextest list --tool-config-file cargo-e2e:/t/tool.toml -p e2e-tests --profile e2e --list-type binaries-only --message-format json"
         );
-        assert!(inv.build_command().env.is_empty());
+        assert!(inv.list_command().env.is_empty());
+        let reused = Invocation {
+            args: Vec::new(),
+            reuse: Some(Reuse {
+                binaries_metadata: "/r/binaries.json".into(),
+                cargo_metadata: "/r/cargo-metadata.json".into(),
+            }),
+            ..inv.clone()
+        };
+        assert_eq!(
+            reused.command().to_string(),
+            "cargo nextest run --tool-config-file cargo-e2e:/t/tool.toml --binaries-metadata /r/binaries.json --cargo-metadata /r/cargo-metadata.json --profile e2e -E 'test(/tls/)'"
+        );
         let workspace = Invocation {
             profile: "e2e".into(),
             ..Invocation::default()

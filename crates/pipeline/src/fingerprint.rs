@@ -1,0 +1,324 @@
+//! Doing nothing when nothing changed. A fingerprint of what each image is
+//! built from (the exact files its build sends, its Dockerfile, its build
+//! config, the IDs of its base images) is recorded with the image it
+//! produced; one of what the containers are made from (the resolved stack,
+//! every service's image ID) with the containers `up` left. When a
+//! fingerprint, its image and its containers all match, the build or the
+//! `up` is skipped. The record lives in `<target>/e2e/state/<project>.json`;
+//! a missing or unreadable one only means "build and start as usual".
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::MetadataExt as _;
+
+use build_context::{Context, EntryKind, Walk};
+use camino::{Utf8Path, Utf8PathBuf};
+use ring::digest::{Context as Hasher, SHA256};
+use serde::{Deserialize, Serialize};
+
+/// Bumped when what goes into a key changes: old records then match nothing.
+const VERSION: u32 = 1;
+
+/// What the last successful build and `up` of a project left.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct State {
+    version: u32,
+    /// Per service that builds: the key of its inputs and the image ID they gave.
+    pub builds: BTreeMap<String, Built>,
+    /// The key of the stack and the containers `up` left ready for it.
+    pub stack: Option<Started>,
+    /// Content hashes by absolute path, reused while a file's size, mtime,
+    /// ctime and inode stay the same (git's index does the same).
+    files: BTreeMap<String, Stamp>,
+    /// When `files` was written (ns since the epoch): a stamp taken in the
+    /// same instant as a write cannot tell that write ("racy" in git's terms),
+    /// so such files are hashed again.
+    written_ns: i128,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Built {
+    pub key: String,
+    pub image_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Started {
+    pub key: String,
+    /// Container ID to its condition (`running`, `exited 0`).
+    pub containers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stamp {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    ino: u64,
+    sha256: String,
+}
+
+/// The state file of a project, loaded once per run and written after the
+/// phases that change it.
+#[derive(Debug)]
+pub(crate) struct Store {
+    path: Utf8PathBuf,
+    pub state: State,
+    /// The stamps seen in this run: only these are written back, so files
+    /// that left the contexts leave the record too.
+    seen: BTreeMap<String, Stamp>,
+}
+
+impl Store {
+    pub(crate) fn open(target_dir: &Utf8Path, project: &str) -> Store {
+        let path = target_dir.join("e2e/state").join(format!("{project}.json"));
+        let state = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+            .filter(|s| s.version == VERSION)
+            .unwrap_or_default();
+        Store {
+            path,
+            state,
+            seen: BTreeMap::new(),
+        }
+    }
+
+    /// Writes the state atomically; a failure costs only the next run's skip.
+    pub(crate) fn save(&mut self) -> Result<(), String> {
+        self.state.version = VERSION;
+        if !self.seen.is_empty() {
+            self.state.files = std::mem::take(&mut self.seen);
+            self.state.written_ns = now_ns();
+        }
+        let dir = self.path.parent().expect("the state file has a folder");
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+            serde_json::to_writer(&mut tmp, &self.state)?;
+            tmp.flush()?;
+            tmp.persist(&self.path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        write().map_err(|e| format!("cannot write {}: {e}", self.path))
+    }
+
+    /// The key of one image's inputs: every entry the context sends (path,
+    /// kind, permissions, content or link target), the Dockerfile's bytes
+    /// (sent even when ignored or outside the context), the service's
+    /// `build` config (args, target, ...) and its base images' IDs (`?` for
+    /// one the engine does not hold: then only its name counts).
+    pub(crate) fn build_key(
+        &mut self,
+        ctx: &Context,
+        walk: &Walk,
+        build_config: &serde_json::Value,
+        image_ids: &BTreeMap<String, String>,
+    ) -> std::io::Result<String> {
+        let mut h = Hasher::new(&SHA256);
+        let mut field = |bytes: &[u8]| {
+            h.update(&(bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(b"context");
+        for e in walk.entries.iter().filter(|e| !e.excluded) {
+            let path = ctx
+                .root
+                .as_std_path()
+                .join(std::ffi::OsStr::from_bytes(&e.path));
+            let meta = std::fs::symlink_metadata(&path)?;
+            field(&e.path);
+            field(&[e.kind as u8]);
+            field(&(meta.mode() & 0o7777).to_le_bytes());
+            match e.kind {
+                EntryKind::File => field(self.content_hash(&path, &meta)?.as_bytes()),
+                EntryKind::Symlink => field(std::fs::read_link(&path)?.as_os_str().as_bytes()),
+                EntryKind::Dir | EntryKind::Other => {}
+            }
+        }
+        let dockerfile = ctx
+            .dockerfile
+            .clone()
+            .unwrap_or_else(|| ctx.root.join("Dockerfile"));
+        let text = std::fs::read(&dockerfile)?;
+        field(b"dockerfile");
+        field(&text);
+        field(b"build");
+        field(build_config.to_string().as_bytes());
+        for base in build_context::dockerfile::base_images(&String::from_utf8_lossy(&text)) {
+            field(base.as_bytes());
+            let id = image_ids.get(&compose::image_key(&base));
+            field(id.map_or("?", String::as_str).as_bytes());
+        }
+        Ok(hex(h.finish().as_ref()))
+    }
+
+    /// A file's SHA-256, from the record when its metadata did not change.
+    fn content_hash(
+        &mut self,
+        path: &std::path::Path,
+        meta: &std::fs::Metadata,
+    ) -> std::io::Result<String> {
+        let key = path.to_string_lossy().into_owned();
+        let stamp = |sha256: String| Stamp {
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            ino: meta.ino(),
+            sha256,
+        };
+        let now = stamp(String::new());
+        if let Some(old) = self.state.files.get(&key)
+            && (old.size, old.mtime_ns, old.ctime_ns, old.ino)
+                == (now.size, now.mtime_ns, now.ctime_ns, now.ino)
+            && now.mtime_ns.max(now.ctime_ns) < self.state.written_ns - 1_000_000_000
+        {
+            let hash = old.sha256.clone();
+            self.seen.insert(key, old.clone());
+            return Ok(hash);
+        }
+        let mut h = Hasher::new(&SHA256);
+        let mut file = std::fs::File::open(path)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let hash = hex(h.finish().as_ref());
+        self.seen.insert(key, stamp(hash.clone()));
+        Ok(hash)
+    }
+}
+
+/// The key of what the containers are made from: the resolved stack, how
+/// its ports are published, and the image ID each service's image name
+/// resolves to now. `None` when one has no image on the engine (`up` would
+/// build or pull it).
+pub(crate) fn stack_key(
+    project: &compose::Project,
+    ephemeral_ports: bool,
+    image_ids: &BTreeMap<String, String>,
+) -> Option<String> {
+    let mut h = Hasher::new(&SHA256);
+    h.update(project.stack.config.to_string().as_bytes());
+    h.update(&[u8::from(ephemeral_ports)]);
+    let built: BTreeMap<String, String> = project.images().into_iter().collect();
+    let services: BTreeSet<&String> = project.stack.services.keys().collect();
+    for name in services {
+        let s = &project.stack.services[name];
+        let image = built.get(name).or(s.image.as_ref())?;
+        let id = image_ids.get(&compose::image_key(image))?;
+        h.update(name.as_bytes());
+        h.update(id.as_bytes());
+    }
+    Some(hex(h.finish().as_ref()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(store: &mut Store, root: &Utf8Path, build: &serde_json::Value) -> String {
+        let ctx = Context::open(root, None).unwrap();
+        let walk = ctx.walk(build_context::WalkOptions::default()).unwrap();
+        store
+            .build_key(&ctx, &walk, build, &BTreeMap::new())
+            .unwrap()
+    }
+
+    #[test]
+    fn the_build_key_follows_every_input_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(tmp.path()).unwrap().to_owned();
+        std::fs::write(root.join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
+        std::fs::write(root.join(".dockerignore"), "*.log\n").unwrap();
+        std::fs::write(root.join("app.txt"), "one").unwrap();
+        let mut store = Store::open(&root.join("target"), "p");
+        let build = serde_json::json!({"context": ".", "args": {"A": "1"}});
+        let first = key_of(&mut store, &root, &build);
+        assert_eq!(key_of(&mut store, &root, &build), first, "nothing changed");
+
+        std::fs::write(root.join("debug.log"), "ignored").unwrap();
+        assert_eq!(
+            key_of(&mut store, &root, &build),
+            first,
+            "an ignored file is not sent"
+        );
+
+        let mut keys = BTreeSet::from([first.clone()]);
+        std::fs::write(root.join("app.txt"), "two").unwrap();
+        assert!(keys.insert(key_of(&mut store, &root, &build)), "content");
+        std::fs::set_permissions(
+            root.join("app.txt"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        assert!(keys.insert(key_of(&mut store, &root, &build)), "mode");
+        std::fs::write(root.join("Dockerfile"), "FROM scratch\nCOPY app.txt /\n").unwrap();
+        assert!(keys.insert(key_of(&mut store, &root, &build)), "Dockerfile");
+        let other = serde_json::json!({"context": ".", "args": {"A": "2"}});
+        assert!(keys.insert(key_of(&mut store, &root, &other)), "build arg");
+        std::os::unix::fs::symlink("app.txt", root.join("link")).unwrap();
+        assert!(
+            keys.insert(key_of(&mut store, &root, &other)),
+            "new symlink"
+        );
+    }
+
+    #[test]
+    fn a_recorded_hash_is_reused_only_while_the_file_is_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(tmp.path()).unwrap().join("ctx");
+        std::fs::create_dir(&root).unwrap();
+        // Outside the context: the record is no file the build sends.
+        let target = root.with_file_name("target");
+        std::fs::write(root.join("Dockerfile"), "FROM scratch\n").unwrap();
+        let file = root.join("big.bin");
+        std::fs::write(&file, vec![7u8; 1 << 20]).unwrap();
+        let build = serde_json::json!({});
+        let state = target.join("e2e/state/p.json");
+        let mut store = Store::open(&target, "p");
+        let first = key_of(&mut store, &root, &build);
+        store.save().unwrap();
+        // Written just now: too recent to trust, so it is hashed again.
+        let forged = std::fs::read_to_string(&state).unwrap();
+        let sha = forged.split("\"sha256\":\"").nth(1).unwrap()[..64].to_owned();
+        let forged = forged.replace(&sha, &"0".repeat(64));
+        std::fs::write(&state, &forged).unwrap();
+        let mut store = Store::open(&target, "p");
+        assert_eq!(
+            key_of(&mut store, &root, &build),
+            first,
+            "a racy stamp is not trusted"
+        );
+        // Once the stamp is older than the record, the record is believed
+        // (here, the forged hash shows it was used instead of the file).
+        let later = forged.replace("\"written_ns\":", "\"written_ns\":1");
+        std::fs::write(&state, later).unwrap();
+        let mut store = Store::open(&target, "p");
+        assert_ne!(
+            key_of(&mut store, &root, &build),
+            first,
+            "the record is used"
+        );
+        // A changed file (new ctime, mtime, maybe size) is read again.
+        std::fs::write(&file, vec![8u8; 1 << 20]).unwrap();
+        let mut store = Store::open(&target, "p");
+        let changed = key_of(&mut store, &root, &build);
+        assert_ne!(changed, first);
+    }
+}
