@@ -751,3 +751,167 @@ fn a_check_that_never_passes_still_fails_fast() {
     );
     assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
 }
+
+/// Each service's container ID, as the engine lists the project.
+fn container_ids(shop: &Shop) -> std::collections::BTreeMap<String, String> {
+    let filter = format!("label=com.docker.compose.project={}", shop.project);
+    let format = "{{.Label \"com.docker.compose.service\"}} {{.ID}}";
+    compose::docker(["ps", "--all", "--filter", &filter, "--format", format])
+        .text(&shop.root)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(s, id)| (s.to_owned(), id.to_owned()))
+        .collect()
+}
+
+/// `(services whose image was skipped as unchanged, whether up was skipped)`.
+fn skipped(report: &RunReport) -> (Vec<String>, bool) {
+    let images = report
+        .images
+        .iter()
+        .filter(|i| i.unchanged)
+        .map(|i| i.service.clone())
+        .collect();
+    let up = report.containers.as_ref().is_some_and(|u| u.unchanged);
+    (images, up)
+}
+
+const KEEP: [&str; 5] = ["e2e", "--teardown", "keep", "-E", "test(proxy)"];
+
+/// Runs with `--teardown keep`; returns the report and the container IDs.
+fn kept_run(
+    shop: &Shop,
+    e: Option<duct::Expression>,
+) -> (RunReport, std::collections::BTreeMap<String, String>) {
+    let (code, out) = shop.run_with(e.unwrap_or_else(|| shop.cargo(&KEEP)));
+    assert_eq!(code, Some(0), "{out}");
+    (shop.report(), container_ids(shop))
+}
+
+const ALL: [&str; 4] = ["api", "db", "migrate", "proxy"];
+
+#[test]
+fn an_unchanged_stack_is_neither_built_nor_started_then_a_sent_file_changes_that() {
+    if !ready_or_skip(
+        "an_unchanged_stack_is_neither_built_nor_started_then_a_sent_file_changes_that",
+    ) {
+        return;
+    }
+    let shop = Shop::new("unchanged");
+    shop.init();
+    let (first, before) = kept_run(&shop, None);
+    assert_eq!(skipped(&first), (vec![], false), "{first}");
+    let (again, after) = kept_run(&shop, None);
+    assert_eq!(
+        skipped(&again),
+        (ALL.map(String::from).to_vec(), true),
+        "{again}"
+    );
+    assert_eq!(after, before, "the same containers ran the tests");
+    assert!(
+        phase(&again, Phase::Up).note.starts_with("unchanged"),
+        "{again}"
+    );
+    // A file the build sends (all four share the context): all build again,
+    // and only the proxy, whose image changed, gets a new container.
+    let conf = shop.root.join("docker/nginx.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, format!("# changed\n{text}")).unwrap();
+    let (changed, recreated) = kept_run(&shop, None);
+    assert_eq!(skipped(&changed), (vec![], false), "{changed}");
+    assert_ne!(recreated["proxy"], before["proxy"], "{changed}");
+    assert_eq!(recreated["db"], before["db"], "{changed}");
+    shop.purge_and_check(&["-E", "test(proxy)"]);
+}
+
+#[test]
+fn a_dockerfile_change_builds_again() {
+    if !ready_or_skip("a_dockerfile_change_builds_again") {
+        return;
+    }
+    let shop = Shop::new("dfchange");
+    shop.init();
+    let (_, before) = kept_run(&shop, None);
+    let dockerfile = shop.root.join("docker/Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    let text = text.replace(
+        "COPY docker/nginx.conf /etc/nginx/nginx.conf\n",
+        "COPY docker/nginx.conf /etc/nginx/nginx.conf\nLABEL shop.note=\"changed\"\n",
+    );
+    std::fs::write(&dockerfile, text).unwrap();
+    let (report, after) = kept_run(&shop, None);
+    assert_eq!(skipped(&report), (vec![], false), "{report}");
+    assert_ne!(after["proxy"], before["proxy"], "{report}");
+    assert_eq!(after["api"], before["api"], "{report}");
+    shop.purge_and_check(&["-E", "test(proxy)"]);
+}
+
+#[test]
+fn a_build_arg_change_builds_that_service_again() {
+    if !ready_or_skip("a_build_arg_change_builds_that_service_again") {
+        return;
+    }
+    let shop = Shop::new("argchange");
+    shop.init();
+    // A build argument taken from the environment, as CI pipelines pass a version.
+    shop.with_override(
+        "services:\n  proxy:\n    build:\n      args:\n        NOTE: ${SHOP_NOTE:-one}\n",
+    );
+    let dockerfile = shop.root.join("docker/Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    std::fs::write(
+        &dockerfile,
+        format!("{text}ARG NOTE\nLABEL shop.note=$NOTE\n"),
+    )
+    .unwrap();
+    let (_, before) = kept_run(&shop, None);
+    let (same, _) = kept_run(&shop, None);
+    assert_eq!(
+        skipped(&same),
+        (ALL.map(String::from).to_vec(), true),
+        "{same}"
+    );
+    let (report, after) = kept_run(&shop, Some(shop.cargo(&KEEP).env("SHOP_NOTE", "two")));
+    // Only the proxy's inputs changed: the others are not even built.
+    assert_eq!(
+        skipped(&report),
+        (["api", "db", "migrate"].map(String::from).to_vec(), false),
+        "{report}"
+    );
+    assert_ne!(after["proxy"], before["proxy"], "{report}");
+    assert_eq!(after["db"], before["db"], "{report}");
+    let label = compose::docker([
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"shop.note\"}}",
+        &after["proxy"],
+    ])
+    .text(&shop.root)
+    .unwrap();
+    assert_eq!(label.trim(), "two");
+    shop.purge_and_check(&["-E", "test(proxy)"]);
+}
+
+#[test]
+fn a_service_config_change_starts_again_without_building() {
+    if !ready_or_skip("a_service_config_change_starts_again_without_building") {
+        return;
+    }
+    let shop = Shop::new("cfgchange");
+    shop.init();
+    // Changed through the environment: a file in the context would rebuild.
+    shop.with_override(
+        "services:\n  proxy:\n    environment:\n      GREETING: ${SHOP_GREETING:-hello}\n",
+    );
+    let (_, before) = kept_run(&shop, None);
+    let (report, after) = kept_run(&shop, Some(shop.cargo(&KEEP).env("SHOP_GREETING", "hi")));
+    assert_eq!(
+        skipped(&report),
+        (ALL.map(String::from).to_vec(), false),
+        "no image is built, but up runs: {report}"
+    );
+    assert_ne!(after["proxy"], before["proxy"], "{report}");
+    assert_eq!(after["db"], before["db"], "{report}");
+    shop.purge_and_check(&["-E", "test(proxy)"]);
+}
