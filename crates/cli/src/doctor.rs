@@ -139,6 +139,10 @@ fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String
     if !daemon {
         return;
     }
+    let api = Engine::api_version();
+    for line in health_timing_notes(&project.stack, api.as_deref()) {
+        row("health checks", &line);
+    }
     match project.deaf_to_stop_signal() {
         Ok(None) => row(
             "stop signals",
@@ -182,5 +186,75 @@ fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String
             }
         }
         Err(e) => problems.push(format!("the project's containers cannot be listed: {e}")),
+    }
+}
+
+/// `start_interval` (engine API 1.44, Docker 25) makes Docker run a check
+/// often while a service starts, where it would first run it `interval` after
+/// the start. An e2e run checks at once by itself (`docker exec`); these lines
+/// say what the setting would save where Docker's own timer still counts:
+/// plain `docker compose up --wait`, and checks the run leaves to Docker.
+fn health_timing_notes(stack: &compose::Stack, api: Option<&str>) -> Vec<String> {
+    let supported = api.and_then(|v| {
+        let (major, minor) = v.split_once('.')?;
+        Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?) >= (1, 44))
+    });
+    let mut out = Vec::new();
+    for (name, s) in &stack.services {
+        let Some(t) = s.health_timing() else { continue };
+        if t.start_interval.is_some() {
+            continue;
+        }
+        let interval = t.interval.as_secs_f64();
+        if interval <= 1.0 {
+            continue;
+        }
+        let advice = format!(
+            "{name}: Docker runs its first check {interval:.0} s after the start (no start_interval); \
+             the e2e run checks at once. `start_period: 30s` + `start_interval: 1s` would save \
+             about {:.0} s per start of it under plain `docker compose up --wait`",
+            interval - 1.0
+        );
+        out.push(match supported {
+            Some(true) => advice,
+            Some(false) => format!(
+                "{advice}, on an engine with API 1.44 (Docker 25) or later: this one has API {}, \
+                 which ignores start_interval",
+                api.unwrap_or("?")
+            ),
+            None => format!("{advice} (engine API 1.44, Docker 25, and later)"),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_interval_advice_names_the_saving_and_the_engine_it_needs() {
+        let stack: compose::Stack = serde_json::from_value(serde_json::json!({
+            "name": "p",
+            "services": {
+                "db": {"healthcheck": {"test": ["CMD", "true"], "interval": "10s"}},
+                "fast": {"healthcheck": {"test": ["CMD", "true"], "interval": "10s", "start_interval": "1s"}},
+                "off": {"healthcheck": {"disable": true}},
+                "plain": {}
+            }
+        }))
+        .unwrap();
+        let new = health_timing_notes(&stack, Some("1.45"));
+        assert_eq!(new.len(), 1, "{new:?}");
+        assert!(
+            new[0].starts_with("db: Docker runs its first check 10 s after"),
+            "{new:?}"
+        );
+        assert!(new[0].contains("save about 9 s"), "{new:?}");
+        let old = health_timing_notes(&stack, Some("1.41"));
+        assert!(
+            old[0].contains("this one has API 1.41, which ignores start_interval"),
+            "{old:?}"
+        );
     }
 }

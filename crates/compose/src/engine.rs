@@ -99,6 +99,15 @@ impl Engine {
     }
 
     /// An engine and Compose v2 answer, or the error that says what to do.
+    /// The engine's API version (`1.41`), when it answers.
+    pub fn api_version() -> Option<String> {
+        crate::docker(["version", "--format", "{{.Server.APIVersion}}"])
+            .text(Utf8Path::new("."))
+            .ok()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
     pub fn require() -> Result<Engine> {
         let engine = Engine::detect();
         if let Some(detail) = &engine.daemon_error {

@@ -19,11 +19,11 @@ mod up;
 
 pub use engine::{ComposeFlavor, Engine};
 pub use error::{Error, Result};
-pub use model::{ProjectSpec, Stack};
+pub use model::{HealthTiming, ProjectSpec, Stack};
 pub use ports::{PortState, PortStatus};
 pub use project::{Container, ImageBuild, Project, Publisher, image_ids, image_key};
 pub use readiness::{HttpProbe, Probe};
-pub use teardown::{LeftContainer, Leftovers, Policy, leftovers};
+pub use teardown::{LeftContainer, Leftovers, Policy, Stopped, leftovers};
 pub use up::{POLL_INTERVAL, UpOptions, UpSummary};
 
 use process::Cmd;

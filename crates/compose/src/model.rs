@@ -114,6 +114,21 @@ impl Service {
         Some((argv, timeout))
     }
 
+    /// When Docker runs its healthcheck: `None` without one.
+    pub fn health_timing(&self) -> Option<HealthTiming> {
+        if !self.has_healthcheck() {
+            return None;
+        }
+        let h = self.healthcheck.as_ref()?;
+        let get = |key: &str| h.get(key).and_then(|v| v.as_str()).and_then(go_duration);
+        Some(HealthTiming {
+            // Docker's defaults.
+            interval: get("interval").unwrap_or(std::time::Duration::from_secs(30)),
+            start_period: get("start_period"),
+            start_interval: get("start_interval"),
+        })
+    }
+
     /// Each service it depends on, with the condition (`service_started`,
     /// `service_healthy`, `service_completed_successfully`).
     pub fn dependencies(&self) -> Vec<(String, String)> {
@@ -137,6 +152,16 @@ impl Service {
             .map(|p| p.target)
             .collect()
     }
+}
+
+/// When Docker runs a service's healthcheck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthTiming {
+    /// Between checks, and before the first one.
+    pub interval: std::time::Duration,
+    pub start_period: Option<std::time::Duration>,
+    /// Between checks during `start_period` (engine API 1.44, Docker 25, and later).
+    pub start_interval: Option<std::time::Duration>,
 }
 
 impl Build {

@@ -2,6 +2,7 @@
 //! check that the engine holds what the policy promised, and the failure
 //! bundle written before it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -79,7 +80,7 @@ struct InspectedConfig {
     #[serde(default)]
     stop_signal: String,
     #[serde(default)]
-    labels: std::collections::BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
 }
 
 /// What is left of a project on the engine.
@@ -161,16 +162,25 @@ impl std::fmt::Display for Leftovers {
     }
 }
 
+/// How the running containers stopped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stopped {
+    /// The services killed at once because their PID 1 would not act on the
+    /// stop signal (see [`crate::signals`]).
+    pub killed: Vec<String>,
+    /// Seconds from the stop until each service's container had exited, as
+    /// the engine dates the exit (the slowest container of a service).
+    pub stop_s: BTreeMap<String, f64>,
+}
+
 impl Project {
     /// Applies the policy; `grace` is how long each container gets after SIGTERM.
-    /// Returns the services killed at once because their PID 1 would not act
-    /// on the stop signal (see [`crate::signals`]).
-    pub fn teardown(&self, policy: Policy, grace: Duration) -> Result<Vec<String>> {
+    pub fn teardown(&self, policy: Policy, grace: Duration) -> Result<Stopped> {
         let t = grace.as_secs().to_string();
         // After `docker stop`, Compose's own command handles what that does not:
         // containers not running (created, restarting), networks, volumes, images.
         let args: Vec<&str> = match policy {
-            Policy::Keep => return Ok(Vec::new()),
+            Policy::Keep => return Ok(Stopped::default()),
             Policy::Stop => vec!["stop", "--timeout", &t],
             Policy::Down => vec!["down", "--timeout", &t, "--remove-orphans"],
             // `--rmi local`: the images Compose named after the project (services
@@ -186,7 +196,7 @@ impl Project {
                 "local",
             ],
         };
-        let killed = self.stop_all_at_once(grace)?;
+        let stopped = self.stop_all_at_once(grace)?;
         self.run_teardown_step(&self.compose(args))?;
         if policy == Policy::Purge {
             // `--rmi local` removes the tagged images; each rebuild also left
@@ -200,7 +210,7 @@ impl Project {
                 self.run_teardown_step(&crate::docker(args))?;
             }
         }
-        Ok(killed)
+        Ok(stopped)
     }
 
     /// Not interruptible: a first Ctrl-C during teardown lets it finish.
@@ -227,13 +237,15 @@ impl Project {
     /// level (two SIGTERM-ignoring services: 2.2 s against 4.4 s). A container
     /// whose PID 1 would not act on its stop signal is killed at once instead
     /// of being waited for (`docker stop` would send the signal, wait the
-    /// whole grace, then kill it anyway). Returns the services killed so.
-    fn stop_all_at_once(&self, grace: Duration) -> Result<Vec<String>> {
+    /// whole grace, then kill it anyway).
+    fn stop_all_at_once(&self, grace: Duration) -> Result<Stopped> {
         let StopPlan {
             stop,
             kill,
             mut killed,
         } = self.stop_plan()?;
+        let ids: Vec<String> = stop.iter().chain(&kill).cloned().collect();
+        let since = time::OffsetDateTime::now_utc();
         let secs = grace.as_secs().to_string();
         let stop_cmd = (!stop.is_empty()).then(|| {
             crate::docker(
@@ -254,7 +266,43 @@ impl Project {
             Ok::<(), Error>(())
         })?;
         killed.sort();
-        Ok(killed)
+        Ok(Stopped {
+            killed,
+            stop_s: self.exit_times(&ids, since),
+        })
+    }
+
+    /// Per service, seconds from `since` until its containers exited, by the
+    /// engine's `FinishedAt` (what cannot be read is left out: it is a report).
+    fn exit_times(&self, ids: &[String], since: time::OffsetDateTime) -> BTreeMap<String, f64> {
+        let mut out: BTreeMap<String, f64> = BTreeMap::new();
+        if ids.is_empty() {
+            return out;
+        }
+        let format =
+            format!("{{{{index .Config.Labels \"{SERVICE_LABEL}\"}}}} {{{{.State.FinishedAt}}}}");
+        let args = ["inspect", "--format", &format]
+            .map(str::to_owned)
+            .into_iter()
+            .chain(ids.iter().cloned());
+        let Ok(text) = crate::docker(args).text(&self.spec.dir) else {
+            return out;
+        };
+        for line in text.lines() {
+            let Some((service, finished)) = line.split_once(' ') else {
+                continue;
+            };
+            let Ok(at) = time::OffsetDateTime::parse(
+                finished.trim(),
+                &time::format_description::well_known::Rfc3339,
+            ) else {
+                continue;
+            };
+            let s = (at - since).as_seconds_f64().max(0.0);
+            let slot = out.entry(service.to_owned()).or_default();
+            *slot = slot.max(s);
+        }
+        out
     }
 
     /// The running services whose PID 1 would not act on its stop signal

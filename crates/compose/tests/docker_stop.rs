@@ -75,10 +75,20 @@ fn a_handler_keeps_its_grace_and_a_deaf_pid_1_is_killed_at_once() {
     project.up_and_wait(opts, |_| {}).unwrap();
 
     let since = now();
-    let killed = project
+    let stopped = project
         .teardown(Policy::Down, Duration::from_secs(10))
         .unwrap();
-    assert_eq!(killed, ["deaf"], "only the deaf service is killed at once");
+    assert_eq!(
+        stopped.killed,
+        ["deaf"],
+        "only the deaf service is killed at once"
+    );
+    // Each service's time to stop is reported.
+    assert_eq!(
+        stopped.stop_s.keys().collect::<Vec<_>>(),
+        ["deaf", "polite"],
+        "{stopped:?}"
+    );
     assert!(
         dir.join("out/marker").exists(),
         "the polite service got SIGTERM and handled it"

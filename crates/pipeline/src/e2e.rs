@@ -257,7 +257,8 @@ fn teardown(
         (Err(e), _) => Some(e.to_string()),
         (Ok(_), broken) => broken,
     };
-    let killed = result.as_ref().map(Vec::as_slice).unwrap_or_default();
+    let stopped = result.as_ref().cloned().unwrap_or_default();
+    let killed = &stopped.killed;
     let mut note = match (&failure, policy) {
         (Some(f), _) => format!("FAILED: {f}"),
         (None, Policy::Keep) if failed => keep_hint(opts, project),
@@ -279,6 +280,9 @@ fn teardown(
             killed.join(", ")
         ));
     }
+    if failure.is_none() && !stopped.stop_s.is_empty() {
+        note.push_str(&format!("; stopped in: {}", slowest_first(&stopped.stop_s)));
+    }
     let status = if failure.is_some() {
         Status::Failed
     } else {
@@ -292,10 +296,22 @@ fn teardown(
     );
     phases.report.teardown = Some(TeardownDone {
         policy,
+        stop_s: stopped.stop_s,
         leftovers,
         note,
     });
     failure
+}
+
+/// `db 1.2 s, api 0.1 s`: who cost what, the slowest first.
+pub(crate) fn slowest_first(seconds: &std::collections::BTreeMap<String, f64>) -> String {
+    let mut by_time: Vec<(&String, &f64)> = seconds.iter().collect();
+    by_time.sort_by(|a, b| b.1.total_cmp(a.1));
+    by_time
+        .iter()
+        .map(|(s, t)| format!("{s} {t:.1} s"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How to reach a stack kept after a failure, and how to remove it.

@@ -90,6 +90,9 @@ pub struct CertsDone {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TeardownDone {
     pub policy: Policy,
+    /// Seconds each service took to stop (the running ones; `keep`: none).
+    #[serde(default)]
+    pub stop_s: std::collections::BTreeMap<String, f64>,
     /// What the engine still holds for the project afterwards.
     pub leftovers: Option<Leftovers>,
     pub note: String,
