@@ -49,6 +49,8 @@ pub enum BenchPart {
     Readiness,
     /// The context walk against find and du.
     Walk,
+    /// A run on a kept, unchanged demo stack against the bare nextest run of its tests.
+    Kept,
 }
 
 #[derive(Debug, Args)]

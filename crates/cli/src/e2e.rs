@@ -33,6 +33,10 @@ pub fn run(flags: &E2e) -> anyhow::Result<()> {
         no_clean: flags.no_clean,
         no_build: flags.no_build,
         rebuild: flags.rebuild,
+        no_wait: flags.no_wait,
+        reaper: std::env::current_exe()
+            .ok()
+            .and_then(|p| camino::Utf8PathBuf::from_path_buf(p).ok()),
         ci,
         filtersets: flags.filtersets.clone(),
         nextest_args: flags.nextest_args.clone(),
@@ -81,6 +85,15 @@ fn on_signals(project: String, policy: compose::Policy) -> anyhow::Result<()> {
             return;
         }
         process::interrupt::abandon();
+        if let Some(pid) = pipeline::reaper::armed_pid() {
+            // Exiting closes the reaper's pipe: it takes the teardown over.
+            let _ = writeln!(
+                err,
+                "\nteardown left to the reaper (pid {pid}), which applies {policy} to project {project} \
+                 in the background; its log is reaper.log in the run's folder"
+            );
+            std::process::exit(130);
+        }
         let left = match compose::leftovers(&project) {
             Ok(l) => l.to_string(),
             Err(e) => format!("unknown ({e})"),

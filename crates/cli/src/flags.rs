@@ -43,6 +43,10 @@ pub enum Command {
     Doctor(Doctor),
     /// Write a commented starting config from the workspace's compose file.
     Init(Init),
+    /// Internal: started by `e2e` beside each run; applies the run's policy
+    /// if the run goes away without finishing (reads its order on stdin).
+    #[command(name = "__reaper", hide = true)]
+    Reaper,
 }
 
 /// `--config`, taken by every subcommand.
@@ -80,6 +84,10 @@ pub struct E2e {
     /// changed since the last run (which otherwise skips both).
     #[arg(long, conflicts_with = "no_build")]
     pub rebuild: bool,
+    /// When another run holds this project (same user, same engine), exit 3
+    /// at once instead of waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
     /// Publish every port on a host port the engine picks, so runs of this
     /// stack can share an engine; `{service:port}` follows [config: compose.ephemeral_ports].
     #[arg(long)]

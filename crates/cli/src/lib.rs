@@ -19,6 +19,7 @@ pub mod exit;
 pub mod flags;
 mod init;
 mod progress;
+mod reaper;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -57,6 +58,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Certs(f) => certs::run(&f),
         Command::Doctor(f) => doctor::run(&f),
         Command::Init(f) => init::run(&f),
+        Command::Reaper => reaper::run(),
     }
 }
 

@@ -915,3 +915,51 @@ fn a_service_config_change_starts_again_without_building() {
     assert_eq!(after["db"], before["db"], "{report}");
     shop.purge_and_check(&["-E", "test(proxy)"]);
 }
+
+#[test]
+fn a_run_killed_with_sigkill_is_reaped_by_its_policy() {
+    if !ready_or_skip("a_run_killed_with_sigkill_is_reaped_by_its_policy") {
+        return;
+    }
+    let shop = Shop::new("sigkill");
+    shop.init();
+    // SIGKILL to the run's whole process group, as a CI runner escalates a
+    // cancel or the OOM killer strikes: no handler, no teardown of its own.
+    let mut killed = false;
+    let (code, output) = support::watch(shop.cargo(&["e2e", "--teardown", "purge"]), |line| {
+        // Once containers exist, while `up` still works.
+        let now =
+            !killed && line.contains("up         waiting") && !container_ids(&shop).is_empty();
+        killed |= now;
+        now.then_some(nix::sys::signal::Signal::SIGKILL)
+    });
+    assert!(killed, "never saw up waiting with containers:\n{output}");
+    assert_eq!(code, None, "killed by a signal:\n{output}");
+    // The reaper, in its own process group, applies purge and says so in
+    // its log once done.
+    let runs = shop.root.join("target/e2e/runs");
+    let log = || -> String {
+        runs.read_dir_utf8()
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("reaper.log")).ok())
+            .collect()
+    };
+    for _ in 0..120 {
+        if log().contains("applied purge") || log().contains("error") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = log();
+    assert!(
+        log.contains("went away without finishing: applying purge"),
+        "{log}"
+    );
+    assert!(log.contains("applied purge to project"), "{log}");
+    let left = shop.leftovers();
+    assert!(left.is_empty(), "{left}\n{output}");
+    // The next run of the project waits for the reaper (which holds the
+    // project's lock until it is done), then runs.
+    let (code, out) = shop.run(&["e2e", "--teardown", "purge", "-E", "test(proxy)"]);
+    assert_eq!(code, Some(0), "{out}");
+}

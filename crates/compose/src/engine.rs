@@ -98,7 +98,6 @@ impl Engine {
             .ok()
     }
 
-    /// An engine and Compose v2 answer, or the error that says what to do.
     /// The engine's API version (`1.41`), when it answers.
     pub fn api_version() -> Option<String> {
         crate::docker(["version", "--format", "{{.Server.APIVersion}}"])
@@ -108,6 +107,7 @@ impl Engine {
             .filter(|v| !v.is_empty())
     }
 
+    /// An engine and Compose v2 answer, or the error that says what to do.
     pub fn require() -> Result<Engine> {
         let engine = Engine::detect();
         if let Some(detail) = &engine.daemon_error {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 /// Which files and profiles make the project.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, Deserialize)]
 pub struct ProjectSpec {
     /// Folder the compose files are relative to.
     pub dir: Utf8PathBuf,

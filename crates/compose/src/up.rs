@@ -117,6 +117,7 @@ impl Project {
             .collect();
         let skip_up =
             !stale && !conditions.is_empty() && opts.unchanged.as_ref() == Some(&conditions);
+        let mut reuse_listing = skip_up.then(|| found.clone());
         let mut plan = self.start_plan(&opts.probes);
         if skip_up {
             plan.levels = vec![self.stack.services.keys().cloned().collect()];
@@ -171,7 +172,9 @@ impl Project {
                 // Compose lists the project's containers, then inspects each: one
                 // that `up` replaces in between is "No such container" for this
                 // poll only (seen while `up` created a new project's containers).
-                containers = match self.ps() {
+                // Skipping `up`, the listing made before is still current.
+                let listed = reuse_listing.take().map(Ok);
+                containers = match listed.unwrap_or_else(|| self.ps()) {
                     Err(Error::Failed { stderr, .. })
                         if stderr.contains("No such container")
                             && start.elapsed() < opts.timeout =>

@@ -25,6 +25,8 @@ pub struct Config {
     pub readiness: ReadinessConfig,
     pub tests: TestsConfig,
     pub teardown: TeardownConfig,
+    /// How many run folders (`<target>/e2e/runs/`) are kept, and how long.
+    pub runs: RunsConfig,
     /// The folder the file lives in (not a key).
     #[serde(skip)]
     pub base: Utf8PathBuf,
@@ -151,6 +153,24 @@ pub struct TeardownConfig {
     pub grace_s: u64,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunsConfig {
+    /// The newest run folders kept (the current run's always is).
+    pub keep: usize,
+    /// Older run folders go whatever their number.
+    pub max_age_days: u64,
+}
+
+impl Default for RunsConfig {
+    fn default() -> RunsConfig {
+        RunsConfig {
+            keep: 20,
+            max_age_days: 14,
+        }
+    }
+}
+
 impl Default for TeardownConfig {
     fn default() -> TeardownConfig {
         TeardownConfig {
@@ -170,6 +190,7 @@ impl Default for Config {
             readiness: ReadinessConfig::default(),
             tests: TestsConfig::default(),
             teardown: TeardownConfig::default(),
+            runs: RunsConfig::default(),
             base: Utf8PathBuf::from("."),
             path: Utf8PathBuf::from("e2e.yaml"),
             workspace: None,

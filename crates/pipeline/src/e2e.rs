@@ -11,6 +11,7 @@ use compose::{Policy, Project};
 use crate::Config;
 pub use crate::config::unix_time;
 use crate::fingerprint::Store;
+use crate::lock::ProjectLock;
 use crate::phases::{
     Prebuild, build_phase, certs_phase, clean_phase, preflight, test_phase, up_phase,
 };
@@ -30,6 +31,11 @@ pub struct Options {
     pub no_build: bool,
     /// Ignore the record of the last run: build and start as if all changed.
     pub rebuild: bool,
+    /// When another run holds the project: fail at once instead of waiting.
+    pub no_wait: bool,
+    /// The executable to start as the reaper (`EXE __reaper`): the CLI's own.
+    /// `None`: no reaper (a library caller that tears down itself).
+    pub reaper: Option<Utf8PathBuf>,
     /// Publish every port on a host port the engine picks (`compose.ephemeral_ports`).
     pub ephemeral_ports: bool,
     /// Under CI: fixed host ports get a warning (runs cannot share an engine).
@@ -75,10 +81,27 @@ pub fn run(opts: &Options, progress: &mut dyn Progress) -> RunReport {
     let mut phases = Phases {
         progress,
         report: &mut report,
+        lock: None,
     };
-    // Preflight: nothing exists yet, so a failure here has nothing to tear down.
-    let project = match phases.run(Phase::Preflight, |_| preflight(opts)) {
-        Ok(p) => p,
+    // Preflight: nothing exists yet, so a failure here has nothing to tear
+    // down. It first takes the project's lock, held until the run ends.
+    let preflight = phases.run(Phase::Preflight, |progress| {
+        let lock = ProjectLock::acquire(
+            &opts.project,
+            opts.workspace.root.as_str(),
+            !opts.no_wait,
+            |waiting| progress.note(Phase::Preflight, waiting),
+        )
+        .map_err(Failure::Stack)?;
+        let (project, note) = preflight(opts)?;
+        Ok(((project, lock), note))
+    });
+    let (project, reaper) = match preflight {
+        Ok((p, lock)) => {
+            let reaper = arm_reaper(opts, &p, &lock);
+            phases.lock = Some(lock);
+            (p, reaper)
+        }
         Err(verdict) => {
             report.verdict = verdict;
             report.seconds = started.elapsed().as_secs_f64();
@@ -109,12 +132,78 @@ pub fn run(opts: &Options, progress: &mut dyn Progress) -> RunReport {
         (v, _) => v,
     };
     report.seconds = started.elapsed().as_secs_f64();
+    if let Some(r) = reaper {
+        r.disarm();
+    }
+    if let Some(runs) = opts.run_dir.parent() {
+        let r = &opts.config.runs;
+        let max_age = Duration::from_secs(r.max_age_days * 24 * 3600);
+        report.pruned_runs = prune_runs(runs, &opts.run_dir, r.keep, max_age);
+    }
     report
+}
+
+/// The reaper of this run, when there is a policy for it to apply: with
+/// `keep`, or `--keep-on-failure` (a run that dies has failed), nothing goes.
+fn arm_reaper(
+    opts: &Options,
+    project: &Project,
+    lock: &ProjectLock,
+) -> Option<crate::reaper::Reaper> {
+    let exe = opts.reaper.as_ref()?;
+    if opts.teardown == Policy::Keep || opts.keep_on_failure {
+        return None;
+    }
+    let order = crate::reaper::Order {
+        run_pid: std::process::id(),
+        policy: opts.teardown,
+        grace_s: opts.config.teardown.grace_s,
+        spec: project.spec.clone(),
+    };
+    // Without a reaper the run is as safe as before: teardown still runs.
+    crate::reaper::Reaper::arm(exe, lock, &order, &opts.run_dir.join("reaper.log")).ok()
+}
+
+/// Removes run folders beyond the `keep` newest and those older than
+/// `max_age`, never `current`; returns how many went. Folders are named
+/// `<unix time>-<pid>-<project>`: anything else there is left alone.
+pub fn prune_runs(
+    runs: &camino::Utf8Path,
+    current: &camino::Utf8Path,
+    keep: usize,
+    max_age: Duration,
+) -> usize {
+    let Ok(entries) = runs.read_dir_utf8() else {
+        return 0;
+    };
+    let now = unix_time();
+    let mut dirs: Vec<(u64, Utf8PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| {
+            let started: u64 = e.file_name().split('-').next()?.parse().ok()?;
+            Some((started, e.into_path()))
+        })
+        .filter(|(_, p)| p != current)
+        .collect();
+    // Newest first; the current run counts as one of the kept.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
+    let mut removed = 0;
+    for (i, (started, dir)) in dirs.iter().enumerate() {
+        let too_many = i + 1 >= keep;
+        let too_old = now.saturating_sub(*started) > max_age.as_secs();
+        if (too_many || too_old) && std::fs::remove_dir_all(dir).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 struct Phases<'a> {
     progress: &'a mut dyn Progress,
     report: &'a mut RunReport,
+    /// The project's lock, told each phase for a run that waits.
+    lock: Option<ProjectLock>,
 }
 
 impl Phases<'_> {
@@ -135,6 +224,9 @@ impl Phases<'_> {
             return Err(Verdict::Interrupted);
         }
         self.progress.start(phase);
+        if let Some(lock) = &mut self.lock {
+            lock.doing(phase.name());
+        }
         let start = Instant::now();
         let result = f(self.progress);
         let seconds = start.elapsed().as_secs_f64();
@@ -240,6 +332,9 @@ fn teardown(
     };
     let grace = Duration::from_secs(opts.config.teardown.grace_s);
     phases.progress.start(Phase::Teardown);
+    if let Some(lock) = &mut phases.lock {
+        lock.doing(Phase::Teardown.name());
+    }
     let start = Instant::now();
     let mut result = project.teardown(policy, grace);
     let mut leftovers = project.leftovers().ok();
@@ -337,4 +432,45 @@ fn keep_hint(opts: &Options, project: &Project) -> String {
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_folders_beyond_the_count_or_the_age_go_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runs = camino::Utf8Path::from_path(tmp.path()).unwrap();
+        let now = unix_time();
+        let name = |ago: u64, pid: u32| runs.join(format!("{}-{pid}-e2e-p", now - ago));
+        for (ago, pid) in [(10, 1), (20, 2), (30, 3), (40, 4), (90 * 24 * 3600, 5)] {
+            std::fs::create_dir_all(name(ago, pid)).unwrap();
+        }
+        std::fs::create_dir_all(runs.join("not-a-run")).unwrap();
+        std::fs::write(runs.join("12-a-file"), "").unwrap();
+        let current = name(0, 9);
+        std::fs::create_dir_all(&current).unwrap();
+        let week = Duration::from_secs(7 * 24 * 3600);
+        // Keep 3: the current run and the two newest; the rest go.
+        assert_eq!(prune_runs(runs, &current, 3, week), 3);
+        let mut left: Vec<String> = runs
+            .read_dir_utf8()
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_owned())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            current.file_name().unwrap().to_owned(),
+            name(10, 1).file_name().unwrap().to_owned(),
+            name(20, 2).file_name().unwrap().to_owned(),
+            "12-a-file".to_owned(),
+            "not-a-run".to_owned(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        // By age alone: a large count keeps all but the old one.
+        std::fs::create_dir_all(name(90 * 24 * 3600, 5)).unwrap();
+        assert_eq!(prune_runs(runs, &current, 100, week), 1);
+    }
 }

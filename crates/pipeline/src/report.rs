@@ -123,6 +123,9 @@ pub struct RunReport {
     pub run_dir: Utf8PathBuf,
     pub bundle: Option<Utf8PathBuf>,
     pub seconds: f64,
+    /// Earlier run folders removed by the retention (`runs.keep`, `runs.max_age_days`).
+    #[serde(default)]
+    pub pruned_runs: usize,
 }
 
 impl RunReport {
@@ -165,6 +168,7 @@ impl RunReport {
             run_dir,
             bundle: None,
             seconds: 0.0,
+            pruned_runs: 0,
         }
     }
 }

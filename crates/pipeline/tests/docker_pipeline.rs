@@ -52,6 +52,8 @@ fn a_panic_mid_run_still_tears_down() {
         no_clean: true,
         no_build: false,
         rebuild: false,
+        no_wait: false,
+        reaper: None,
         ephemeral_ports: false,
         ci: false,
         filtersets: Vec::new(),

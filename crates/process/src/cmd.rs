@@ -41,6 +41,33 @@ pub const CARGO_RUN_VARS: &[&str] = &[
     "CARGO_PRIMARY_PACKAGE",
 ];
 
+/// A child started by [`Cmd::spawn_detached`].
+#[derive(Debug)]
+pub struct Detached {
+    pub pid: u32,
+    stdin: Option<std::io::PipeWriter>,
+    handle: duct::Handle,
+}
+
+impl Detached {
+    /// Writes one line to its stdin.
+    pub fn send(&mut self, line: &str) -> std::io::Result<()> {
+        use std::io::Write as _;
+        match &mut self.stdin {
+            Some(w) => writeln!(w, "{line}"),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    /// Sends `line`, closes its stdin and waits for it to exit.
+    pub fn finish(mut self, line: &str) -> std::io::Result<()> {
+        let sent = self.send(line);
+        self.stdin = None;
+        self.handle.wait()?;
+        sent
+    }
+}
+
 impl Cmd {
     pub fn new<I, S>(program: &str, args: I) -> Cmd
     where
@@ -80,10 +107,15 @@ impl Cmd {
     /// terminal's Ctrl-C then reaches only us, and we decide (a `ps` inside
     /// teardown killed by the user's first Ctrl-C would fail the teardown).
     fn expression(&self, dir: &Utf8Path) -> duct::Expression {
+        self.expression_with_stdin(dir).stdin_null()
+    }
+
+    /// [`Cmd::expression`] without a stdin redirection (in duct, as in a
+    /// shell, the innermost redirection wins: the caller adds its own).
+    fn expression_with_stdin(&self, dir: &Utf8Path) -> duct::Expression {
         use std::os::unix::process::CommandExt;
         let mut e = duct::cmd(&self.program, &self.args)
             .dir(dir)
-            .stdin_null()
             .before_spawn(|c| {
                 c.process_group(0);
                 Ok(())
@@ -114,6 +146,33 @@ impl Cmd {
             });
         }
         Ok(out.stdout)
+    }
+
+    /// Starts a child meant to outlive us if we die: its own process group
+    /// (a terminal's Ctrl-C and a CI runner's kill of our group miss it),
+    /// stdin a pipe only we write to, so it reads end-of-file the moment we
+    /// are gone however we went; stdout and stderr where the caller says.
+    /// Never registered for interruption.
+    pub fn spawn_detached(
+        &self,
+        dir: &Utf8Path,
+        stdout: std::fs::File,
+        stderr: std::fs::File,
+    ) -> Result<Detached> {
+        let (reader, writer) = std::io::pipe().map_err(|source| self.spawn_error(source))?;
+        let handle = self
+            .expression_with_stdin(dir)
+            .stdin_file(reader)
+            .stdout_file(stdout)
+            .stderr_file(stderr)
+            .unchecked()
+            .start()
+            .map_err(|source| self.spawn_error(source))?;
+        Ok(Detached {
+            pid: handle.pids().first().copied().unwrap_or_default(),
+            stdin: Some(writer),
+            handle,
+        })
     }
 
     /// Runs in its own process group, so a terminal's Ctrl-C reaches only us;

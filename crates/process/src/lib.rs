@@ -6,5 +6,5 @@ mod cmd;
 mod error;
 pub mod interrupt;
 
-pub use cmd::{CARGO_RUN_VARS, Cmd, GroupOptions, GroupOutput};
+pub use cmd::{CARGO_RUN_VARS, Cmd, Detached, GroupOptions, GroupOutput};
 pub use error::{Error, Result};

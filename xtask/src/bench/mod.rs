@@ -5,10 +5,13 @@
 //! - overhead: the pipeline against the bare commands it runs;
 //! - readiness: starting a stack gated on a healthy service (10 s interval),
 //!   Compose's `up --wait` against the tool's `up`;
-//! - walk: the context walk against `find` and `du`.
+//! - walk: the context walk against `find` and `du`;
+//! - kept: a whole run on a kept, unchanged demo stack against the bare
+//!   `cargo nextest run` of its tests.
 
 mod chart;
 mod cycle;
+mod kept;
 mod overhead;
 mod readiness;
 mod repo;
@@ -141,6 +144,26 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
         report += &table(std::slice::from_ref(&c), "compose", "tool up");
         doc["readiness"] = json!({ "compose_s": c.theirs_s(), "tool_up_s": c.ours_s(), "ratio": c.ours_s() / c.theirs_s(),
                                     "runs": c.ours.len(), "compose_runs_s": c.theirs, "tool_up_runs_s": c.ours });
+    }
+    if wants(BenchPart::Kept) {
+        let n = runs(5, 9);
+        let c = kept::run(n, &xtask)?;
+        report += &format!(
+            "\na run on a kept demo stack, nothing changed, against its tests alone ({n} runs each, medians)\n"
+        );
+        report += &table(std::slice::from_ref(&c), "nextest", "tool");
+        let parts: Vec<String> = c
+            .phase_medians()
+            .iter()
+            .map(|(n, t)| format!("{n} {t:.2}"))
+            .collect();
+        report += &format!(
+            "  the tool's phases (median seconds): {}\n",
+            parts.join(", ")
+        );
+        doc["kept"] = json!({ "nextest_s": c.theirs_s(), "tool_s": c.ours_s(), "ratio": c.ours_s() / c.theirs_s(),
+                               "runs": c.ours.len(), "nextest_runs_s": c.theirs, "tool_runs_s": c.ours,
+                               "tool_phase_medians_s": c.phase_medians().into_iter().map(|(n, t)| (n, json!(t))).collect::<serde_json::Map<_, _>>() });
     }
     if wants(BenchPart::Walk) {
         let n = runs(5, 11);
