@@ -86,6 +86,21 @@ impl Engine {
         }
     }
 
+    /// The daemon's version, or why it does not answer: one `docker info`.
+    /// What a run needs before it starts; Compose proves itself by loading
+    /// the stack (see [`Engine::require`] for the full check).
+    pub fn server_version() -> Result<String> {
+        match crate::docker(["info", "--format", "{{.ServerVersion}}"]).text(Utf8Path::new(".")) {
+            Ok(v) => Ok(v.trim().to_owned()),
+            Err(process::Error::Failed { stderr, .. }) => Err(Error::NoDaemon {
+                detail: first_line(&stderr),
+            }),
+            Err(e) => Err(Error::NoDaemon {
+                detail: first_line(&e.to_string()),
+            }),
+        }
+    }
+
     /// Which engine the client talks to: `DOCKER_HOST`, else the docker
     /// context's endpoint (for `doctor`; the pipeline does not need it).
     pub fn host() -> Option<String> {

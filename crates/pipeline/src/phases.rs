@@ -29,11 +29,7 @@ pub(crate) fn preflight(opts: &Options) -> PhaseResult<Project> {
     });
     let version_note = filters?;
     let (engine, project, warnings) = docker?;
-    let mut note = format!(
-        "engine {}, {} services",
-        engine.server_version.as_deref().unwrap_or("?"),
-        project.stack.services.len()
-    );
+    let mut note = format!("engine {engine}, {} services", project.stack.services.len());
     if opts.ephemeral_ports {
         note.push_str(", ports picked by the engine");
     }
@@ -50,28 +46,36 @@ fn check_filtersets(opts: &Options) -> Result<Option<String>, Failure> {
         let root = opts.workspace.root.clone();
         move || Cmd::cargo(["nextest", "--version"]).text(&root).ok()
     });
-    let workspace = test_runner::Workspace::load(&opts.workspace.root).map_err(stack)?;
-    // Handed to nextest with the prebuilt binaries, so it need not run cargo again.
-    let metadata = cargo_metadata_file(opts);
-    let _ = std::fs::create_dir_all(&opts.run_dir);
-    if std::fs::write(&metadata, workspace.metadata_json()).is_err() {
-        let _ = std::fs::remove_file(&metadata);
-    }
-    // A package that is not a member would make nextest fail after the whole
-    // stack was built and started; say so now, with the members to choose from.
-    workspace
-        .check_packages(&opts.config.tests.packages)
-        .map_err(|e| Failure::BadInput(format!("{}: tests.packages: {e}", opts.config.path)))?;
-    for f in &opts.filtersets {
+    let packages_error = |e: test_runner::Error| {
+        Failure::BadInput(format!("{}: tests.packages: {e}", opts.config.path))
+    };
+    let members: Vec<&str> = opts.workspace.members.iter().map(String::as_str).collect();
+    let no_filtersets = opts.filtersets.is_empty() && opts.config.tests.filterset.is_none();
+    if no_filtersets && !members.is_empty() {
+        // Nothing to parse: the members found with the workspace suffice, and
+        // the whole package graph (a full `cargo metadata`, ~0.2 s) is left
+        // to the test build beside the stack.
+        test_runner::filterset::check_members(&members, &opts.config.tests.packages)
+            .map_err(packages_error)?;
+    } else {
+        let workspace = test_runner::Workspace::load(&opts.workspace.root).map_err(stack)?;
+        write_cargo_metadata(opts, workspace.metadata_json());
+        // A package that is not a member would make nextest fail after the whole
+        // stack was built and started; say so now, with the members to choose from.
         workspace
-            .check(f, "-E")
-            .map_err(|e| Failure::BadInput(e.to_string()))?;
-    }
-    if let Some(f) = &opts.config.tests.filterset {
-        let what = format!("{}: tests.filterset", opts.config.path);
-        workspace
-            .check(f, &what)
-            .map_err(|e| Failure::BadInput(e.to_string()))?;
+            .check_packages(&opts.config.tests.packages)
+            .map_err(packages_error)?;
+        for f in &opts.filtersets {
+            workspace
+                .check(f, "-E")
+                .map_err(|e| Failure::BadInput(e.to_string()))?;
+        }
+        if let Some(f) = &opts.config.tests.filterset {
+            let what = format!("{}: tests.filterset", opts.config.path);
+            workspace
+                .check(f, &what)
+                .map_err(|e| Failure::BadInput(e.to_string()))?;
+        }
     }
     let version = version
         .join()
@@ -79,16 +83,26 @@ fn check_filtersets(opts: &Options) -> Result<Option<String>, Failure> {
     Ok(version.and_then(|v| test_runner::filterset::version_note(&v)))
 }
 
-fn engine_and_stack(opts: &Options) -> Result<(Engine, Project, Vec<String>), Failure> {
-    // The engine's answer and Compose's model of the stack are independent.
-    let engine = std::thread::spawn(Engine::require);
+fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Failure> {
+    // The engine's answer and Compose's model of the stack are independent;
+    // loading the stack proves Compose v2 is there.
+    let engine = std::thread::spawn(Engine::server_version);
     let project = Project::load(opts.config.project_spec(Some(opts.project.clone())));
     let engine = engine
         .join()
         .expect("asking the engine does not panic")
         .map_err(stack)?;
-    let mut project = project
-        .map_err(|e| Failure::BadInput(format!("the compose stack ({}): {e}", opts.config.path)))?;
+    let mut project = match project {
+        Ok(p) => p,
+        Err(e) => {
+            // A missing or v1-only Compose explains more than its failure does.
+            Engine::require().map_err(stack)?;
+            return Err(Failure::BadInput(format!(
+                "the compose stack ({}): {e}",
+                opts.config.path
+            )));
+        }
+    };
     // A `{service:port}` that names nothing is a config error: found now, not after `up`.
     let model_ports = |service: &str, port: u16| {
         let s = project.stack.services.get(service)?;
@@ -537,6 +551,16 @@ fn cargo_metadata_file(opts: &Options) -> Utf8PathBuf {
     opts.run_dir.join("cargo-metadata.json")
 }
 
+/// Handed to nextest with the prebuilt binaries, so it need not run cargo
+/// again; a file that could not be written is removed (no reuse then).
+fn write_cargo_metadata(opts: &Options, json: &str) {
+    let file = cargo_metadata_file(opts);
+    let _ = std::fs::create_dir_all(&opts.run_dir);
+    if std::fs::write(&file, json).is_err() {
+        let _ = std::fs::remove_file(&file);
+    }
+}
+
 /// The test binaries, built while images build and the stack starts (they
 /// do not depend on it): the test phase then only runs them. Dropped before
 /// it is finished (a phase failed, Ctrl-C), it stops the build and waits.
@@ -561,14 +585,31 @@ impl Prebuild {
         let cmd = inv.list_command();
         let command = cmd.to_string();
         let root = opts.workspace.root.clone();
+        let metadata = cargo_metadata_file(opts);
         let handle = std::thread::spawn(move || {
-            cmd.run_group(
+            // Preflight wrote it only when it needed the package graph; asked
+            // for beside the build, it costs no wall time.
+            let meta = (!metadata.exists()).then(|| {
+                let root = root.clone();
+                std::thread::spawn(move || {
+                    if let Ok(json) =
+                        Cmd::cargo(["metadata", "--format-version", "1"]).output(&root)
+                    {
+                        let _ = std::fs::write(&metadata, json);
+                    }
+                })
+            });
+            let built = cmd.run_group(
                 &root,
                 process::GroupOptions {
                     capture: true,
                     interruptible: true,
                 },
-            )
+            );
+            if let Some(m) = meta {
+                let _ = m.join();
+            }
+            built
         });
         Prebuild {
             handle: Some(handle),

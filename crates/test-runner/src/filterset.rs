@@ -72,20 +72,7 @@ impl Workspace {
     /// fails nextest after the stack was built and started.
     pub fn check_packages(&self, packages: &[String]) -> Result<()> {
         let members: Vec<&str> = self.graph.workspace().iter().map(|p| p.name()).collect();
-        let unknown: Vec<&str> = packages
-            .iter()
-            .map(String::as_str)
-            .filter(|p| !members.contains(p))
-            .collect();
-        if unknown.is_empty() {
-            return Ok(());
-        }
-        let mut members = members;
-        members.sort_unstable();
-        Err(Error::NotMembers {
-            unknown: unknown.join(", "),
-            members: members.join(", "),
-        })
+        check_members(&members, packages)
     }
 
     /// Parses and compiles `expr` as `cargo nextest run -E` would: unknown
@@ -138,6 +125,25 @@ pub fn version_note(nextest_version_output: &str) -> Option<String> {
             "filtersets were checked with nextest-filtering {PARSER_VERSION} (from cargo-nextest {PARSER_FROM_NEXTEST}), \
              but cargo-nextest {installed} runs the tests; if they disagree, nextest's own error is the final word"
         )
+    })
+}
+
+/// Every name in `packages` must be one of `members` (the workspace's
+/// packages): `-p` of anything else fails nextest after the stack started.
+pub fn check_members(members: &[&str], packages: &[String]) -> Result<()> {
+    let unknown: Vec<&str> = packages
+        .iter()
+        .map(String::as_str)
+        .filter(|p| !members.contains(p))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let mut members = members.to_vec();
+    members.sort_unstable();
+    Err(Error::NotMembers {
+        unknown: unknown.join(", "),
+        members: members.join(", "),
     })
 }
 
