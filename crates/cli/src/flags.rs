@@ -43,10 +43,32 @@ pub enum Command {
     Doctor(Doctor),
     /// Write a commented starting config from the workspace's compose file.
     Init(Init),
+    /// Remove the projects that dead runs left (labelled by this tool; never
+    /// anyone else's, never one in use).
+    Reap(Reap),
     /// Internal: started by `e2e` beside each run; applies the run's policy
     /// if the run goes away without finishing (reads its order on stdin).
     #[command(name = "__reaper", hide = true)]
     Reaper,
+}
+
+#[derive(Debug, Args)]
+pub struct Reap {
+    /// List what would be removed and why; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Age after which a project whose run is known gone (this host) goes.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub older_than: std::time::Duration,
+    /// Age after which a project whose run is on another host (which cannot
+    /// be asked whether it still runs) goes.
+    #[arg(long, value_name = "DURATION", default_value = "6h", value_parser = parse_duration)]
+    pub elsewhere_after: std::time::Duration,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    compose::model::go_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a duration; write it like 90s, 10m or 6h"))
 }
 
 /// `--config`, taken by every subcommand.

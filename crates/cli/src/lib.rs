@@ -19,6 +19,7 @@ pub mod exit;
 pub mod flags;
 mod init;
 mod progress;
+mod reap;
 mod reaper;
 
 use std::ffi::OsString;
@@ -59,6 +60,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Doctor(f) => doctor::run(&f),
         Command::Init(f) => init::run(&f),
         Command::Reaper => reaper::run(),
+        Command::Reap(f) => reap::run(&f),
     }
 }
 

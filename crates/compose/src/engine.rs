@@ -1,6 +1,6 @@
 //! What Docker this machine has: client, daemon, Compose flavour, BuildKit.
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -33,7 +33,55 @@ pub struct Engine {
     pub daemon_error: Option<String>,
 }
 
+/// What `docker info` says of the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub version: String,
+    /// Where the daemon keeps images, containers, volumes and BuildKit's
+    /// cache, on the daemon's own machine.
+    pub root_dir: String,
+}
+
+impl Server {
+    /// Free bytes where the daemon keeps its data, when that folder is on
+    /// this machine: the engine is reached through a local socket and the
+    /// folder exists here. `None` for a remote engine.
+    pub fn free_bytes(&self) -> Option<u64> {
+        let endpoint = Engine::endpoint();
+        if !(endpoint == "default" || endpoint.starts_with("unix://")) || self.root_dir.is_empty() {
+            return None;
+        }
+        let stat = nix::sys::statvfs::statvfs(self.root_dir.as_str()).ok()?;
+        Some(stat.blocks_available() as u64 * stat.fragment_size() as u64)
+    }
+}
+
 impl Engine {
+    /// Which engine the docker CLI talks to, without starting it: `DOCKER_HOST`,
+    /// else `DOCKER_CONTEXT`, else the CLI config's current context.
+    pub fn endpoint() -> String {
+        if let Some(h) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
+            return h;
+        }
+        if let Some(c) = std::env::var("DOCKER_CONTEXT")
+            .ok()
+            .filter(|c| !c.is_empty())
+        {
+            return format!("context-{c}");
+        }
+        let config = std::env::var("DOCKER_CONFIG")
+            .map(Utf8PathBuf::from)
+            .or_else(|_| std::env::var("HOME").map(|h| Utf8PathBuf::from(h).join(".docker")))
+            .map(|d| d.join("config.json"));
+        let current = config
+            .ok()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("currentContext")?.as_str().map(str::to_owned))
+            .filter(|c| !c.is_empty() && c != "default");
+        current.map_or_else(|| "default".to_owned(), |c| format!("context-{c}"))
+    }
+
     /// Asks the client, the daemon and Compose (at once: each call costs a
     /// process start and a round trip); never fails, only reports.
     pub fn detect() -> Engine {
@@ -86,12 +134,19 @@ impl Engine {
         }
     }
 
-    /// The daemon's version, or why it does not answer: one `docker info`.
-    /// What a run needs before it starts; Compose proves itself by loading
-    /// the stack (see [`Engine::require`] for the full check).
-    pub fn server_version() -> Result<String> {
-        match crate::docker(["info", "--format", "{{.ServerVersion}}"]).text(Utf8Path::new(".")) {
-            Ok(v) => Ok(v.trim().to_owned()),
+    /// The daemon's version and data folder, or why it does not answer: one
+    /// `docker info`. What a run needs before it starts; Compose proves
+    /// itself by loading the stack (see [`Engine::require`] for the full check).
+    pub fn server() -> Result<Server> {
+        let format = "{{.ServerVersion}}\t{{.DockerRootDir}}";
+        match crate::docker(["info", "--format", format]).text(Utf8Path::new(".")) {
+            Ok(v) => {
+                let (version, root) = v.trim().split_once('\t').unwrap_or((v.trim(), ""));
+                Ok(Server {
+                    version: version.to_owned(),
+                    root_dir: root.to_owned(),
+                })
+            }
             Err(process::Error::Failed { stderr, .. }) => Err(Error::NoDaemon {
                 detail: first_line(&stderr),
             }),

@@ -48,6 +48,11 @@ pub enum Error {
         service: String,
         holder: String,
     },
+    #[error(
+        "the Docker engine went away during `{command}` ({detail}); check it with `docker info` \
+         (or `make engine`), then run again: the next run takes over what this one left"
+    )]
+    EngineGone { command: String, detail: String },
     #[error("interrupted")]
     Interrupted,
     #[error("unexpected output from `{command}`: {detail}")]
@@ -65,6 +70,12 @@ impl From<process::Error> for Error {
                 command, source, ..
             } => Error::Spawn { command, source },
             process::Error::Failed {
+                command, stderr, ..
+            } if engine_gone(&stderr).is_some() => Error::EngineGone {
+                command,
+                detail: engine_gone(&stderr).unwrap_or_default(),
+            },
+            process::Error::Failed {
                 command,
                 status,
                 stderr,
@@ -74,5 +85,47 @@ impl From<process::Error> for Error {
                 stderr,
             },
         }
+    }
+}
+
+/// The line of a docker command's output that says the daemon cannot be
+/// reached (it stopped, restarted, or its socket went), if one does.
+pub fn engine_gone(output: &str) -> Option<String> {
+    const SIGNS: [&str; 4] = [
+        "Cannot connect to the Docker daemon",
+        "Is the docker daemon running",
+        "error during connect",
+        "connection reset by peer",
+    ];
+    output
+        .lines()
+        .find(|l| SIGNS.iter().any(|s| l.contains(s)))
+        .map(|l| l.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemon_that_went_away_is_told_apart_from_a_failing_command() {
+        let gone = process::Error::Failed {
+            command: "docker compose ps".into(),
+            status: "exit status: 1".into(),
+            stderr: "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?".into(),
+        };
+        let e = Error::from(gone);
+        assert!(matches!(e, Error::EngineGone { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("went away during `docker compose ps`"),
+            "{e}"
+        );
+        let failed = process::Error::Failed {
+            command: "docker compose up".into(),
+            status: "exit status: 1".into(),
+            stderr: "Error response from daemon: pull access denied".into(),
+        };
+        assert!(matches!(Error::from(failed), Error::Failed { .. }));
     }
 }

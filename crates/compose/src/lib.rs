@@ -12,17 +12,19 @@ mod ports;
 mod project;
 pub mod readiness;
 pub mod signals;
+mod sweep;
 mod teardown;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod up;
 
-pub use engine::{ComposeFlavor, Engine};
+pub use engine::{ComposeFlavor, Engine, Server};
 pub use error::{Error, Result};
 pub use model::{HealthTiming, ProjectSpec, Stack};
 pub use ports::{PortState, PortStatus};
 pub use project::{Container, ImageBuild, Project, Publisher, image_ids, image_key};
 pub use readiness::{HttpProbe, Probe};
+pub use sweep::{Labelled, labelled_projects, remove_project};
 pub use teardown::{LeftContainer, Leftovers, Policy, Stopped, leftovers};
 pub use up::{POLL_INTERVAL, UpOptions, UpSummary};
 

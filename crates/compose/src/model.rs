@@ -250,7 +250,7 @@ impl Stack {
 }
 
 /// A Go duration as Compose writes it (`1m30s`, `500ms`, `3s`).
-fn go_duration(text: &str) -> Option<std::time::Duration> {
+pub fn go_duration(text: &str) -> Option<std::time::Duration> {
     let mut total = 0f64;
     let mut rest = text.trim();
     if rest.is_empty() {

@@ -141,6 +141,12 @@ impl Project {
         let text = format!("{}{}", out.stdout, out.stderr);
         write_file(log, &text)?;
         if !out.success() {
+            if let Some(detail) = crate::error::engine_gone(&text) {
+                return Err(Error::EngineGone {
+                    command: cmd.to_string(),
+                    detail,
+                });
+            }
             return Err(Error::Failed {
                 command: cmd.to_string(),
                 status: status(&out),

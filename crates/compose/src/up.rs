@@ -61,6 +61,11 @@ pub struct UpSummary {
     /// The containers as `up` left them: ID to [`Container::condition`].
     #[serde(skip)]
     pub conditions: BTreeMap<String, String>,
+    /// Networks removed before `up` because the project had several of one
+    /// name (two runs racing each other once left them; every later `up`
+    /// then failed with "network ... is ambiguous").
+    #[serde(default)]
+    pub repaired_networks: Vec<String>,
 }
 
 /// How `up` runs.
@@ -117,6 +122,11 @@ impl Project {
             .collect();
         let skip_up =
             !stale && !conditions.is_empty() && opts.unchanged.as_ref() == Some(&conditions);
+        let repaired_networks = if skip_up {
+            Vec::new()
+        } else {
+            self.remove_duplicate_networks()?
+        };
         let mut reuse_listing = skip_up.then(|| found.clone());
         let mut plan = self.start_plan(&opts.probes);
         if skip_up {
@@ -256,6 +266,7 @@ impl Project {
             ready_s: ready_at,
             levels: if skip_up { 0 } else { plan.levels.len() },
             unchanged: skip_up,
+            repaired_networks,
             conditions: containers
                 .iter()
                 .map(|c| (c.id.clone(), c.condition()))
@@ -274,10 +285,57 @@ impl Project {
         Ok(summary)
     }
 
+    /// Networks of this project that share a name with another: the ones no
+    /// container uses are removed (all of them when none is used: `up` makes
+    /// the network again). Returns the removed ones as `name (id)`.
+    fn remove_duplicate_networks(&self) -> Result<Vec<String>> {
+        let label = format!("label=com.docker.compose.project={}", self.name());
+        let listed = crate::docker([
+            "network",
+            "ls",
+            "--no-trunc",
+            "--filter",
+            &label,
+            "--format",
+            "{{.ID}}\t{{.Name}}",
+        ])
+        .text(&self.spec.dir)?;
+        let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (id, name) in listed.lines().filter_map(|l| l.split_once('\t')) {
+            by_name.entry(name).or_default().push(id);
+        }
+        let mut removed = Vec::new();
+        for (name, ids) in by_name.into_iter().filter(|(_, ids)| ids.len() > 1) {
+            let args = [
+                "network",
+                "inspect",
+                "--format",
+                "{{.Id}} {{len .Containers}}",
+            ]
+            .map(str::to_owned)
+            .into_iter()
+            .chain(ids.iter().map(|i| (*i).to_owned()));
+            let used = crate::docker(args).text(&self.spec.dir)?;
+            for line in used.lines() {
+                if let Some((id, "0")) = line.split_once(' ') {
+                    crate::docker(["network", "rm", id]).output(&self.spec.dir)?;
+                    removed.push(format!("{name} ({})", &id[..12.min(id.len())]));
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Compose's `up` failed: its first real error line, and the service it
     /// names with that service's own last lines (its last words are often
     /// about a dependent: "dependency failed to start").
     fn up_failed(&self, up: &process::Cmd, out: &GroupOutput, containers: &[Container]) -> Error {
+        if let Some(detail) = crate::error::engine_gone(&out.stderr) {
+            return Error::EngineGone {
+                command: up.to_string(),
+                detail,
+            };
+        }
         let first = first_error_line(&out.stderr);
         let service = containers
             .iter()

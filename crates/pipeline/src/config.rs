@@ -27,6 +27,8 @@ pub struct Config {
     pub teardown: TeardownConfig,
     /// How many run folders (`<target>/e2e/runs/`) are kept, and how long.
     pub runs: RunsConfig,
+    /// The engine's disk: a floor checked before a run, budgets kept after.
+    pub disk: DiskConfig,
     /// The folder the file lives in (not a key).
     #[serde(skip)]
     pub base: Utf8PathBuf,
@@ -155,6 +157,29 @@ pub struct TeardownConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct DiskConfig {
+    /// Preflight fails when the engine's data folder has less free space
+    /// (a local engine; a remote one cannot be asked).
+    pub min_free: build_context::Size,
+    /// After a run, BuildKit's cache is pruned down to this (oldest first).
+    pub build_cache: Option<build_context::Size>,
+    /// After a run, the images of this workspace's projects beyond this go,
+    /// oldest first (never one a container uses).
+    pub images: Option<build_context::Size>,
+}
+
+impl Default for DiskConfig {
+    fn default() -> DiskConfig {
+        DiskConfig {
+            min_free: build_context::Size(1 << 30),
+            build_cache: None,
+            images: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RunsConfig {
     /// The newest run folders kept (the current run's always is).
     pub keep: usize,
@@ -191,6 +216,7 @@ impl Default for Config {
             tests: TestsConfig::default(),
             teardown: TeardownConfig::default(),
             runs: RunsConfig::default(),
+            disk: DiskConfig::default(),
             base: Utf8PathBuf::from("."),
             path: Utf8PathBuf::from("e2e.yaml"),
             workspace: None,

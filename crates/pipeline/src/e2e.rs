@@ -135,12 +135,30 @@ pub fn run(opts: &Options, progress: &mut dyn Progress) -> RunReport {
     if let Some(r) = reaper {
         r.disarm();
     }
+    report.disk = crate::disk::keep_budgets(&opts.config.disk, &workspace_projects(opts));
     if let Some(runs) = opts.run_dir.parent() {
         let r = &opts.config.runs;
         let max_age = Duration::from_secs(r.max_age_days * 24 * 3600);
         report.pruned_runs = prune_runs(runs, &opts.run_dir, r.keep, max_age);
     }
     report
+}
+
+/// The projects this workspace ran (those with a record in
+/// `<target>/e2e/state/`), this run's included.
+fn workspace_projects(opts: &Options) -> Vec<String> {
+    let mut out = vec![opts.project.clone()];
+    let dir = opts.workspace.target_dir.join("e2e/state");
+    if let Ok(entries) = dir.read_dir_utf8() {
+        for e in entries.filter_map(Result::ok) {
+            if let Some(p) = e.file_name().strip_suffix(".json")
+                && !out.iter().any(|o| o == p)
+            {
+                out.push(p.to_owned());
+            }
+        }
+    }
+    out
 }
 
 /// The reaper of this run, when there is a policy for it to apply: with

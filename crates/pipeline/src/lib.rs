@@ -2,11 +2,13 @@
 //! put together, and the run report.
 
 pub mod config;
+pub mod disk;
 pub mod e2e;
 mod fingerprint;
 pub mod git;
 pub mod lock;
 mod phases;
+pub mod reap;
 pub mod reaper;
 pub mod report;
 pub mod stage;

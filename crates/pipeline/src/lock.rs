@@ -85,19 +85,23 @@ impl ProjectLock {
                 Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
                     let mut text = String::new();
                     let _ = file.read_to_string(&mut text);
-                    let holder = serde_json::from_str::<Holder>(&text)
-                        .map_or_else(|_| "another run".to_owned(), |h| h.to_string());
+                    let parsed = serde_json::from_str::<Holder>(&text).ok();
+                    // Told again when the holder or its phase changes, not its age.
+                    let who = parsed
+                        .as_ref()
+                        .map_or_else(String::new, |h| format!("{} {}", h.pid, h.doing));
+                    let holder = parsed.map_or_else(|| "another run".to_owned(), |h| h.to_string());
                     if !wait {
                         return Err(format!(
                             "project {project} is in use by {holder}; wait for it (drop --no-wait), \
                              or pick another project with --project"
                         ));
                     }
-                    if holder != last {
+                    if who != last {
                         waiting(&format!(
                             "project {project} is in use by {holder}: waiting (Ctrl-C gives up)"
                         ));
-                        last = holder;
+                        last = who;
                     }
                     if process::interrupt::is_requested() {
                         return Err(format!("interrupted while waiting for project {project}"));
@@ -146,33 +150,10 @@ fn lock_path(project: &str) -> Utf8PathBuf {
                 .unwrap_or_else(|_| Utf8PathBuf::from("/tmp"));
             tmp.join(format!("cargo-e2e-{}", nix::unistd::getuid()))
         });
-    base.join("cargo-e2e/locks")
-        .join(format!("{project}@{}.lock", file_safe(&engine_endpoint())))
-}
-
-/// Which engine the docker CLI talks to, without starting it: `DOCKER_HOST`,
-/// else `DOCKER_CONTEXT`, else the CLI config's current context.
-fn engine_endpoint() -> String {
-    if let Some(h) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
-        return h;
-    }
-    if let Some(c) = std::env::var("DOCKER_CONTEXT")
-        .ok()
-        .filter(|c| !c.is_empty())
-    {
-        return format!("context-{c}");
-    }
-    let config = std::env::var("DOCKER_CONFIG")
-        .map(Utf8PathBuf::from)
-        .or_else(|_| std::env::var("HOME").map(|h| Utf8PathBuf::from(h).join(".docker")))
-        .map(|d| d.join("config.json"));
-    let current = config
-        .ok()
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get("currentContext")?.as_str().map(str::to_owned))
-        .filter(|c| !c.is_empty() && c != "default");
-    current.map_or_else(|| "default".to_owned(), |c| format!("context-{c}"))
+    base.join("cargo-e2e/locks").join(format!(
+        "{project}@{}.lock",
+        file_safe(&compose::Engine::endpoint())
+    ))
 }
 
 fn file_safe(s: &str) -> String {
@@ -208,7 +189,7 @@ mod tests {
         // A waiting run is told once who it waits for, and gets the lock
         // as soon as the holder goes, whichever way it goes.
         let released = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(500));
+            std::thread::sleep(std::time::Duration::from_millis(1500));
             drop(first);
         });
         let mut told = Vec::new();

@@ -86,12 +86,15 @@ fn check_filtersets(opts: &Options) -> Result<Option<String>, Failure> {
 fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Failure> {
     // The engine's answer and Compose's model of the stack are independent;
     // loading the stack proves Compose v2 is there.
-    let engine = std::thread::spawn(Engine::server_version);
+    let engine = std::thread::spawn(Engine::server);
     let project = Project::load(opts.config.project_spec(Some(opts.project.clone())));
-    let engine = engine
+    let server = engine
         .join()
         .expect("asking the engine does not panic")
         .map_err(stack)?;
+    crate::disk::check_floor(&server, &opts.config.disk, &opts.config.path)
+        .map_err(Failure::Stack)?;
+    let engine = server.version;
     let mut project = match project {
         Ok(p) => p,
         Err(e) => {
@@ -146,6 +149,42 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Fa
         }
     }
     let mut warnings = Vec::new();
+    // A purge run's containers say whose they are: if the run dies and even
+    // its reaper cannot act, a later sweep knows them (`reap`).
+    if opts.teardown == compose::Policy::Purge
+        && let Some(owner) = crate::reap::Owner::current()
+    {
+        let labels = crate::reap::labels(
+            &owner,
+            nix::unistd::getuid().as_raw(),
+            crate::config::unix_time(),
+        );
+        let file = opts.run_dir.join("owner-labels.yaml");
+        write_labels_override(&project, &file, &labels).map_err(Failure::Stack)?;
+        project.spec.files.push(file);
+    }
+    // Under CI, what dead runs left on this engine goes first.
+    if opts.ci {
+        match crate::reap::sweep(false, crate::reap::Thresholds::default()) {
+            Ok(swept) => {
+                let removed: Vec<String> = swept
+                    .iter()
+                    .filter(|(d, done)| d.remove && done.is_some())
+                    .map(|(d, _)| d.project.clone())
+                    .collect();
+                if !removed.is_empty() {
+                    warnings.push(format!(
+                        "swept {} project(s) left by dead runs: {}",
+                        removed.len(),
+                        removed.join(", ")
+                    ));
+                }
+            }
+            Err(e) => warnings.push(format!(
+                "warning: the sweep of dead runs' projects failed: {e}"
+            )),
+        }
+    }
     if opts.ephemeral_ports {
         let file = opts.run_dir.join("ephemeral-ports.yaml");
         write_ephemeral_override(&project, &file).map_err(Failure::Stack)?;
@@ -170,6 +209,27 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Fa
         }
     }
     Ok((engine, project, warnings))
+}
+
+/// An override file that adds `labels` to every service's containers.
+fn write_labels_override(
+    project: &Project,
+    file: &camino::Utf8Path,
+    labels: &[(&str, String)],
+) -> Result<(), String> {
+    let mut text = String::from(
+        "# Written by cargo e2e for this run: whose containers these are.\nservices:\n",
+    );
+    for name in project.stack.services.keys() {
+        text.push_str(&format!("  {name}:\n    labels:\n"));
+        for (k, v) in labels {
+            text.push_str(&format!("      {k}: {v:?}\n"));
+        }
+    }
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
+    }
+    std::fs::write(file, text).map_err(|e| format!("cannot write {file}: {e}"))
 }
 
 /// An override file that publishes every published port again on a host
@@ -511,6 +571,12 @@ pub(crate) fn up_phase(
     if up.levels > 1 {
         note.push_str(&format!("; started in {} dependency levels", up.levels));
     }
+    if !up.repaired_networks.is_empty() {
+        note.push_str(&format!(
+            "; repaired: removed duplicate networks {}",
+            up.repaired_networks.join(", ")
+        ));
+    }
     for (service, why) in &up.checks_left_to_docker {
         note.push_str(&format!("; {service}: Docker's own check ({why})"));
     }
@@ -687,6 +753,15 @@ pub(crate) fn test_phase(
     let outcome = invocation
         .run(&opts.workspace.root, &opts.run_dir)
         .map_err(stack)?;
+    // Tests that failed because the engine went away are not the tests' fault.
+    if outcome.verdict != test_runner::Verdict::Passed
+        && let Err(compose::Error::NoDaemon { detail }) = Engine::server()
+    {
+        return Err(Failure::Stack(format!(
+            "the Docker engine went away while the tests ran ({detail}); check it with `docker info`, \
+             then run again: the next run takes over what this one left"
+        )));
+    }
     let counts = outcome
         .counts
         .map_or_else(|| "no JUnit report to count from".into(), |c| c.to_string());

@@ -126,6 +126,9 @@ pub struct RunReport {
     /// Earlier run folders removed by the retention (`runs.keep`, `runs.max_age_days`).
     #[serde(default)]
     pub pruned_runs: usize,
+    /// What keeping the disk budgets did after the run (`disk.build_cache`, `disk.images`).
+    #[serde(default)]
+    pub disk: Vec<String>,
 }
 
 impl RunReport {
@@ -169,6 +172,7 @@ impl RunReport {
             bundle: None,
             seconds: 0.0,
             pruned_runs: 0,
+            disk: Vec::new(),
         }
     }
 }
