@@ -13,7 +13,7 @@ pub use crate::config::unix_time;
 use crate::fingerprint::Store;
 use crate::lock::ProjectLock;
 use crate::phases::{
-    Prebuild, build_phase, certs_phase, clean_phase, preflight, test_phase, up_phase,
+    Prebuild, Staging, build_phase, certs_phase, clean_phase, preflight, test_phase, up_phase,
 };
 use crate::report::{Phase, PhaseReport, RunReport, Status, TeardownDone, Verdict};
 use crate::workspace::Workspace;
@@ -93,14 +93,20 @@ pub fn run(opts: &Options, progress: &mut dyn Progress) -> RunReport {
             |waiting| progress.note(Phase::Preflight, waiting),
         )
         .map_err(Failure::Stack)?;
+        // Neither needs what preflight checks: they start beside it, and a
+        // failed preflight stops them (their drop).
+        let background = Background {
+            staging: (!opts.no_build).then(|| Staging::start(opts)),
+            prebuild: Prebuild::start(opts),
+        };
         let (project, note) = preflight(opts)?;
-        Ok(((project, lock), note))
+        Ok(((project, lock, background), note))
     });
-    let (project, reaper) = match preflight {
-        Ok((p, lock)) => {
+    let (project, reaper, background) = match preflight {
+        Ok((p, lock, background)) => {
             let reaper = arm_reaper(opts, &p, &lock);
             phases.lock = Some(lock);
-            (p, reaper)
+            (p, reaper, background)
         }
         Err(verdict) => {
             report.verdict = verdict;
@@ -108,7 +114,9 @@ pub fn run(opts: &Options, progress: &mut dyn Progress) -> RunReport {
             return report;
         }
     };
-    let body = std::panic::catch_unwind(AssertUnwindSafe(|| body(opts, &project, &mut phases)));
+    let body = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        body(opts, &project, &mut phases, background)
+    }));
     let verdict = match body {
         Ok(Ok(())) => Verdict::Passed,
         Ok(Err(v)) => v,
@@ -286,11 +294,23 @@ impl Phases<'_> {
     }
 }
 
-fn body(opts: &Options, project: &Project, phases: &mut Phases) -> Result<(), Verdict> {
+/// What runs beside the phases from preflight on.
+#[derive(Debug)]
+struct Background {
+    staging: Option<Staging>,
+    prebuild: Prebuild,
+}
+
+fn body(
+    opts: &Options,
+    project: &Project,
+    phases: &mut Phases,
+    background: Background,
+) -> Result<(), Verdict> {
     // The test binaries build while everything else runs: they do not depend
     // on the stack, and staging builds in a target folder of its own, so the
     // two cargo builds do not wait for each other's lock.
-    let prebuild = Prebuild::start(opts);
+    let Background { staging, prebuild } = background;
     if opts.no_clean {
         phases.skip(Phase::Clean, "--no-clean");
     } else {
@@ -310,7 +330,10 @@ fn body(opts: &Options, project: &Project, phases: &mut Phases) -> Result<(), Ve
         phases.skip(Phase::Build, "--no-build");
         None
     } else {
-        let built = phases.run(Phase::Build, |_| build_phase(opts, project, &mut store))?;
+        let staging = staging.expect("staging starts unless --no-build");
+        let built = phases.run(Phase::Build, |_| {
+            build_phase(opts, project, &mut store, staging)
+        })?;
         (phases.report.contexts, phases.report.images) = (built.contexts, built.images);
         Some(built.image_ids)
     };

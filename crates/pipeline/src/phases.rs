@@ -383,24 +383,71 @@ pub(crate) struct Built {
     pub image_ids: BTreeMap<String, String>,
 }
 
+/// The staged binaries, built from the start of preflight on (they need
+/// nothing preflight checks, and build in their own target folder): the
+/// build phase joins it. Dropped unfinished (preflight failed, Ctrl-C), it
+/// stops the build and waits.
+#[derive(Debug)]
+pub(crate) struct Staging {
+    handle: Option<std::thread::JoinHandle<Result<usize, String>>>,
+    count: usize,
+}
+
+impl Staging {
+    pub(crate) fn start(opts: &Options) -> Staging {
+        let stages: Vec<_> = opts
+            .config
+            .stage
+            .iter()
+            .map(|s| (s.clone(), opts.config.resolve(&s.to)))
+            .collect();
+        let count = stages.len();
+        let (root, target) = (
+            opts.workspace.root.clone(),
+            opts.workspace.target_dir.clone(),
+        );
+        let handle = std::thread::spawn(move || crate::stage::stage(&root, &target, &stages));
+        Staging {
+            handle: Some(handle),
+            count,
+        }
+    }
+
+    /// How many staged binaries changed.
+    fn finish(mut self) -> Result<usize, Failure> {
+        match self.handle.take() {
+            Some(h) => h
+                .join()
+                .expect("the staging thread does not panic")
+                .map_err(Failure::Stack),
+            None => Ok(0),
+        }
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            process::interrupt::terminate_running();
+            let _ = handle.join();
+        }
+    }
+}
+
 pub(crate) fn build_phase(
     opts: &Options,
     project: &Project,
     store: &mut Store,
+    staging: Staging,
 ) -> PhaseResult<Built> {
-    let stages: Vec<_> = opts
-        .config
-        .stage
-        .iter()
-        .map(|s| (s.clone(), opts.config.resolve(&s.to)))
-        .collect();
+    let stages = staging.count;
     // The engine's images are listed while cargo stages: they are independent.
     let (staged, image_ids) = std::thread::scope(|s| {
         let ids = s.spawn(|| compose::image_ids(&project.spec.dir));
-        let staged = crate::stage::stage(&opts.workspace.root, &opts.workspace.target_dir, &stages);
+        let staged = staging.finish();
         (staged, ids.join().expect("listing images does not panic"))
     });
-    let staged = staged.map_err(Failure::Stack)?;
+    let staged = staged?;
     let mut image_ids = image_ids.map_err(stack)?;
     let (contexts, keys) = measure_contexts(opts, project, store, &image_ids)?;
     // A service whose inputs, recorded image and engine's image all match
@@ -471,11 +518,8 @@ pub(crate) fn build_phase(
     if !sizes.is_empty() {
         parts.push(format!("contexts sent: {}", sizes.join(", ")));
     }
-    if !stages.is_empty() {
-        parts.push(format!(
-            "staged binaries: {staged} of {} changed",
-            stages.len()
-        ));
+    if stages > 0 {
+        parts.push(format!("staged binaries: {staged} of {stages} changed"));
     }
     let note = if parts.is_empty() {
         "nothing to build: every service runs a ready-made image".to_owned()
