@@ -16,6 +16,8 @@ pub struct Workspace {
     pub target_dir: Utf8PathBuf,
     /// The member packages' names (from the same `cargo metadata` call).
     pub members: Vec<String>,
+    /// Their `Cargo.toml` files.
+    pub manifests: Vec<Utf8PathBuf>,
 }
 
 /// Where `cargo e2e` looks for its config when `--config` is not given, in order.
@@ -47,6 +49,7 @@ impl Workspace {
         #[derive(Deserialize)]
         struct Package {
             name: String,
+            manifest_path: Utf8PathBuf,
         }
         let not_a_workspace = |detail: String| WorkspaceError::NotAWorkspace {
             dir: dir.to_owned(),
@@ -60,7 +63,8 @@ impl Workspace {
         Ok(Workspace {
             root: m.workspace_root,
             target_dir: m.target_directory,
-            members: m.packages.into_iter().map(|p| p.name).collect(),
+            members: m.packages.iter().map(|p| p.name.clone()).collect(),
+            manifests: m.packages.into_iter().map(|p| p.manifest_path).collect(),
         })
     }
 
@@ -71,6 +75,7 @@ impl Workspace {
             target_dir: root.join("target"),
             root,
             members: Vec::new(),
+            manifests: Vec::new(),
         }
     }
 
