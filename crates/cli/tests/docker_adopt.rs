@@ -128,6 +128,21 @@ impl Shop {
             .unchecked()
     }
 
+    /// [`Shop::cargo`] as a CI job runs it: `CI` set (in duct the innermost
+    /// environment change wins, so it is built here, not added outside).
+    fn cargo_ci(&self, args: &[&str]) -> duct::Expression {
+        duct::cmd("cargo", args)
+            .dir(&self.root)
+            .env("PATH", self.path())
+            .env("SHOP_PORT", self.port.to_string())
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_MANIFEST_DIR")
+            .env("CI", "true")
+            .stdin_null()
+            .stderr_to_stdout()
+            .unchecked()
+    }
+
     fn run(&self, args: &[&str]) -> (Option<i32>, String) {
         self.run_with(self.cargo(args))
     }
@@ -1123,5 +1138,243 @@ fn a_project_with_two_networks_of_one_name_is_repaired_by_the_next_run() {
             .contains("repaired: removed duplicate networks"),
         "{report}"
     );
+    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
+}
+
+/// Whether the engine holds anything of a project whose name starts with
+/// `prefix` (under CI the run adds a pid and a time to the configured name).
+fn anything_of(prefix: &str) -> Vec<String> {
+    let here = repo_root();
+    let list = |args: &[&str]| -> Vec<String> {
+        compose::docker(args.iter().copied())
+            .text(&here)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut all = list(&[
+        "ps",
+        "--all",
+        "--format",
+        "{{.Label \"com.docker.compose.project\"}} container {{.Names}}",
+    ]);
+    all.extend(list(&["network", "ls", "--format", "{{.Name}}"]));
+    all.extend(list(&["volume", "ls", "--format", "{{.Name}}"]));
+    all
+}
+
+#[test]
+fn kill_9_in_build_up_or_test_under_ci_leaves_nothing() {
+    if !ready_or_skip("kill_9_in_build_up_or_test_under_ci_leaves_nothing") {
+        return;
+    }
+    let shop = Shop::new("kill9");
+    shop.init();
+    for (phase, trigger) in [
+        ("build", "build      started"),
+        ("up", "up         waiting"),
+        ("test", "test       started"),
+    ] {
+        let mut killed = false;
+        // Under CI: a project of its own per run, and purge.
+        let run = shop.cargo_ci(&["e2e"]);
+        let (code, output) = support::watch(run, |line| {
+            let now = !killed && line.contains(trigger);
+            killed |= now;
+            now.then_some(nix::sys::signal::Signal::SIGKILL)
+        });
+        assert!(killed, "{phase}: never saw `{trigger}`:\n{output}");
+        assert_eq!(code, None, "{phase}: killed by a signal:\n{output}");
+        let start = Instant::now();
+        let mut left = anything_of(&shop.project);
+        while !left.is_empty() && start.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(250));
+            left = anything_of(&shop.project);
+        }
+        assert!(
+            left.is_empty(),
+            "{phase}: 15 s after kill -9 the engine still holds {left:?}\n{output}"
+        );
+    }
+    // A stable-project run afterwards passes.
+    let (code, out) = shop.run(&["e2e", "--teardown", "purge", "-E", "test(proxy)"]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn two_runs_of_one_project_take_turns() {
+    if !ready_or_skip("two_runs_of_one_project_take_turns") {
+        return;
+    }
+    let shop = Shop::new("turns");
+    shop.init();
+    let args = ["e2e", "--teardown", "stop", "-E", "test(proxy)"];
+    let mut second: Option<std::thread::JoinHandle<(Option<i32>, String)>> = None;
+    let mut no_wait = None;
+    let (code, first) = support::watch(shop.cargo(&args), |line| {
+        if second.is_none() && line.contains("up         started") {
+            // The project is in use: --no-wait is told by whom, at once...
+            no_wait = Some(shop.run(&["e2e", "--no-wait", "-E", "test(proxy)"]));
+            // ...and a plain run waits its turn.
+            let run = shop.cargo(&args);
+            second = Some(std::thread::spawn(move || {
+                let out = run.stdout_capture().run().unwrap();
+                (
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                )
+            }));
+        }
+        None
+    });
+    assert_eq!(code, Some(0), "{first}");
+    let (nw_code, nw_out) = no_wait.expect("the first run reached up");
+    assert_eq!(nw_code, Some(3), "{nw_out}");
+    assert!(
+        nw_out.contains(&format!("project {} is in use by run", shop.project)),
+        "{nw_out}"
+    );
+    let (code, out) = second.unwrap().join().unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("waiting (Ctrl-C gives up)"), "{out}");
+    // Each run has its own folder.
+    let runs: Vec<String> = shop
+        .root
+        .join("target/e2e/runs")
+        .read_dir_utf8()
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_owned())
+        .collect();
+    assert_eq!(
+        runs.len(),
+        2,
+        "the two green runs (the refused one stopped before it made one): {runs:?}"
+    );
+    shop.purge_and_check(&["-E", "test(proxy)"]);
+}
+
+#[test]
+fn too_little_disk_fails_preflight_before_any_container() {
+    if !ready_or_skip("too_little_disk_fails_preflight_before_any_container") {
+        return;
+    }
+    let shop = Shop::new("disk");
+    shop.init();
+    let path = shop.root.join("e2e.yaml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\ndisk:\n  min_free: 1PiB\n");
+    std::fs::write(&path, text).unwrap();
+    let (code, out) = shop.run(&["e2e"]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("under disk.min_free (1.0 PiB"), "{out}");
+    assert!(
+        out.contains("docker builder prune"),
+        "the fix is named:\n{out}"
+    );
+    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
+}
+
+/// The engine's BuildKit cache, in bytes (`docker system df`).
+fn build_cache_bytes() -> u64 {
+    let text = compose::docker(["system", "df", "--format", "{{.Type}}\t{{.Size}}"])
+        .text(&repo_root())
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Build Cache\t"))
+        .and_then(|s| build_context::parse_size(s).ok())
+        .unwrap_or(0)
+}
+
+// Tests named `engine_*` disturb the engine every test shares: nextest runs
+// each alone (`threads-required` in .config/nextest.toml).
+
+#[test]
+fn engine_build_cache_budget_prunes_it_down() {
+    if !ready_or_skip("engine_build_cache_budget_prunes_it_down") {
+        return;
+    }
+    let shop = Shop::new("cachebudget");
+    shop.init();
+    // Something to prune: the shop's own build has just filled the cache.
+    let (code, out) = shop.run(&["e2e", "--teardown", "purge", "-E", "test(proxy)"]);
+    assert_eq!(code, Some(0), "{out}");
+    let before = build_cache_bytes();
+    assert!(before > 0, "no build cache to prune");
+    let budget = before / 10 * 9;
+    let path = shop.root.join("e2e.yaml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!("\ndisk:\n  build_cache: {budget}\n"));
+    std::fs::write(&path, text).unwrap();
+    let (code, out) = shop.run(&["e2e", "--teardown", "purge", "-E", "test(proxy)"]);
+    assert_eq!(code, Some(0), "{out}");
+    let report = shop.report();
+    assert!(
+        report
+            .disk
+            .iter()
+            .any(|l| l.starts_with("build cache kept under")),
+        "{:?}",
+        report.disk
+    );
+    let after = build_cache_bytes();
+    assert!(
+        after <= budget,
+        "build cache {after} B after the run, over its budget {budget} B (was {before} B)"
+    );
+}
+
+/// Stops the shared dockerd and starts it again with `.ci/engine`; the
+/// guard makes sure an engine answers again whatever the test did.
+struct EngineBack;
+
+impl Drop for EngineBack {
+    fn drop(&mut self) {
+        let _ = duct::cmd("bash", [repo_root().join(".ci/engine").as_str()])
+            .stdout_null()
+            .stderr_null()
+            .run();
+    }
+}
+
+#[test]
+fn engine_restart_during_up_fails_the_run_and_the_next_recovers() {
+    if !ready_or_skip("engine_restart_during_up_fails_the_run_and_the_next_recovers") {
+        return;
+    }
+    // It stops the machine's dockerd: only where that is allowed (`.ci/run`
+    // sets it; a developer's `make test` leaves their engine alone).
+    if std::env::var("E2E_ENGINE_RESTART").as_deref() != Ok("1") {
+        eprintln!(
+            "skipped: this test restarts the machine's dockerd; set E2E_ENGINE_RESTART=1 to allow it"
+        );
+        return;
+    }
+    let shop = Shop::new("restart");
+    shop.init();
+    let _back = EngineBack;
+    let mut stopped = None;
+    let (code, output) = support::watch(shop.cargo(&["e2e", "--teardown", "purge"]), |line| {
+        if stopped.is_none() && line.contains("up         waiting") {
+            let pid = duct::cmd!("pidof", "dockerd").read().unwrap();
+            let pid: i32 = pid.split_whitespace().next().unwrap().parse().unwrap();
+            let pid = nix::unistd::Pid::from_raw(pid);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+            stopped = Some(pid);
+        }
+        None
+    });
+    let pid = stopped.unwrap_or_else(|| panic!("never saw up waiting:\n{output}"));
+    // The old daemon finishes its shutdown before a new one may start.
+    while nix::sys::signal::kill(pid, None).is_ok() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(code, Some(3), "{output}");
+    assert!(output.contains("the Docker engine went away"), "{output}");
+    drop(_back);
+    // Back up: the next run takes over what the interrupted one left.
+    let (code, out) = shop.run(&["e2e", "--teardown", "purge", "-E", "test(proxy)"]);
+    assert_eq!(code, Some(0), "{out}");
     assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
 }
