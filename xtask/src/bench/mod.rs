@@ -292,6 +292,32 @@ pub fn run_docker(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Removes a demo-stack project a bench part made: containers, volumes and
+/// the images named after it, at once.
+pub fn remove_demo(
+    compose_file: &camino::Utf8Path,
+    project: &str,
+    port: &str,
+    certs: &camino::Utf8Path,
+) {
+    let _ = run_docker(
+        &[
+            "compose",
+            "-f",
+            compose_file.as_str(),
+            "-p",
+            project,
+            "down",
+            "--volumes",
+            "--rmi",
+            "local",
+            "--timeout",
+            "0",
+        ],
+        &[("E2E_GATEWAY_PORT", port), ("E2E_CERTS_DIR", certs.as_str())],
+    );
+}
+
 /// The machine, as a README quotes it.
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());

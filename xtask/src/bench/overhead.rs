@@ -3,7 +3,7 @@
 
 use xshell::cmd;
 
-use super::{Comparison, compare, run_docker, run_step, time};
+use super::{Comparison, compare, remove_demo, run_docker, run_step, time};
 
 const PROJECT: &str = "bench-overhead";
 
@@ -62,24 +62,6 @@ pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> 
         |_| time(bare),
         |_| time(tool),
     )?;
-    let _ = run_docker(
-        &[
-            "compose",
-            "-f",
-            compose_file.as_str(),
-            "-p",
-            PROJECT,
-            "down",
-            "--volumes",
-            "--rmi",
-            "local",
-            "--timeout",
-            "0",
-        ],
-        &[
-            ("E2E_GATEWAY_PORT", &port),
-            ("E2E_CERTS_DIR", certs.as_str()),
-        ],
-    );
+    remove_demo(&compose_file, PROJECT, &port, &certs);
     Ok(c)
 }
