@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use pipeline::Verdict;
 use pipeline::e2e::Options;
 
+use crate::ci_log::CiHost;
 use crate::exit::Exit;
 use crate::flags::E2e;
 
@@ -43,7 +44,8 @@ pub fn run(flags: &E2e) -> anyhow::Result<()> {
         run_dir,
     };
     on_signals(project, teardown)?;
-    let report = pipeline::e2e::run(&opts, &mut crate::progress::Progress::new());
+    let ci_host = CiHost::detect(|k| std::env::var(k).ok());
+    let report = pipeline::e2e::run(&opts, &mut crate::progress::Progress::new(ci_host));
 
     let json = flags
         .report_json
@@ -59,6 +61,9 @@ pub fn run(flags: &E2e) -> anyhow::Result<()> {
         // A closed stdout must not turn a finished run into a panic.
         let _ = writeln!(std::io::stdout().lock(), "{report}\n  report     {json}");
     }
+    if let Some(ci) = ci_host {
+        ci_report(ci, &report);
+    }
     match report.verdict {
         Verdict::Passed => Ok(()),
         Verdict::TestsFailed(e) => Err(Exit::failed(format!("tests failed: {e}")).into()),
@@ -66,6 +71,51 @@ pub fn run(flags: &E2e) -> anyhow::Result<()> {
         Verdict::BadInput(e) => Err(Exit::usage(e).into()),
         Verdict::StackFailed(e) => Err(Exit::environment(e).into()),
         Verdict::Interrupted => Err(Exit::interrupted("interrupted; teardown done").into()),
+    }
+}
+
+/// What a CI host shows beside the log: an annotation per failed test
+/// (capped) and, on GitHub, the run's table on the job's summary page.
+fn ci_report(ci: CiHost, report: &pipeline::RunReport) {
+    let failed = report
+        .junit
+        .as_deref()
+        .and_then(|j| test_runner::failures(j).ok())
+        .unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    for f in failed.iter().take(crate::ci_log::MAX_TEST_ANNOTATIONS) {
+        if let Some(line) = ci.error(&format!("e2e test failed: {}", f.name), &f.message) {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    if failed.len() > crate::ci_log::MAX_TEST_ANNOTATIONS {
+        let more = failed.len() - crate::ci_log::MAX_TEST_ANNOTATIONS;
+        if let Some(line) = ci.error(
+            "e2e: more failed tests",
+            &format!(
+                "{more} more failed tests: see the JUnit report {}",
+                report.junit.as_ref().map(|j| j.as_str()).unwrap_or("")
+            ),
+        ) {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    if ci == CiHost::GitHub
+        && let Ok(summary) = std::env::var("GITHUB_STEP_SUMMARY")
+        && !summary.is_empty()
+    {
+        let md = crate::ci_log::summary_markdown(report, &failed);
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&summary)
+            .and_then(|mut f| f.write_all(md.as_bytes()));
+        if let Err(e) = appended {
+            let _ = writeln!(
+                std::io::stderr(),
+                "warning: cannot append to GITHUB_STEP_SUMMARY ({summary}): {e}"
+            );
+        }
     }
 }
 

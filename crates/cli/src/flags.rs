@@ -46,10 +46,31 @@ pub enum Command {
     /// Remove the projects that dead runs left (labelled by this tool; never
     /// anyone else's, never one in use).
     Reap(Reap),
+    /// Read run reports: `report merge` combines shards' reports and JUnit files.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Internal: started by `e2e` beside each run; applies the run's policy
     /// if the run goes away without finishing (reads its order on stdin).
     #[command(name = "__reaper", hide = true)]
     Reaper,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ReportCommand {
+    /// One summary and one JUnit file from N shards' runs
+    /// (`-- --partition slice:K/N` on N machines).
+    Merge(ReportMerge),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportMerge {
+    /// The shards' `report.json` files (each one's JUnit report is the one it
+    /// names, else a `junit.xml` beside it).
+    #[arg(required = true, value_name = "REPORT")]
+    pub reports: Vec<Utf8PathBuf>,
+    /// Where to write the merged JUnit report.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<Utf8PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@
 //! name) is found at run time from the current folder's Cargo workspace.
 
 mod certs;
+pub mod ci_log;
 mod clean_context;
 mod doctor;
 mod e2e;
@@ -21,6 +22,7 @@ mod init;
 mod progress;
 mod reap;
 mod reaper;
+mod report;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -61,6 +63,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Init(f) => init::run(&f),
         Command::Reaper => reaper::run(),
         Command::Reap(f) => reap::run(&f),
+        Command::Report(flags::ReportCommand::Merge(f)) => report::merge(&f),
     }
 }
 

@@ -5,6 +5,8 @@ use std::io::{IsTerminal, Write as _};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::ci_log::CiHost;
 use pipeline::Phase;
 use pipeline::report::{PhaseReport, Status};
 
@@ -12,14 +14,26 @@ use pipeline::report::{PhaseReport, Status};
 pub struct Progress {
     spinner: Option<ProgressBar>,
     terminal: bool,
+    /// GitHub Actions or GitLab CI: folds per phase, annotations.
+    ci: Option<CiHost>,
+    /// The phase whose fold is open (a skipped phase never opens one).
+    open: Option<Phase>,
 }
 
 impl Progress {
-    pub fn new() -> Progress {
+    pub fn new(ci: Option<CiHost>) -> Progress {
         Progress {
             spinner: None,
             terminal: std::io::stderr().is_terminal(),
+            ci,
+            open: None,
         }
+    }
+
+    /// A line for the CI runner, which reads its commands on stdout.
+    fn command(&self, line: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
     }
 
     /// Ignores write errors: a closed stderr (`| head`) must not panic the run
@@ -36,6 +50,10 @@ impl Progress {
 
 impl pipeline::e2e::Progress for Progress {
     fn start(&mut self, phase: Phase) {
+        if let Some(ci) = self.ci {
+            self.command(&ci.fold_start(phase, pipeline::e2e::unix_time()));
+            self.open = Some(phase);
+        }
         // nextest draws its own progress on the terminal: no spinner over it.
         if self.terminal && phase != Phase::Test {
             let bar = ProgressBar::new_spinner();
@@ -74,6 +92,14 @@ impl pipeline::e2e::Progress for Progress {
             r.seconds,
             r.note
         ));
+        if let Some(ci) = self.ci {
+            if self.open.take() == Some(r.phase) {
+                self.command(&ci.fold_end(r.phase, pipeline::e2e::unix_time()));
+            }
+            if let Some(error) = ci.phase_error(r) {
+                self.command(&error);
+            }
+        }
     }
 }
 

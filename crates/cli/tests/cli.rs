@@ -217,3 +217,109 @@ fn doctor_names_a_missing_engine_and_its_fix() {
         "{stdout}"
     );
 }
+
+/// A shard's report and JUnit file, as a run on a CI machine leaves them
+/// (the JUnit beside the report, as an artifacts step gathers them).
+fn shard(dir: &Utf8Path, name: &str, cases: &[(&str, bool)], phase_s: f64) -> Utf8PathBuf {
+    use pipeline::report::{PhaseReport, Status};
+    let folder = dir.join(name);
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut junit = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"nextest-run\">\n",
+    );
+    junit.push_str(&format!(
+        "<testsuite name=\"e2e-tests::gateway\" tests=\"{}\">\n",
+        cases.len()
+    ));
+    let mut counts = test_runner::Counts::default();
+    for (case, ok) in cases {
+        counts.run += 1;
+        if *ok {
+            counts.passed += 1;
+            junit.push_str(&format!(
+                "<testcase name=\"{case}\" classname=\"e2e-tests::gateway\" time=\"0.1\"/>\n"
+            ));
+        } else {
+            counts.failed += 1;
+            junit.push_str(&format!("<testcase name=\"{case}\" classname=\"e2e-tests::gateway\" time=\"0.1\"><failure type=\"test failure\">{case} broke</failure></testcase>\n"));
+        }
+    }
+    junit.push_str("</testsuite>\n</testsuites>\n");
+    std::fs::write(folder.join("junit.xml"), junit).unwrap();
+    let mut report = pipeline::RunReport::new(&format!("e2e-ci-{name}"), folder.join("run"));
+    report.tests = Some(counts);
+    // The machine that ran it is gone: the path it names does not exist here.
+    report.junit = Some("/gone/junit.xml".into());
+    report.phases.push(PhaseReport {
+        phase: pipeline::Phase::Build,
+        status: Status::Ok,
+        seconds: phase_s,
+        note: String::new(),
+    });
+    if counts.failed > 0 {
+        report.verdict = pipeline::Verdict::TestsFailed(format!("{counts}"));
+    }
+    let path = folder.join("report.json");
+    std::fs::write(&path, serde_json::to_string(&report).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn shards_merge_into_one_summary_and_one_junit_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Utf8Path::from_path(tmp.path()).unwrap();
+    let one = shard(dir, "1", &[("a", true), ("b", true)], 4.0);
+    let two = shard(dir, "2", &[("c", true), ("d", false)], 9.5);
+    let out = dir.join("merged/junit.xml");
+    let r = xtask(
+        dir,
+        &[
+            "report",
+            "merge",
+            "--junit",
+            out.as_str(),
+            one.as_str(),
+            two.as_str(),
+        ],
+    );
+    assert_eq!(
+        r.code, 1,
+        "a shard's failed test fails the merge: {}{}",
+        r.stdout, r.stderr
+    );
+    assert!(
+        r.stdout.contains("e2e shards merged: 2 reports"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("3 passed, 1 failed, 0 skipped"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("slowest phases: build 9.5 s (shard 2)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("FAILED (shard 2): e2e-tests::gateway d: d broke"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("(4 test cases from 2 files)"),
+        "{}",
+        r.stdout
+    );
+    let merged = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(merged.matches("<testcase").count(), 4, "{merged}");
+    // All green: exit 0.
+    let r = xtask(dir, &["report", "merge", one.as_str()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // Not a report: exit 2, naming the file.
+    let r = xtask(dir, &["report", "merge", out.as_str()]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("not a run report"), "{}", r.stderr);
+}

@@ -811,8 +811,39 @@ fn failing_tests_exit_1_with_their_counts_and_a_bundle() {
     // The gateway gives up on the backend after 10 s: an 11 s answer is a 502,
     // and the slow-answer test fails for real.
     run.env.push(("E2E_SLOW_MS".into(), "11000".into()));
+    // As GitHub Actions runs it: folds, annotations, the summary page.
+    let summary = tempfile::NamedTempFile::new().unwrap();
+    run.env.push(("GITHUB_ACTIONS".into(), "true".into()));
+    run.env.push((
+        "GITHUB_STEP_SUMMARY".into(),
+        summary.path().to_str().unwrap().into(),
+    ));
     let r = run.run(&["--teardown", "purge"]);
     assert_eq!(r.code, Some(1), "{}", r.output);
+    for phase in ["preflight", "build", "up", "test", "teardown"] {
+        assert!(
+            r.output.contains(&format!("::group::e2e {phase}\n")),
+            "{phase} fold:\n{}",
+            r.output
+        );
+    }
+    assert_eq!(
+        r.output.matches("::group::").count(),
+        r.output.matches("::endgroup::").count(),
+        "{}",
+        r.output
+    );
+    assert!(
+        r.output.contains("::error title=e2e test failed%3A e2e-tests%3A%3Agateway a_slow_backend_answer_is_forwarded_whole::"),
+        "{}",
+        r.output
+    );
+    let md = std::fs::read_to_string(summary.path()).unwrap();
+    assert!(md.contains("| test | failed |"), "{md}");
+    assert!(
+        md.contains("Failed tests:") && md.contains("a_slow_backend_answer_is_forwarded_whole"),
+        "{md}"
+    );
     assert_eq!(r.report["verdict"]["kind"], "tests-failed", "{}", r.report);
     assert_eq!(r.report["tests"]["failed"], 1, "{}", r.report);
     assert_eq!(r.report["tests"]["passed"], 5, "{}", r.report);

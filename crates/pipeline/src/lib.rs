@@ -7,6 +7,7 @@ pub mod e2e;
 mod fingerprint;
 pub mod git;
 pub mod lock;
+pub mod merge;
 mod phases;
 pub mod reap;
 pub mod reaper;

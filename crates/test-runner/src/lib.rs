@@ -8,4 +8,7 @@ pub mod run;
 
 pub use error::{Error, Result};
 pub use filterset::Workspace;
-pub use run::{Counts, Invocation, Outcome, Reuse, TOOL, Verdict, write_tool_config};
+pub use run::{
+    Counts, Failure, Invocation, Outcome, Reuse, TOOL, Verdict, failures, merge_junit,
+    write_tool_config,
+};

@@ -239,6 +239,94 @@ fn read_junit(path: &Utf8Path) -> Result<Counts> {
     Ok(counts)
 }
 
+/// A failed test, from the JUnit report: for CI annotations and summaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// `binary name` as nextest names it (`shop-e2e::shop items_are_listed`).
+    pub name: String,
+    /// The failure's message, else the first line of its output.
+    pub message: String,
+}
+
+/// The failed tests of a nextest JUnit report.
+pub fn failures(path: &Utf8Path) -> Result<Vec<Failure>> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_string(),
+        source,
+    })?;
+    let report = quick_junit::Report::deserialize_from_str(&text).map_err(|e| Error::Junit {
+        path: path.to_string(),
+        detail: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for suite in &report.test_suites {
+        for case in &suite.test_cases {
+            if let quick_junit::TestCaseStatus::NonSuccess {
+                message,
+                description,
+                ..
+            } = &case.status
+            {
+                let message = message
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .filter(|m| !m.is_empty())
+                    .or_else(|| {
+                        description.as_ref().and_then(|d| {
+                            d.to_string()
+                                .lines()
+                                .find(|l| !l.trim().is_empty())
+                                .map(str::to_owned)
+                        })
+                    })
+                    .unwrap_or_else(|| "failed".to_owned());
+                let class = case
+                    .classname
+                    .as_ref()
+                    .map_or_else(String::new, |c| c.to_string());
+                out.push(Failure {
+                    name: format!("{class} {}", case.name.as_str()).trim().to_owned(),
+                    message,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes one JUnit report holding every test suite of `inputs` (the shards
+/// of one suite), as nextest would have written a single run's.
+pub fn merge_junit(inputs: &[Utf8PathBuf], out: &Utf8Path) -> Result<Counts> {
+    let mut merged = quick_junit::Report::new("nextest-run");
+    for path in inputs {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_string(),
+            source,
+        })?;
+        let report =
+            quick_junit::Report::deserialize_from_str(&text).map_err(|e| Error::Junit {
+                path: path.to_string(),
+                detail: e.to_string(),
+            })?;
+        merged.add_test_suites(report.test_suites);
+    }
+    let text = merged.to_string().map_err(|e| Error::Junit {
+        path: out.to_string(),
+        detail: e.to_string(),
+    })?;
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_string(),
+            source,
+        })?;
+    }
+    std::fs::write(out, text).map_err(|source| Error::Io {
+        path: out.to_string(),
+        source,
+    })?;
+    read_junit(out)
+}
+
 impl std::fmt::Display for Counts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -278,6 +366,14 @@ mod tests {
                 failed: 1,
                 skipped: 1
             }
+        );
+        let failed = failures(&path).unwrap();
+        assert_eq!(
+            failed,
+            [Failure {
+                name: "shop-e2e::shop b".into(),
+                message: "assertion failed".into()
+            }]
         );
         std::fs::write(&path, "<testsuites><testcase>").unwrap();
         assert!(read_junit(&path).is_err(), "a truncated report is an error");

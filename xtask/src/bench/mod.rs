@@ -314,7 +314,10 @@ pub fn remove_demo(
             "--timeout",
             "0",
         ],
-        &[("E2E_GATEWAY_PORT", port), ("E2E_CERTS_DIR", certs.as_str())],
+        &[
+            ("E2E_GATEWAY_PORT", port),
+            ("E2E_CERTS_DIR", certs.as_str()),
+        ],
     );
 }
 
