@@ -823,11 +823,12 @@ pub(crate) fn test_phase(
     };
     let mut invocation = invocation(opts, filtersets, env).map_err(stack)?;
     // The binaries the prebuild made are run as they are, without a second
-    // cargo build; pass-through arguments may be cargo's own build options,
-    // which nextest refuses beside reused binaries, so they keep the plain run.
+    // cargo build; pass-through arguments other than run options may be
+    // cargo's own build options, which nextest refuses beside reused
+    // binaries, so those keep the plain run.
     let metadata = cargo_metadata_file(opts);
     if let Some(binaries) = binaries
-        && opts.nextest_args.is_empty()
+        && test_runner::reusable_with(&opts.nextest_args)
         && metadata.exists()
     {
         invocation.reuse = Some(test_runner::Reuse {

@@ -10,5 +10,5 @@ pub use error::{Error, Result};
 pub use filterset::Workspace;
 pub use run::{
     Counts, Failure, Invocation, Outcome, Reuse, TOOL, Verdict, failures, merge_junit,
-    write_tool_config,
+    reusable_with, write_tool_config,
 };

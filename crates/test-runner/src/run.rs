@@ -32,6 +32,59 @@ pub struct Invocation {
     pub reuse: Option<Reuse>,
 }
 
+/// Options of `cargo nextest run` that only shape the run (which tests, how
+/// they report): with these, binaries built earlier can still be reused.
+/// Any other option may be one of cargo's own (`--features`, `--release`),
+/// which nextest refuses beside reused binaries.
+const RUN_OPTIONS_WITH_VALUE: &[&str] = &[
+    "--partition",
+    "--retries",
+    "--test-threads",
+    "-j",
+    "--run-ignored",
+    "--max-fail",
+    "--status-level",
+    "--final-status-level",
+    "--failure-output",
+    "--success-output",
+    "--color",
+    "--no-tests",
+];
+const RUN_FLAGS: &[&str] = &[
+    "--no-capture",
+    "--nocapture",
+    "--no-fail-fast",
+    "--fail-fast",
+    "--hide-progress-bar",
+];
+
+/// Whether a run with these pass-through arguments can reuse prebuilt test
+/// binaries: only run options and test-name filters (and anything after a
+/// second `--`, which goes to the test binaries).
+pub fn reusable_with(args: &[String]) -> bool {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            return true;
+        }
+        if !a.starts_with('-') {
+            continue;
+        }
+        let name = a.split_once('=').map_or(a.as_str(), |(n, _)| n);
+        if RUN_FLAGS.contains(&name) {
+            continue;
+        }
+        if RUN_OPTIONS_WITH_VALUE.contains(&name) {
+            if !a.contains('=') {
+                it.next();
+            }
+            continue;
+        }
+        return false;
+    }
+    true
+}
+
 /// What nextest needs to run binaries built earlier: the list
 /// [`Invocation::list_command`] printed and the workspace's `cargo metadata`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -390,6 +443,31 @@ mod tests {
             text.contains("default-filter = \"package(=shop-e2e) | package(=more)\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn only_run_options_keep_the_prebuilt_binaries() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(reusable_with(&[]));
+        assert!(reusable_with(&args(&["--partition", "slice:1/3"])));
+        assert!(reusable_with(&args(&[
+            "--partition=slice:2/3",
+            "--no-capture",
+            "tls"
+        ])));
+        assert!(reusable_with(&args(&["-j", "4", "--retries", "2"])));
+        assert!(
+            reusable_with(&args(&["--", "--features", "x"])),
+            "after --: the test binaries'"
+        );
+        assert!(!reusable_with(&args(&["--features", "x"])));
+        assert!(!reusable_with(&args(&["--release"])));
+        assert!(!reusable_with(&args(&[
+            "--partition",
+            "slice:1/2",
+            "--target",
+            "x"
+        ])));
     }
 
     #[test]
