@@ -702,11 +702,24 @@ fn cached_cargo_metadata(ws: &crate::Workspace, to: &camino::Utf8Path) {
     if let Ok(json) = Cmd::cargo(["metadata", "--format-version", "1"]).output(&ws.root)
         && std::fs::write(to, &json).is_ok()
     {
+        // Runs of other projects in this workspace read the copy meanwhile:
+        // each file is replaced whole, the copy before the key that vouches for it.
         let _ = std::fs::create_dir_all(&state);
-        if std::fs::write(&cached, &json).is_ok() {
-            let _ = std::fs::write(&key_file, key);
+        if write_whole(&cached, &json).is_ok() {
+            let _ = write_whole(&key_file, key.as_bytes());
         }
     }
+}
+
+/// Writes beside `path`, then renames over it: a reader sees the old file or
+/// the new one, never half of one.
+fn write_whole(path: &camino::Utf8Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(camino::Utf8Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Handed to nextest with the prebuilt binaries, so it need not run cargo
