@@ -272,14 +272,7 @@ impl Invocation {
 /// JUnit crate: each case is run; a failure or an error failed it; skipped
 /// ones are counted apart. A truncated or malformed report is an error.
 fn read_junit(path: &Utf8Path) -> Result<Counts> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_string(),
-        source,
-    })?;
-    let report = quick_junit::Report::deserialize_from_str(&text).map_err(|e| Error::Junit {
-        path: path.to_string(),
-        detail: e.to_string(),
-    })?;
+    let report = load_junit(path)?;
     let mut counts = Counts::default();
     for case in report.test_suites.iter().flat_map(|s| &s.test_cases) {
         counts.run += 1;
@@ -290,6 +283,18 @@ fn read_junit(path: &Utf8Path) -> Result<Counts> {
         }
     }
     Ok(counts)
+}
+
+/// A JUnit report, read with nextest's own JUnit crate.
+fn load_junit(path: &Utf8Path) -> Result<quick_junit::Report> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_string(),
+        source,
+    })?;
+    quick_junit::Report::deserialize_from_str(&text).map_err(|e| Error::Junit {
+        path: path.to_string(),
+        detail: e.to_string(),
+    })
 }
 
 /// A failed test, from the JUnit report: for CI annotations and summaries.
@@ -303,14 +308,7 @@ pub struct Failure {
 
 /// The failed tests of a nextest JUnit report.
 pub fn failures(path: &Utf8Path) -> Result<Vec<Failure>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_string(),
-        source,
-    })?;
-    let report = quick_junit::Report::deserialize_from_str(&text).map_err(|e| Error::Junit {
-        path: path.to_string(),
-        detail: e.to_string(),
-    })?;
+    let report = load_junit(path)?;
     let mut out = Vec::new();
     for suite in &report.test_suites {
         for case in &suite.test_cases {
@@ -352,16 +350,7 @@ pub fn failures(path: &Utf8Path) -> Result<Vec<Failure>> {
 pub fn merge_junit(inputs: &[Utf8PathBuf], out: &Utf8Path) -> Result<Counts> {
     let mut merged = quick_junit::Report::new("nextest-run");
     for path in inputs {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_string(),
-            source,
-        })?;
-        let report =
-            quick_junit::Report::deserialize_from_str(&text).map_err(|e| Error::Junit {
-                path: path.to_string(),
-                detail: e.to_string(),
-            })?;
-        merged.add_test_suites(report.test_suites);
+        merged.add_test_suites(load_junit(path)?.test_suites);
     }
     let text = merged.to_string().map_err(|e| Error::Junit {
         path: out.to_string(),

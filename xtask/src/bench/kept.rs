@@ -6,23 +6,14 @@
 
 use xshell::cmd;
 
-use super::{Comparison, compare, remove_demo, run_step, time};
+use super::{Comparison, Demo, compare, run_step, time};
 
 const PROJECT: &str = "bench-kept";
 
 pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> {
     let sh = crate::shell()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port()
-        .to_string();
-    let (_, config) = crate::load_config()?;
-    let certs = config
-        .certs_dir()
-        .ok_or_else(|| anyhow::anyhow!("docker/e2e.yaml has no certs section"))?;
-    let compose_file = config.resolve(&config.compose.files[0]);
-    let ca = certs.join("ca.crt");
-    let url = format!("https://127.0.0.1:{port}");
+    let demo = Demo::new()?;
+    let Demo { port, ca, url, .. } = &demo;
     let report = crate::target_dir().join("e2e/bench-kept-report.json");
 
     let tool = |phases: &mut Vec<Vec<(String, f64)>>| -> anyhow::Result<f64> {
@@ -32,7 +23,7 @@ pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> 
                     sh,
                     "{xtask} e2e --project {PROJECT} --teardown keep --report-json {report}"
                 )
-                .env("E2E_GATEWAY_PORT", &port),
+                .env("E2E_GATEWAY_PORT", port),
             )
         })?;
         let r = pipeline::RunReport::read(&report).map_err(anyhow::Error::msg)?;
@@ -42,8 +33,8 @@ pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> 
     let bare = || {
         run_step(
             cmd!(sh, "cargo nextest run -p e2e-tests --profile e2e")
-                .env("E2E_GATEWAY_URL", &url)
-                .env("E2E_CA_CERT", &ca),
+                .env("E2E_GATEWAY_URL", url)
+                .env("E2E_CA_CERT", ca),
         )
     };
     let mut phases = Vec::new();
@@ -59,7 +50,7 @@ pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> 
             |_| tool(&mut phases),
         )
     })();
-    remove_demo(&compose_file, PROJECT, &port, &certs);
+    demo.remove(PROJECT);
     let _ = std::fs::remove_file(&report);
     let mut c = result?;
     c.phases = phases;

@@ -292,6 +292,43 @@ pub fn run_docker(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a bench part needs to run the demo stack by hand beside the tool: a
+/// free host port for the gateway, the certificates, the compose file, and
+/// the URL and CA the tests take.
+#[derive(Debug)]
+pub struct Demo {
+    pub port: String,
+    pub certs: camino::Utf8PathBuf,
+    pub compose_file: camino::Utf8PathBuf,
+    pub ca: camino::Utf8PathBuf,
+    pub url: String,
+}
+
+impl Demo {
+    pub fn new() -> anyhow::Result<Demo> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
+            .to_string();
+        let (_, config) = crate::load_config()?;
+        let certs = config
+            .certs_dir()
+            .ok_or_else(|| anyhow::anyhow!("docker/e2e.yaml has no certs section"))?;
+        Ok(Demo {
+            compose_file: config.resolve(&config.compose.files[0]),
+            ca: certs.join("ca.crt"),
+            url: format!("https://127.0.0.1:{port}"),
+            certs,
+            port,
+        })
+    }
+
+    /// Removes the project, its volumes and the images named after it.
+    pub fn remove(&self, project: &str) {
+        remove_demo(&self.compose_file, project, &self.port, &self.certs);
+    }
+}
+
 /// Removes a demo-stack project a bench part made: containers, volumes and
 /// the images named after it, at once.
 pub fn remove_demo(

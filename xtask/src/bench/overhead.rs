@@ -3,28 +3,25 @@
 
 use xshell::cmd;
 
-use super::{Comparison, compare, remove_demo, run_docker, run_step, time};
+use super::{Comparison, Demo, compare, run_docker, run_step, time};
 
 const PROJECT: &str = "bench-overhead";
 
 pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> {
     let sh = crate::shell()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port()
-        .to_string();
-    let (_, config) = crate::load_config()?;
-    let certs = config
-        .certs_dir()
-        .ok_or_else(|| anyhow::anyhow!("docker/e2e.yaml has no certs section"))?;
-    let compose_file = config.resolve(&config.compose.files[0]);
-    let ca = certs.join("ca.crt");
-    let url = format!("https://127.0.0.1:{port}");
+    let demo = Demo::new()?;
+    let Demo {
+        port,
+        certs,
+        compose_file,
+        ca,
+        url,
+    } = &demo;
     let triple =
         pipeline::stage::host_triple(&crate::project_root()).map_err(anyhow::Error::msg)?;
 
     let tool =
-        || run_step(cmd!(sh, "{xtask} e2e --project {PROJECT}").env("E2E_GATEWAY_PORT", &port));
+        || run_step(cmd!(sh, "{xtask} e2e --project {PROJECT}").env("E2E_GATEWAY_PORT", port));
     let bare = || -> anyhow::Result<()> {
         let compose = |args: &[&str]| {
             let all = ["compose", "-f", compose_file.as_str(), "-p", PROJECT]
@@ -34,7 +31,7 @@ pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> 
             run_docker(
                 &all,
                 &[
-                    ("E2E_GATEWAY_PORT", &port),
+                    ("E2E_GATEWAY_PORT", port),
                     ("E2E_CERTS_DIR", certs.as_str()),
                 ],
             )
@@ -47,8 +44,8 @@ pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> 
         compose(&["up", "-d", "--wait"])?;
         run_step(
             cmd!(sh, "cargo nextest run -p e2e-tests --profile e2e")
-                .env("E2E_GATEWAY_URL", &url)
-                .env("E2E_CA_CERT", &ca),
+                .env("E2E_GATEWAY_URL", url)
+                .env("E2E_CA_CERT", ca),
         )?;
         compose(&["stop", "-t", "2"])
     };
@@ -62,6 +59,6 @@ pub fn run(runs: usize, xtask: &camino::Utf8Path) -> anyhow::Result<Comparison> 
         |_| time(bare),
         |_| time(tool),
     )?;
-    remove_demo(&compose_file, PROJECT, &port, &certs);
+    demo.remove(PROJECT);
     Ok(c)
 }
