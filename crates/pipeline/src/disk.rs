@@ -30,8 +30,9 @@ pub fn check_floor(server: &Server, config: &DiskConfig, file: &Utf8Path) -> Res
 }
 
 /// After a run: BuildKit's cache down to its budget, then this workspace's
-/// projects' images. Returns one line per action, for the report.
-pub fn keep_budgets(config: &DiskConfig, projects: &[String]) -> Vec<String> {
+/// projects' images (`projects` is asked only then). Returns one line per
+/// action, for the report.
+pub fn keep_budgets(config: &DiskConfig, projects: impl FnOnce() -> Vec<String>) -> Vec<String> {
     let mut notes = Vec::new();
     if let Some(budget) = config.build_cache {
         notes.push(match prune_build_cache(budget.0) {
@@ -40,7 +41,7 @@ pub fn keep_budgets(config: &DiskConfig, projects: &[String]) -> Vec<String> {
         });
     }
     if let Some(budget) = config.images {
-        notes.push(match prune_images(budget.0, projects) {
+        notes.push(match prune_images(budget.0, &projects()) {
             Ok(line) => line,
             Err(e) => format!("images not pruned: {e}"),
         });

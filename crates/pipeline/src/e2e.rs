@@ -143,7 +143,7 @@ pub fn run(opts: &Options, progress: &mut dyn Progress) -> RunReport {
     if let Some(r) = reaper {
         r.disarm();
     }
-    report.disk = crate::disk::keep_budgets(&opts.config.disk, &workspace_projects(opts));
+    report.disk = crate::disk::keep_budgets(&opts.config.disk, || workspace_projects(opts));
     if let Some(runs) = opts.run_dir.parent() {
         let r = &opts.config.runs;
         let max_age = Duration::from_secs(r.max_age_days * 24 * 3600);

@@ -8,7 +8,6 @@
 //! a missing or unreadable one only means "build and start as usual".
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 
@@ -92,16 +91,11 @@ impl Store {
             self.state.files = std::mem::take(&mut self.seen);
             self.state.written_ns = now_ns();
         }
+        let json = serde_json::to_vec(&self.state).map_err(|e| e.to_string())?;
         let dir = self.path.parent().expect("the state file has a folder");
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(dir)?;
-            let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-            serde_json::to_writer(&mut tmp, &self.state)?;
-            tmp.flush()?;
-            tmp.persist(&self.path).map_err(|e| e.error)?;
-            Ok(())
-        };
-        write().map_err(|e| format!("cannot write {}: {e}", self.path))
+        std::fs::create_dir_all(dir)
+            .and_then(|()| crate::write_whole(&self.path, &json))
+            .map_err(|e| format!("cannot write {}: {e}", self.path))
     }
 
     /// The key of one image's inputs: every entry the context sends (path,

@@ -16,5 +16,16 @@ pub mod stage;
 pub mod workspace;
 
 pub use config::{Config, ConfigError};
+
+/// Writes beside `path`, then renames over it: a reader (another run) sees
+/// the old file or the new one, never half of one.
+pub(crate) fn write_whole(path: &camino::Utf8Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(camino::Utf8Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
 pub use report::{Phase, RunReport, Verdict};
 pub use workspace::{Workspace, WorkspaceError};

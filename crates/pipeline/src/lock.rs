@@ -127,13 +127,20 @@ impl ProjectLock {
     }
 
     fn write(&mut self) {
-        let text = serde_json::to_string(&self.holder).unwrap_or_default();
         let f: &mut File = &mut self.file;
-        // What the file says is for people: a failed write loses nothing.
-        let _ = f
+        self.holder.write_to(f);
+    }
+}
+
+impl Holder {
+    /// Replaces what a lock file (this run's, or one it shares) says of its
+    /// holder. What the file says is for people: a failed write loses nothing.
+    pub fn write_to(&self, lock: &mut File) {
+        let text = serde_json::to_string(self).unwrap_or_default();
+        let _ = lock
             .set_len(0)
-            .and_then(|()| f.rewind())
-            .and_then(|()| f.write_all(text.as_bytes()));
+            .and_then(|()| lock.rewind())
+            .and_then(|()| lock.write_all(text.as_bytes()));
     }
 }
 

@@ -383,13 +383,45 @@ pub(crate) struct Built {
     pub image_ids: BTreeMap<String, String>,
 }
 
+/// Work started in a thread of its own to run beside the phases (a cargo
+/// build). Dropped before it was joined (a phase failed, Ctrl-C), it stops
+/// the process groups it started and waits for the thread.
+#[derive(Debug)]
+struct Beside<T> {
+    handle: Option<std::thread::JoinHandle<T>>,
+}
+
+impl<T: Send + 'static> Beside<T> {
+    fn spawn(work: impl FnOnce() -> T + Send + 'static) -> Beside<T> {
+        Beside {
+            handle: Some(std::thread::spawn(work)),
+        }
+    }
+
+    fn join(mut self) -> T {
+        self.handle
+            .take()
+            .expect("joined once")
+            .join()
+            .expect("work beside the phases does not panic")
+    }
+}
+
+impl<T> Drop for Beside<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            process::interrupt::terminate_running();
+            let _ = handle.join();
+        }
+    }
+}
+
 /// The staged binaries, built from the start of preflight on (they need
 /// nothing preflight checks, and build in their own target folder): the
-/// build phase joins it. Dropped unfinished (preflight failed, Ctrl-C), it
-/// stops the build and waits.
+/// build phase joins it.
 #[derive(Debug)]
 pub(crate) struct Staging {
-    handle: Option<std::thread::JoinHandle<Result<usize, String>>>,
+    work: Beside<Result<usize, String>>,
     count: usize,
 }
 
@@ -406,31 +438,15 @@ impl Staging {
             opts.workspace.root.clone(),
             opts.workspace.target_dir.clone(),
         );
-        let handle = std::thread::spawn(move || crate::stage::stage(&root, &target, &stages));
         Staging {
-            handle: Some(handle),
+            work: Beside::spawn(move || crate::stage::stage(&root, &target, &stages)),
             count,
         }
     }
 
     /// How many staged binaries changed.
-    fn finish(mut self) -> Result<usize, Failure> {
-        match self.handle.take() {
-            Some(h) => h
-                .join()
-                .expect("the staging thread does not panic")
-                .map_err(Failure::Stack),
-            None => Ok(0),
-        }
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            process::interrupt::terminate_running();
-            let _ = handle.join();
-        }
+    fn finish(self) -> Result<usize, Failure> {
+        self.work.join().map_err(Failure::Stack)
     }
 }
 
@@ -705,21 +721,10 @@ fn cached_cargo_metadata(ws: &crate::Workspace, to: &camino::Utf8Path) {
         // Runs of other projects in this workspace read the copy meanwhile:
         // each file is replaced whole, the copy before the key that vouches for it.
         let _ = std::fs::create_dir_all(&state);
-        if write_whole(&cached, &json).is_ok() {
-            let _ = write_whole(&key_file, key.as_bytes());
+        if crate::write_whole(&cached, &json).is_ok() {
+            let _ = crate::write_whole(&key_file, key.as_bytes());
         }
     }
-}
-
-/// Writes beside `path`, then renames over it: a reader sees the old file or
-/// the new one, never half of one.
-fn write_whole(path: &camino::Utf8Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(camino::Utf8Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// Handed to nextest with the prebuilt binaries, so it need not run cargo
@@ -733,11 +738,10 @@ fn write_cargo_metadata(opts: &Options, json: &str) {
 }
 
 /// The test binaries, built while images build and the stack starts (they
-/// do not depend on it): the test phase then only runs them. Dropped before
-/// it is finished (a phase failed, Ctrl-C), it stops the build and waits.
+/// do not depend on it): the test phase then only runs them.
 #[derive(Debug)]
 pub(crate) struct Prebuild {
-    handle: Option<std::thread::JoinHandle<process::Result<process::GroupOutput>>>,
+    work: Option<Beside<process::Result<process::GroupOutput>>>,
     command: String,
     /// Where the list of built binaries goes, for [`test_runner::Reuse`].
     binaries: Utf8PathBuf,
@@ -748,7 +752,7 @@ impl Prebuild {
         let Ok(inv) = invocation(opts, Vec::new(), Vec::new()) else {
             // The test phase writes the same file and reports the error.
             return Prebuild {
-                handle: None,
+                work: None,
                 command: String::new(),
                 binaries: Utf8PathBuf::new(),
             };
@@ -758,7 +762,7 @@ impl Prebuild {
         let root = opts.workspace.root.clone();
         let metadata = cargo_metadata_file(opts);
         let workspace = opts.workspace.clone();
-        let handle = std::thread::spawn(move || {
+        let work = Beside::spawn(move || {
             // Preflight wrote it only when it needed the package graph; asked
             // for beside the build, it costs no wall time.
             let meta = (!metadata.exists())
@@ -776,7 +780,7 @@ impl Prebuild {
             built
         });
         Prebuild {
-            handle: Some(handle),
+            work: Some(work),
             command,
             binaries: opts.run_dir.join("binaries-metadata.json"),
         }
@@ -784,14 +788,11 @@ impl Prebuild {
 
     /// Waits for the build; a failed one fails the test phase with its
     /// output. The list of the binaries built, when it could be written.
-    pub(crate) fn finish(mut self) -> Result<Option<Utf8PathBuf>, Failure> {
-        let Some(handle) = self.handle.take() else {
+    pub(crate) fn finish(self) -> Result<Option<Utf8PathBuf>, Failure> {
+        let Some(work) = self.work else {
             return Ok(None);
         };
-        let out = handle
-            .join()
-            .expect("the test build thread does not panic")
-            .map_err(stack)?;
+        let out = work.join().map_err(stack)?;
         if out.success() {
             return Ok(std::fs::write(&self.binaries, &out.stdout)
                 .is_ok()
@@ -804,15 +805,6 @@ impl Prebuild {
             self.command,
             lines[lines.len().saturating_sub(30)..].join("\n")
         )))
-    }
-}
-
-impl Drop for Prebuild {
-    fn drop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            process::interrupt::terminate_running();
-            let _ = handle.join();
-        }
     }
 }
 

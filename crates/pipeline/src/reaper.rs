@@ -10,7 +10,7 @@
 //! unlike Ryuk it runs beside the client, so it needs no image and works
 //! with any engine the client reaches (a remote one too).
 
-use std::io::{BufRead, Seek as _, Write as _};
+use std::io::BufRead;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -104,18 +104,13 @@ pub fn wait_for_the_run(mut input: impl BufRead) -> Result<Option<Order>, String
 /// project lock it shares, rewritten to say who holds it now. Returns what
 /// was done, for the reaper's log.
 pub fn carry_out(order: &Order, mut lock: std::fs::File) -> Result<String, String> {
-    let holder = crate::lock::Holder {
+    crate::lock::Holder {
         pid: std::process::id(),
         since: crate::config::unix_time(),
         workspace: order.spec.dir.to_string(),
         doing: format!("reaping run {}: {}", order.run_pid, order.policy),
-    };
-    if let Ok(text) = serde_json::to_string(&holder) {
-        let _ = lock
-            .set_len(0)
-            .and_then(|()| lock.rewind())
-            .and_then(|()| lock.write_all(text.as_bytes()));
     }
+    .write_to(&mut lock);
     let project = Project::load(order.spec.clone()).map_err(|e| e.to_string())?;
     let grace = Duration::from_secs(order.grace_s);
     // A `docker compose up` the run had started outlives it and may still be
