@@ -1378,3 +1378,32 @@ fn engine_restart_during_up_fails_the_run_and_the_next_recovers() {
     assert_eq!(code, Some(0), "{out}");
     assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
 }
+
+#[test]
+fn an_image_budget_removes_the_workspace_s_images_beyond_it() {
+    if !ready_or_skip("an_image_budget_removes_the_workspace_s_images_beyond_it") {
+        return;
+    }
+    let shop = Shop::new("imagebudget");
+    shop.init();
+    let path = shop.root.join("e2e.yaml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    // Any image is over a one-byte budget: every one no container uses goes.
+    text.push_str("\ndisk:\n  images: 1\n");
+    std::fs::write(&path, text).unwrap();
+    // `down` leaves the images and no container that uses them.
+    let (code, out) = shop.run(&["e2e", "--teardown", "down", "-E", "test(proxy)"]);
+    assert_eq!(code, Some(0), "{out}");
+    let report = shop.report();
+    assert!(
+        report
+            .disk
+            .iter()
+            .any(|l| l.starts_with("images of this workspace's projects:")
+                && !l.contains(" 0 removed")),
+        "{:?}",
+        report.disk
+    );
+    let left = shop.leftovers();
+    assert!(left.images.is_empty(), "{left}");
+}
