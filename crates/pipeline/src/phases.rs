@@ -211,6 +211,14 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Fa
     Ok((engine, project, warnings))
 }
 
+/// A file this run writes into its folder (the override files).
+fn write_run_file(file: &camino::Utf8Path, text: &str) -> Result<(), String> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
+    }
+    std::fs::write(file, text).map_err(|e| format!("cannot write {file}: {e}"))
+}
+
 /// An override file that adds `labels` to every service's containers.
 fn write_labels_override(
     project: &Project,
@@ -226,10 +234,7 @@ fn write_labels_override(
             text.push_str(&format!("      {k}: {v:?}\n"));
         }
     }
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
-    }
-    std::fs::write(file, text).map_err(|e| format!("cannot write {file}: {e}"))
+    write_run_file(file, &text)
 }
 
 /// An override file that publishes every published port again on a host
@@ -253,10 +258,7 @@ fn write_ephemeral_override(project: &Project, file: &camino::Utf8Path) -> Resul
             }
         }
     }
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
-    }
-    std::fs::write(file, text).map_err(|e| format!("cannot write {file}: {e}"))
+    write_run_file(file, &text)
 }
 
 /// What the tests see: the project, the CA (with certificates), and
