@@ -298,6 +298,15 @@ impl Shop {
         );
     }
 
+    /// Adds `yaml` (top-level keys) at the end of e2e.yaml.
+    fn append_config(&self, yaml: &str) {
+        let path = self.root.join("e2e.yaml");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push('\n');
+        text.push_str(yaml);
+        std::fs::write(path, text).unwrap();
+    }
+
     /// Replaces `from` with `to` in e2e.yaml.
     fn edit_config(&self, from: &str, to: &str) {
         let path = self.root.join("e2e.yaml");
@@ -1262,10 +1271,7 @@ fn too_little_disk_fails_preflight_before_any_container() {
     }
     let shop = Shop::new("disk");
     shop.init();
-    let path = shop.root.join("e2e.yaml");
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str("\ndisk:\n  min_free: 1PiB\n");
-    std::fs::write(&path, text).unwrap();
+    shop.append_config("disk:\n  min_free: 1PiB\n");
     let (code, out) = shop.run(&["e2e"]);
     assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("under disk.min_free (1.0 PiB"), "{out}");
@@ -1303,10 +1309,7 @@ fn engine_build_cache_budget_prunes_it_down() {
     let before = build_cache_bytes();
     assert!(before > 0, "no build cache to prune");
     let budget = before / 10 * 9;
-    let path = shop.root.join("e2e.yaml");
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(&format!("\ndisk:\n  build_cache: {budget}\n"));
-    std::fs::write(&path, text).unwrap();
+    shop.append_config(&format!("disk:\n  build_cache: {budget}\n"));
     let (code, out) = shop.run(&["e2e", "--teardown", "purge", "-E", "test(proxy)"]);
     assert_eq!(code, Some(0), "{out}");
     let report = shop.report();
@@ -1386,11 +1389,8 @@ fn an_image_budget_removes_the_workspace_s_images_beyond_it() {
     }
     let shop = Shop::new("imagebudget");
     shop.init();
-    let path = shop.root.join("e2e.yaml");
-    let mut text = std::fs::read_to_string(&path).unwrap();
     // Any image is over a one-byte budget: every one no container uses goes.
-    text.push_str("\ndisk:\n  images: 1\n");
-    std::fs::write(&path, text).unwrap();
+    shop.append_config("disk:\n  images: 1\n");
     // `down` leaves the images and no container that uses them.
     let (code, out) = shop.run(&["e2e", "--teardown", "down", "-E", "test(proxy)"]);
     assert_eq!(code, Some(0), "{out}");
