@@ -293,10 +293,10 @@ pub fn context_use(text: &str, inputs: &BuildInputs) -> ContextUse {
             continue;
         }
         let Some(stage) = stages.last_mut() else {
-            if keyword == "ARG" {
-                if let Err(why) = declare_args(&mut meta, &ins, inputs, None) {
-                    return unsure(why);
-                }
+            if keyword == "ARG"
+                && let Err(why) = declare_args(&mut meta, &ins, inputs, None)
+            {
+                return unsure(why);
             }
             continue;
         };
