@@ -128,6 +128,54 @@ impl Context {
             .collect())
     }
 
+    /// The files and symlinks the build really transfers: what its
+    /// Dockerfile names, after the ignore file; sorted bytewise. Without a
+    /// Dockerfile, or one that cannot be settled, that is [`Context::list`].
+    pub fn list_sent(&self, inputs: &crate::dockerfile::BuildInputs) -> Result<Vec<Box<[u8]>>> {
+        let usage = self.usage(inputs)?;
+        let walk = self.walk(WalkOptions::default())?;
+        let include = crate::sent::include_patterns(&self.root, &usage);
+        let (order, _) = crate::sent::sent_entries(&walk, include.as_deref()).map_err(|b| {
+            // Name the instruction that wrote the path the engine cannot match.
+            let line = match &usage {
+                crate::dockerfile::ContextUse::Paths { paths } => paths
+                    .iter()
+                    .find(|p| p.path == b.pattern)
+                    .map_or(0, |p| p.line),
+                _ => 0,
+            };
+            Error::BadPattern {
+                path: self.dockerfile.clone().unwrap_or_default(),
+                line,
+                pattern: b.pattern,
+                message: b.error.to_string(),
+            }
+        })?;
+        let mut keep = vec![false; walk.entries.len()];
+        order.into_iter().for_each(|i| keep[i] = true);
+        Ok(walk
+            .entries
+            .into_iter()
+            .zip(keep)
+            .filter(|(e, k)| *k && e.kind != EntryKind::Dir)
+            .map(|(e, _)| e.path)
+            .collect())
+    }
+
+    /// Which paths the Dockerfile's build asks for.
+    pub fn usage(
+        &self,
+        inputs: &crate::dockerfile::BuildInputs,
+    ) -> Result<crate::dockerfile::ContextUse> {
+        let Some(df) = &self.dockerfile else {
+            return Ok(crate::dockerfile::ContextUse::Unsure {
+                why: "no Dockerfile to read".into(),
+            });
+        };
+        let text = std::fs::read_to_string(df).map_err(Error::io(df))?;
+        Ok(crate::dockerfile::context_use(&text, inputs))
+    }
+
     /// Explains the verdict on `path`, given relative to the context root.
     pub fn explain(&self, path: &str) -> Result<Explanation> {
         let clean = crate::goclean::clean(path.trim_start_matches("./"));

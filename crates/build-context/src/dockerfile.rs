@@ -140,6 +140,25 @@ pub struct BuildInputs {
     pub target: Option<String>,
 }
 
+impl BuildInputs {
+    /// From a service's `build` section as `docker compose config --format
+    /// json` resolves it (`args` a map, `target` a string).
+    pub fn from_compose(build: &serde_json::Value) -> BuildInputs {
+        let args = build["args"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        BuildInputs {
+            args,
+            target: build["target"].as_str().map(str::to_owned),
+        }
+    }
+}
+
 /// One path the frontend asks the client for.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UsedPath {

@@ -15,13 +15,14 @@ mod lints;
 pub mod matcher;
 pub mod pattern;
 pub mod report;
+pub mod sent;
 pub mod walk;
 
 pub use context::{Context, Explanation, IgnoreFile};
 pub use error::{Error, Result};
 pub use matcher::{BadPattern, Decision, Matcher};
 pub use report::{ContextReport, analyze};
-pub use walk::{Entry, EntryKind, Problem, Walk, WalkOptions};
+pub use walk::{Entry, EntryKind, Problem, Stat, Walk, WalkOptions};
 
 /// Bytes for people: `1.5 MiB`.
 pub fn human(bytes: u64) -> String {

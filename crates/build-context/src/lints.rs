@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::context::Context;
-use crate::dockerfile::CopySource;
+use crate::dockerfile::{ContextUse, CopySource};
 use crate::matcher::Matcher;
-use crate::report::Tally;
+use crate::report::{Tally, Transfer};
 use crate::walk::{Entry, EntryKind, Walk};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -16,6 +16,8 @@ use crate::walk::{Entry, EntryKind, Walk};
 pub enum Severity {
     Error,
     Warning,
+    /// Advice: nothing is wrong, something could be smaller or simpler.
+    Note,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -167,4 +169,90 @@ fn holds_private_key(ctx: &Context, rel: &str) -> bool {
     };
     let n = f.read(&mut head).unwrap_or(0);
     head[..n].windows(11).any(|w| w == b"PRIVATE KEY")
+}
+
+/// Below this, a whole-context transfer is not worth a remark.
+const WHOLE_CONTEXT_NOTE_BYTES: u64 = 10 * 1024 * 1024;
+
+/// What the transfer tells about the Dockerfile and the ignore file: ignore
+/// lines that save nothing (the Dockerfile never names what they exclude),
+/// and a `COPY .` of a large context, where naming the paths is the fix.
+pub(crate) fn transfer_lints(
+    ctx: &Context,
+    walk: &Walk,
+    included: &[bool],
+    transfer: &Transfer,
+    moved: &[&Entry],
+) -> Vec<Lint> {
+    let df = ctx
+        .dockerfile
+        .as_ref()
+        .and_then(|d| d.file_name())
+        .unwrap_or("Dockerfile");
+    let mut lints = Vec::new();
+    match &transfer.basis {
+        ContextUse::Paths { .. } => {
+            // Per ignore line: what it excludes, and whether any of it is named.
+            let mut lines: HashMap<usize, (Tally, bool)> = HashMap::new();
+            for (e, &named) in walk.entries.iter().zip(included) {
+                if !e.excluded || e.kind == EntryKind::Dir {
+                    continue;
+                }
+                if let Some(by) = e.by {
+                    let slot = lines.entry(by).or_default();
+                    slot.0.add(e.size);
+                    slot.1 |= named;
+                }
+            }
+            let mut idle: Vec<(usize, Tally)> = lines
+                .into_iter()
+                .filter(|(_, (_, named))| !named)
+                .map(|(by, (t, _))| (by, t))
+                .collect();
+            idle.sort_by_key(|(by, _)| *by);
+            for (by, t) in idle {
+                lints.push(Lint {
+                    severity: Severity::Note,
+                    message: format!(
+                        "{} excludes {} file(s) ({}) that {df} never names; the build would not send them anyway",
+                        ctx.ignore.describe(by),
+                        t.files,
+                        crate::human(t.bytes)
+                    ),
+                });
+            }
+        }
+        ContextUse::Whole {
+            line,
+            instruction,
+            why,
+        } if instruction != "RUN" && transfer.bytes >= WHOLE_CONTEXT_NOTE_BYTES => {
+            let mut tops: HashMap<String, u64> = HashMap::new();
+            for e in moved {
+                let path = e.display();
+                let top = match path.split_once('/') {
+                    Some((dir, _)) => format!("{dir}/"),
+                    None => path.into_owned(),
+                };
+                *tops.entry(top).or_default() += e.size;
+            }
+            let mut tops: Vec<(String, u64)> = tops.into_iter().collect();
+            tops.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let biggest: Vec<String> = tops
+                .iter()
+                .take(4)
+                .map(|(p, b)| format!("{p} ({})", crate::human(*b)))
+                .collect();
+            lints.push(Lint {
+                severity: Severity::Note,
+                message: format!(
+                    "{df}:{line} {why} transfers the whole context ({}); copying only the paths the image needs sends only those (biggest now: {})",
+                    crate::human(transfer.bytes),
+                    biggest.join(", ")
+                ),
+            });
+        }
+        _ => {}
+    }
+    lints
 }

@@ -1,6 +1,7 @@
-//! What a context costs and why: the `du` table a person would make by hand,
-//! what COPY/ADD actually transfer, suggested ignore lines, and the lints
-//! of `lints.rs`.
+//! What a context costs and why: what passes the ignore file, what the build
+//! really transfers (only what the Dockerfile names, `sent.rs`), the `du`
+//! table of the transfer a person would make by hand, suggested ignore
+//! lines, and the lints of `lints.rs`.
 
 use std::collections::HashMap;
 
@@ -8,9 +9,9 @@ use camino::Utf8PathBuf;
 use serde::Serialize;
 
 use crate::context::Context;
-use crate::dockerfile::{self, CopySource};
+use crate::dockerfile::{self, BuildInputs, ContextUse, CopySource};
 pub use crate::lints::Severity;
-use crate::lints::{Lint, copy_lints, secret_lints};
+use crate::lints::{Lint, copy_lints, secret_lints, transfer_lints};
 use crate::matcher::Matcher;
 use crate::walk::{Entry, EntryKind, Problem, Walk};
 
@@ -36,14 +37,21 @@ pub struct SizeRow {
     pub bytes: u64,
 }
 
-/// What the Dockerfile's COPY/ADD sources narrow the transfer to.
+/// What the build really transfers: only what the Dockerfile's
+/// instructions name, after the ignore file.
 #[derive(Debug, Clone, Serialize)]
 pub struct Transfer {
-    pub sources: Vec<String>,
-    /// Some COPY/ADD takes `.`: everything sent is transferred.
-    pub whole_context: bool,
+    /// Which paths the Dockerfile asks for, or why it is the whole context.
+    pub basis: ContextUse,
+    /// The patterns the client matches, links followed; `None`: everything.
+    pub include: Option<Vec<String>>,
     pub files: u64,
     pub bytes: u64,
+    /// Folders, files and links sent.
+    pub entries: u64,
+    /// The engine's own count of a first transfer ("transferring context"),
+    /// when the walk measured it.
+    pub wire_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,7 +72,7 @@ pub struct ContextReport {
     pub excluded: Tally,
     pub largest_dirs: Vec<SizeRow>,
     pub largest_files: Vec<SizeRow>,
-    pub transfer: Option<Transfer>,
+    pub transfer: Transfer,
     pub suggestions: Vec<Suggestion>,
     pub lints: Vec<Lint>,
     pub problems: Vec<Problem>,
@@ -73,7 +81,13 @@ pub struct ContextReport {
 }
 
 /// Builds the report from a walk made with sizes and into pruned folders.
-pub fn analyze(ctx: &Context, walk: &Walk, budget: Option<u64>) -> ContextReport {
+/// The budget applies to what the build transfers.
+pub fn analyze(
+    ctx: &Context,
+    walk: &Walk,
+    inputs: &BuildInputs,
+    budget: Option<u64>,
+) -> ContextReport {
     let files = || walk.entries.iter().filter(|e| e.kind != EntryKind::Dir);
     let mut sent = Tally::default();
     let mut excluded = Tally::default();
@@ -84,29 +98,70 @@ pub fn analyze(ctx: &Context, walk: &Walk, budget: Option<u64>) -> ContextReport
             sent.add(e.size)
         }
     }
-    let sent_files: Vec<&Entry> = files().filter(|e| !e.excluded).collect();
-    let copies = ctx
+    let text = ctx
         .dockerfile
         .as_ref()
-        .and_then(|df| std::fs::read_to_string(df).ok())
-        .map(|text| dockerfile::copy_sources(&text))
+        .and_then(|df| std::fs::read_to_string(df).ok());
+    let copies = text
+        .as_deref()
+        .map(dockerfile::copy_sources)
         .unwrap_or_default();
+    let basis = match &text {
+        Some(text) => dockerfile::context_use(text, inputs),
+        None => ContextUse::Unsure {
+            why: "no Dockerfile to read".into(),
+        },
+    };
+    let mut problems = walk.problems.clone();
+    let include = crate::sent::include_patterns(&ctx.root, &basis);
+    let (order, included) = match crate::sent::sent_entries(walk, include.as_deref()) {
+        Ok(found) => found,
+        Err(bad) => {
+            // A COPY source the pattern engine refuses fails the build too.
+            problems.push(Problem {
+                path: bad.pattern.clone(),
+                message: format!(
+                    "the Dockerfile names a path the engine cannot match: {}",
+                    bad.error
+                ),
+                excluded: false,
+            });
+            crate::sent::sent_entries(walk, None).expect("no include patterns, nothing to refuse")
+        }
+    };
+    let wire_bytes = crate::sent::wire_bytes(&ctx.root, walk, &order).ok();
+    let moved: Vec<&Entry> = order
+        .iter()
+        .map(|&i| &walk.entries[i])
+        .filter(|e| e.kind != EntryKind::Dir)
+        .collect();
+    let mut moved_tally = Tally::default();
+    moved.iter().for_each(|e| moved_tally.add(e.size));
+    let transfer = Transfer {
+        basis,
+        include,
+        files: moved_tally.files,
+        bytes: moved_tally.bytes,
+        entries: order.len() as u64,
+        wire_bytes,
+    };
     let mut lints = copy_lints(ctx, walk, &copies);
-    lints.extend(secret_lints(ctx, &sent_files));
+    lints.extend(secret_lints(ctx, &moved));
+    lints.extend(transfer_lints(ctx, walk, &included, &transfer, &moved));
     ContextReport {
         context: ctx.root.clone(),
         dockerfile: ctx.dockerfile.clone(),
         ignore_file: ctx.ignore.path.clone(),
         sent,
         excluded,
-        largest_dirs: largest_dirs(&sent_files),
-        largest_files: largest_files(&sent_files),
-        transfer: transfer(&copies, &sent_files),
-        suggestions: suggestions(&sent_files, &copies),
+        largest_dirs: largest_dirs(&moved),
+        largest_files: largest_files(&moved),
+        suggestions: suggestions(&moved, &copies),
+        over_budget: budget.is_some_and(|b| transfer.bytes > b),
+        transfer,
         lints,
-        problems: walk.problems.clone(),
+        problems,
         budget,
-        over_budget: budget.is_some_and(|b| sent.bytes > b),
     }
 }
 
@@ -152,42 +207,6 @@ fn largest_files(sent: &[&Entry]) -> Vec<SizeRow> {
     rows.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path)));
     rows.truncate(TOP);
     rows
-}
-
-/// BuildKit transfers only what COPY/ADD name; `.` names everything.
-fn transfer(copies: &[CopySource], sent: &[&Entry]) -> Option<Transfer> {
-    if copies.is_empty() {
-        return None;
-    }
-    let sources: Vec<String> = copies
-        .iter()
-        .flat_map(|c| c.sources.iter().cloned())
-        .collect();
-    let cleaned: Vec<String> = sources
-        .iter()
-        .map(|s| crate::goclean::clean(s.trim_start_matches('/')))
-        .collect();
-    let whole_context = cleaned.iter().any(|s| s == ".");
-    let mut tally = Tally::default();
-    if whole_context {
-        sent.iter().for_each(|e| tally.add(e.size));
-    } else if let Ok(include) = Matcher::from_patterns(&cleaned) {
-        for e in sent {
-            if include
-                .decide_stateless(&e.path)
-                .map(|d| d.excluded)
-                .unwrap_or(false)
-            {
-                tally.add(e.size);
-            }
-        }
-    }
-    Some(Transfer {
-        sources,
-        whole_context,
-        files: tally.files,
-        bytes: tally.bytes,
-    })
 }
 
 /// Below this a suggestion is noise.
@@ -259,7 +278,7 @@ impl ContextReport {
             .collect();
         Some(format!(
             "sends {}, over the budget of {}; biggest: {}",
-            crate::human(self.sent.bytes),
+            crate::human(self.transfer.bytes),
             crate::human(self.budget.unwrap_or_default()),
             top.join(", ")
         ))
@@ -290,17 +309,37 @@ impl std::fmt::Display for ContextReport {
             self.excluded.files,
             human(self.excluded.bytes)
         )?;
-        if let Some(t) = &self.transfer {
-            let what = if t.whole_context {
-                "whole context (COPY .)".to_owned()
-            } else {
-                t.sources.join(" ")
-            };
+        let t = &self.transfer;
+        let how = match &t.basis {
+            ContextUse::Paths { paths } if paths.is_empty() => {
+                "the Dockerfile reads nothing from the context".to_owned()
+            }
+            ContextUse::Paths { .. } => format!(
+                "only what the Dockerfile names: {}",
+                t.include.as_deref().unwrap_or_default().join(" ")
+            ),
+            ContextUse::Whole { line, why, .. } => {
+                let df = self
+                    .dockerfile
+                    .as_ref()
+                    .and_then(|d| d.file_name())
+                    .unwrap_or("Dockerfile");
+                format!("everything: {df}:{line} {why}")
+            }
+            ContextUse::Unsure { why } => format!("everything, assumed: {why}"),
+        };
+        writeln!(
+            f,
+            "  transferred  {:>8} files  {:>10}  {how}",
+            t.files,
+            human(t.bytes)
+        )?;
+        if let Some(w) = t.wire_bytes {
             writeln!(
                 f,
-                "  transferred  {:>8} files  {:>10}  by COPY/ADD: {what}",
-                t.files,
-                human(t.bytes)
+                "  on the wire  {:>8} items  {:>10}  the engine's count on a first transfer ({w} bytes)",
+                t.entries,
+                human(w)
             )?;
         }
         if let Some(b) = self.budget {
@@ -308,7 +347,7 @@ impl std::fmt::Display for ContextReport {
             writeln!(f, "  budget       {:>25}  {verdict}", human(b))?;
         }
         if !self.largest_dirs.is_empty() {
-            writeln!(f, "  largest folders sent:")?;
+            writeln!(f, "  largest folders transferred:")?;
             for r in &self.largest_dirs {
                 writeln!(
                     f,
@@ -320,7 +359,7 @@ impl std::fmt::Display for ContextReport {
             }
         }
         if !self.largest_files.is_empty() {
-            writeln!(f, "  largest files sent:")?;
+            writeln!(f, "  largest files transferred:")?;
             for r in &self.largest_files {
                 writeln!(f, "    {:>10}  {}", human(r.bytes), r.path)?;
             }
@@ -338,10 +377,10 @@ impl std::fmt::Display for ContextReport {
             }
         }
         for l in &self.lints {
-            let tag = if l.severity == Severity::Error {
-                "error"
-            } else {
-                "warning"
+            let tag = match l.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+                Severity::Note => "note",
             };
             writeln!(f, "  {tag}: {}", l.message)?;
         }
@@ -395,40 +434,95 @@ mod tests {
                 into_pruned: true,
             })
             .unwrap();
-        let r = analyze(&ctx, &walk, Some(100_000));
-        let msgs: Vec<&str> = r.lints.iter().map(|l| l.message.as_str()).collect();
-        let has = |needle: &str| msgs.iter().any(|m| m.contains(needle));
+        let report = |dockerfile: &str| {
+            std::fs::write(root.join("Dockerfile"), dockerfile).unwrap();
+            analyze(&ctx, &walk, &BuildInputs::default(), Some(100_000))
+        };
+        let r = report(
+            "FROM scratch\nCOPY server/ /app/\nCOPY testserver/server_test.go /t/\nCOPY missing.txt /m\n",
+        );
+        let messages = |r: &ContextReport| -> Vec<String> {
+            r.lints.iter().map(|l| l.message.clone()).collect()
+        };
+        let msgs = messages(&r);
+        let has = |msgs: &[String], needle: &str| msgs.iter().any(|m| m.contains(needle));
         assert!(
             has(
+                &msgs,
                 "Dockerfile:3 COPY testserver/server_test.go: the source is excluded by .dockerignore:2 `**/*_test.go`"
             ),
             "{msgs:#?}"
         );
         assert!(
             has(
+                &msgs,
                 "Dockerfile:2 COPY server/: 1 file(s) it names are excluded by .dockerignore:2 `**/*_test.go`"
             ),
             "{msgs:#?}"
         );
         assert!(
-            has("Dockerfile:4 COPY missing.txt: no such file"),
+            has(&msgs, "Dockerfile:4 COPY missing.txt: no such file"),
             "{msgs:#?}"
         );
+        // Only what the Dockerfile names is transferred: no secret, no artifact, within budget.
+        let t = &r.transfer;
+        assert_eq!(
+            t.include.as_deref().unwrap(),
+            ["missing.txt", "server", "testserver/server_test.go"]
+        );
+        assert_eq!(
+            (t.files, t.bytes),
+            (1, 1000),
+            "only server/main.go is named and sent"
+        );
         assert!(
-            has(".env (environment file)") && has("tls.key (private key)"),
+            r.sent.bytes > 500_000,
+            "the ignore file alone lets the artifacts through"
+        );
+        assert!(!r.over_budget && r.suggestions.is_empty(), "{r}");
+        assert!(!has(&msgs, ".env"), "{msgs:#?}");
+
+        // `COPY .` transfers everything the ignore file lets through.
+        let r = report("FROM scratch\nCOPY . /app/\n");
+        let msgs = messages(&r);
+        assert!(matches!(
+            r.transfer.basis,
+            ContextUse::Whole { line: 2, .. }
+        ));
+        assert!(
+            has(&msgs, ".env (environment file)") && has(&msgs, "tls.key (private key)"),
             "{msgs:#?}"
         );
         let lines: Vec<&str> = r.suggestions.iter().map(|s| s.line.as_str()).collect();
         assert_eq!(lines, ["**/coverage", "**/*.test"]);
-        let t = r.transfer.as_ref().unwrap();
-        assert!(!t.whole_context);
-        assert_eq!(
-            (t.files, t.bytes),
-            (1, 1000),
-            "only server/main.go is both named and sent"
-        );
         assert!(r.over_budget);
         assert_eq!(r.excluded.files, 2);
         assert_eq!(r.largest_dirs[0].path, "coverage/");
+        assert_eq!(r.transfer.bytes, r.sent.bytes);
+
+        // An ignore line that excludes only what the Dockerfile never names saves nothing.
+        std::fs::write(root.join(".dockerignore"), "**/*_test.go\ncoverage\n").unwrap();
+        let ctx = Context::open(&root, Some(&root.join("Dockerfile"))).unwrap();
+        let walk = ctx
+            .walk(WalkOptions {
+                sizes: true,
+                into_pruned: true,
+            })
+            .unwrap();
+        std::fs::write(
+            root.join("Dockerfile"),
+            "FROM scratch\nCOPY server/ /app/\n",
+        )
+        .unwrap();
+        let r = analyze(&ctx, &walk, &BuildInputs::default(), None);
+        let msgs = messages(&r);
+        assert!(
+            has(
+                &msgs,
+                ".dockerignore:2 `coverage` excludes 1 file(s) (293.0 KiB) that Dockerfile never names"
+            ),
+            "{msgs:#?}"
+        );
+        assert!(!has(&msgs, "`**/*_test.go` excludes"), "{msgs:#?}");
     }
 }

@@ -46,6 +46,18 @@ pub struct Entry {
     pub by: Option<usize>,
     /// Under a folder the engine never looks into.
     pub pruned: bool,
+    /// What `lstat` said, when the walk measured sizes.
+    pub stat: Option<Stat>,
+}
+
+/// The part of `lstat` that the engine's transfer puts on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// `st_mode`: type and permission bits.
+    pub mode: u32,
+    pub mtime_ns: i64,
+    pub ino: u64,
+    pub nlink: u64,
 }
 
 impl Entry {
@@ -226,16 +238,25 @@ impl Visitor<'_> {
             }
         }
 
-        let size = if shared.options.sizes && kind == EntryKind::File {
+        let (size, stat) = if shared.options.sizes {
+            use std::os::unix::fs::MetadataExt;
             match entry.metadata() {
-                Ok(m) => m.len(),
+                Ok(m) => (
+                    if kind == EntryKind::File { m.len() } else { 0 },
+                    Some(Stat {
+                        mode: m.mode(),
+                        mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
+                        ino: m.ino(),
+                        nlink: m.nlink(),
+                    }),
+                ),
                 Err(err) => {
                     self.problem_from(err);
-                    0
+                    (0, None)
                 }
             }
         } else {
-            0
+            (0, None)
         };
         self.entries.push(Entry {
             path: rel,
@@ -244,6 +265,7 @@ impl Visitor<'_> {
             excluded,
             by,
             pruned,
+            stat,
         });
         state
     }

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use anyhow::Context as _;
 use build_context::clean::{self, Tracked};
+use build_context::dockerfile::BuildInputs;
 use build_context::{Context, WalkOptions};
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -13,7 +14,7 @@ use crate::flags::CleanContext;
 pub fn run(flags: &CleanContext) -> anyhow::Result<()> {
     let (contexts, config) = contexts(flags)?;
     if flags.list {
-        let [ctx] = &contexts[..] else {
+        let [(ctx, inputs)] = &contexts[..] else {
             return Err(Exit::usage(format!(
                 "--list needs one context, and the stack has {}: add --context DIR (one of {})",
                 contexts.len(),
@@ -21,13 +22,14 @@ pub fn run(flags: &CleanContext) -> anyhow::Result<()> {
             ))
             .into());
         };
-        return list(ctx, flags.json);
+        return list(ctx, flags.sent.then_some(inputs), flags.json);
     }
     if let Some(path) = &flags.explain {
+        let contexts: Vec<Context> = contexts.into_iter().map(|(c, _)| c).collect();
         return explain(&contexts, path, flags.json);
     }
 
-    let roots: Vec<Utf8PathBuf> = contexts.iter().map(|c| c.root.clone()).collect();
+    let roots: Vec<Utf8PathBuf> = contexts.iter().map(|(c, _)| c.root.clone()).collect();
     let patterns = config
         .as_ref()
         .map_or_else(build_context::artifacts::default_patterns, |c| {
@@ -41,12 +43,12 @@ pub fn run(flags: &CleanContext) -> anyhow::Result<()> {
         .budget
         .or_else(|| config.as_ref().and_then(|c| c.budget()));
     let mut reports = Vec::new();
-    for ctx in &contexts {
+    for (ctx, inputs) in &contexts {
         let walk = ctx.walk(WalkOptions {
             sizes: true,
             into_pruned: true,
         })?;
-        reports.push(build_context::analyze(ctx, &walk, budget));
+        reports.push(build_context::analyze(ctx, &walk, inputs, budget));
     }
 
     if flags.json {
@@ -83,8 +85,11 @@ pub fn run(flags: &CleanContext) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--context`, or every build context of the compose stack in the config.
-fn contexts(flags: &CleanContext) -> anyhow::Result<(Vec<Context>, Option<pipeline::Config>)> {
+/// `--context`, or every build context of the compose stack in the config,
+/// each with what its build hands the Dockerfile (build args, target).
+type Contexts = Vec<(Context, BuildInputs)>;
+
+fn contexts(flags: &CleanContext) -> anyhow::Result<(Contexts, Option<pipeline::Config>)> {
     if let Some(dir) = &flags.context {
         let config = flags
             .config
@@ -92,24 +97,41 @@ fn contexts(flags: &CleanContext) -> anyhow::Result<(Vec<Context>, Option<pipeli
             .as_deref()
             .map(|c| crate::load_config_anywhere(Some(c)))
             .transpose()?;
-        return Ok((
-            vec![Context::open(dir, flags.dockerfile.as_deref())?],
-            config,
-        ));
+        let mut args = std::collections::BTreeMap::new();
+        for a in &flags.build_args {
+            let Some((name, value)) = a.split_once('=') else {
+                return Err(Exit::usage(format!("--build-arg {a}: write it as NAME=VALUE")).into());
+            };
+            args.insert(name.to_owned(), Some(value.to_owned()));
+        }
+        let inputs = BuildInputs {
+            args,
+            target: flags.target.clone(),
+        };
+        // Docker's default: the context's own Dockerfile.
+        let default = dir.join("Dockerfile");
+        let dockerfile = flags
+            .dockerfile
+            .as_deref()
+            .or_else(|| default.is_file().then_some(default.as_path()));
+        return Ok((vec![(Context::open(dir, dockerfile)?, inputs)], config));
     }
     let config = crate::load_config_anywhere(flags.config.config.as_deref())?;
     let spec = config.project_spec(None);
     let stack =
         compose::Stack::load(&spec).context("reading the compose stack (or pass --context DIR)")?;
-    let mut out: Vec<Context> = Vec::new();
-    for (_, dir, dockerfile) in stack.build_contexts() {
-        if out
-            .iter()
-            .any(|c| c.root == dir && c.dockerfile.as_deref() == Some(dockerfile.as_path()))
-        {
+    let mut out: Contexts = Vec::new();
+    for (service, dir, dockerfile) in stack.build_contexts() {
+        let inputs = BuildInputs::from_compose(&stack.service_config(service)["build"]);
+        if out.iter().any(|(c, i)| {
+            c.root == dir
+                && c.dockerfile.as_deref() == Some(dockerfile.as_path())
+                && i.args == inputs.args
+                && i.target == inputs.target
+        }) {
             continue;
         }
-        out.push(Context::open(dir, Some(&dockerfile))?);
+        out.push((Context::open(dir, Some(&dockerfile))?, inputs));
     }
     if out.is_empty() {
         return Err(Exit::usage("the compose stack builds nothing; pass --context DIR").into());
@@ -117,16 +139,20 @@ fn contexts(flags: &CleanContext) -> anyhow::Result<(Vec<Context>, Option<pipeli
     Ok((out, Some(config)))
 }
 
-fn names(contexts: &[Context]) -> String {
+fn names(contexts: &Contexts) -> String {
     contexts
         .iter()
-        .map(|c| c.root.as_str())
+        .map(|(c, _)| c.root.as_str())
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn list(ctx: &Context, json: bool) -> anyhow::Result<()> {
-    let paths = ctx.list()?;
+/// `--list`, and with `sent` only what the build transfers.
+fn list(ctx: &Context, sent: Option<&BuildInputs>, json: bool) -> anyhow::Result<()> {
+    let paths = match sent {
+        None => ctx.list()?,
+        Some(inputs) => ctx.list_sent(inputs)?,
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if json {

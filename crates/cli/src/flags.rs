@@ -160,10 +160,20 @@ pub struct CleanContext {
     /// Print exactly the files and symlinks `COPY . /dst` would place in an image, one per line.
     #[arg(long, conflicts_with = "explain")]
     pub list: bool,
+    /// With --list: only what the build really transfers (the paths its
+    /// Dockerfile's COPY/ADD and RUN --mount binds name, after the ignore file).
+    #[arg(long, requires = "list")]
+    pub sent: bool,
+    /// A build argument for reading --context's Dockerfile (the stack's come from compose).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE", requires = "context")]
+    pub build_args: Vec<String>,
+    /// The stage --context's Dockerfile builds [default: the last one].
+    #[arg(long, value_name = "STAGE", requires = "context")]
+    pub target: Option<String>,
     /// Say whether PATH is sent or excluded, and which ignore-file line decided.
     #[arg(long, value_name = "PATH")]
     pub explain: Option<String>,
-    /// Fail (exit 1) when a context sends more than this (e.g. 50MB, 1.5GiB).
+    /// Fail (exit 1) when a build transfers more than this (e.g. 50MB, 1.5GiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub budget: Option<u64>,
     /// Machine-readable output on stdout.

@@ -342,7 +342,8 @@ fn measure_contexts(
         if let Ok(key) = store.build_key(&ctx, &walk, build_config, image_ids) {
             keys.insert(service.to_owned(), key);
         }
-        let r = build_context::analyze(&ctx, &walk, budget);
+        let inputs = build_context::dockerfile::BuildInputs::from_compose(build_config);
+        let r = build_context::analyze(&ctx, &walk, &inputs, budget);
         if let Some(over) = r.over_budget_message() {
             return Err(Failure::Limit(format!(
                 "the context of {service} {over} (`cargo xtask clean-context` suggests ignore lines)"
@@ -351,8 +352,9 @@ fn measure_contexts(
         sizes.push(ContextSize {
             service: service.to_owned(),
             context: root.to_owned(),
-            sent_files: r.sent.files,
-            sent_bytes: r.sent.bytes,
+            sent_files: r.transfer.files,
+            sent_bytes: r.transfer.bytes,
+            wire_bytes: r.transfer.wire_bytes,
         });
     }
     Ok((sizes, keys))

@@ -71,8 +71,12 @@ pub struct PhaseReport {
 pub struct ContextSize {
     pub service: String,
     pub context: Utf8PathBuf,
+    /// What the build transfers: only what its Dockerfile names, after the ignore file.
     pub sent_files: u64,
     pub sent_bytes: u64,
+    /// The engine's own count of a first transfer of it.
+    #[serde(default)]
+    pub wire_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
