@@ -3,6 +3,7 @@
 //! root, never through a symlink, never inside `.git`.
 
 use std::collections::{BTreeMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
@@ -102,11 +103,12 @@ pub fn plan(
                 root,
             });
         };
+        // Sizes only for what matches: a stat per artifact, not per file.
         let walk = walk::walk(
             &dir,
             &matcher,
             WalkOptions {
-                sizes: true,
+                sizes: false,
                 into_pruned: true,
             },
         )
@@ -160,11 +162,13 @@ pub fn plan(
                     );
                 }
                 EntryKind::File => {
+                    let full = dir.as_std_path().join(std::ffi::OsStr::from_bytes(&e.path));
+                    let bytes = std::fs::symlink_metadata(full).map_or(0, |m| m.len());
                     files.insert(
                         path.clone(),
                         Artifact {
                             path,
-                            bytes: e.size,
+                            bytes,
                             pattern,
                         },
                     );

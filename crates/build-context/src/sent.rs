@@ -222,7 +222,6 @@ pub fn wire_bytes(root: &Utf8Path, walk: &Walk, sent: &[usize]) -> std::io::Resu
                 }
             }
         }
-        let xattrs = xattr_bytes(&full)?;
         let stat = field_bytes(e.path.len() as u64)
             + varint_field(u64::from(mode))
             + varint_field(size)
@@ -232,7 +231,7 @@ pub fn wire_bytes(root: &Utf8Path, walk: &Walk, sent: &[usize]) -> std::io::Resu
             } else {
                 field_bytes(linkname.len() as u64)
             }
-            + xattrs;
+            + st.xattr_bytes;
         total += 1 + varint_len(stat) + stat;
         if e.kind == EntryKind::File && linkname.is_empty() {
             total += data_bytes(id as u64, e.size);
@@ -255,7 +254,9 @@ fn data_bytes(id: u64, size: u64) -> u64 {
     full * chunk(CHUNK) + if rest > 0 { chunk(rest) } else { 0 } + head
 }
 
-fn xattr_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+/// What `path`'s extended attributes add to its stat packet (fsutil skips
+/// macOS's `com.apple.*`).
+pub(crate) fn xattr_bytes(path: &std::path::Path) -> std::io::Result<u64> {
     let names = match xattr::list(path) {
         Ok(names) => names,
         Err(e) if e.raw_os_error() == Some(95) => return Ok(0), // ENOTSUP

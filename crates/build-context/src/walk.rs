@@ -58,6 +58,8 @@ pub struct Stat {
     pub mtime_ns: i64,
     pub ino: u64,
     pub nlink: u64,
+    /// What its extended attributes add to its stat packet (`sent::xattr_bytes`).
+    pub xattr_bytes: u64,
 }
 
 impl Entry {
@@ -248,6 +250,12 @@ impl Visitor<'_> {
                         mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
                         ino: m.ino(),
                         nlink: m.nlink(),
+                        // Read here, in the walk's threads; never sent from a pruned folder.
+                        xattr_bytes: if pruned {
+                            0
+                        } else {
+                            crate::sent::xattr_bytes(entry.path()).unwrap_or(0)
+                        },
                     }),
                 ),
                 Err(err) => {
