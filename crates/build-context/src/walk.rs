@@ -94,6 +94,8 @@ struct Shared<'a> {
     root: &'a Utf8Path,
     matcher: &'a Matcher,
     options: WalkOptions,
+    /// Whether to read each entry's extended attributes.
+    xattrs: bool,
     dirs: Mutex<HashMap<Box<[u8]>, DirState>>,
     error: Mutex<Option<BadPattern>>,
     results: Mutex<Vec<(Vec<Entry>, Vec<Problem>)>>,
@@ -101,10 +103,15 @@ struct Shared<'a> {
 
 /// Walks `root` and decides every entry with `matcher`.
 pub fn walk(root: &Utf8Path, matcher: &Matcher, options: WalkOptions) -> Result<Walk, BadPattern> {
+    // A listxattr per file costs as much as the stat. Where files carry
+    // attributes at all (SELinux labels every file), the root folder has
+    // some too; elsewhere they are taken to be absent.
+    let xattrs = options.sizes && crate::sent::xattr_bytes(root.as_std_path()).is_ok_and(|b| b > 0);
     let shared = Shared {
         root,
         matcher,
         options,
+        xattrs,
         dirs: Mutex::new(HashMap::new()),
         error: Mutex::new(None),
         results: Mutex::new(Vec::new()),
@@ -251,7 +258,7 @@ impl Visitor<'_> {
                         ino: m.ino(),
                         nlink: m.nlink(),
                         // Read here, in the walk's threads; never sent from a pruned folder.
-                        xattr_bytes: if pruned {
+                        xattr_bytes: if pruned || !shared.xattrs {
                             0
                         } else {
                             crate::sent::xattr_bytes(entry.path()).unwrap_or(0)

@@ -167,7 +167,7 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
     }
     if wants(BenchPart::Walk) {
         let n = runs(5, 11);
-        let rows = walk::run(n)?;
+        let rows = walk::run(n, &xtask)?;
         report += &format!("\ncontext walk of 100,000 files ({n} runs each, medians)\n");
         report += &table(&rows, "theirs", "ours");
         doc["walk"] = rows

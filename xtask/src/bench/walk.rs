@@ -6,8 +6,11 @@ use xshell::{Shell, cmd};
 
 use super::{Comparison, time};
 
-/// Times listing and sizing against `find -type f` and `du -sb`.
-pub fn run(runs: usize) -> anyhow::Result<Vec<Comparison>> {
+/// Times listing and sizing against `find -type f` and `du -sb`: the walk
+/// itself, and the commands a user types (`clean-context --list`, and the
+/// size report `clean-context --dry-run --json`, which also plans the
+/// artifact cleanup and works out what the Dockerfile transfers).
+pub fn run(runs: usize, xtask: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
     let files = 100_000;
     let tmp = tempfile::tempdir()?;
     let root = Utf8PathBuf::from_path_buf(tmp.path().canonicalize()?)
@@ -19,6 +22,8 @@ pub fn run(runs: usize) -> anyhow::Result<Vec<Comparison>> {
 
     let mut list = Comparison::new("list files", "find -type f");
     let mut sizes = Comparison::new("sum sizes", "du -sb");
+    let mut list_cmd = Comparison::new("--list", "find -type f");
+    let mut report_cmd = Comparison::new("size report", "du -sb");
     for _ in 0..runs {
         // Alternate, so drift in the machine's state hits both sides alike.
         list.theirs.push(time(|| {
@@ -37,10 +42,27 @@ pub fn run(runs: usize) -> anyhow::Result<Vec<Comparison>> {
                 into_pruned: true,
             })
         })?);
+        list_cmd.theirs.push(list.theirs[list.theirs.len() - 1]);
+        list_cmd.ours.push(time(|| {
+            cmd!(sh, "{xtask} clean-context --context {root} --list")
+                .quiet()
+                .ignore_stdout()
+                .run()
+        })?);
+        report_cmd.theirs.push(sizes.theirs[sizes.theirs.len() - 1]);
+        report_cmd.ours.push(time(|| {
+            cmd!(
+                sh,
+                "{xtask} clean-context --context {root} --dry-run --json"
+            )
+            .quiet()
+            .ignore_stdout()
+            .run()
+        })?);
     }
     let sent = ctx.list()?.len();
     eprintln!("walk: {files} files, {sent} sent after .dockerignore");
-    Ok(vec![list, sizes])
+    Ok(vec![list, sizes, list_cmd, report_cmd])
 }
 
 /// A tree shaped like a monorepo: folders of source files with artifacts among them.
@@ -59,5 +81,6 @@ fn generate(root: &Utf8Path, files: usize) -> anyhow::Result<()> {
         }
     }
     std::fs::write(root.join(".dockerignore"), "**/*.out\n**/*.test\n")?;
+    std::fs::write(root.join("Dockerfile"), "FROM scratch\nCOPY . /app/\n")?;
     Ok(())
 }
