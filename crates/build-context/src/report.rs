@@ -299,7 +299,7 @@ impl std::fmt::Display for ContextReport {
         writeln!(f, "  ignore file  {ignore}")?;
         writeln!(
             f,
-            "  sent         {:>8} files  {:>10}",
+            "  after ignore {:>8} files  {:>10}",
             self.sent.files,
             human(self.sent.bytes)
         )?;
