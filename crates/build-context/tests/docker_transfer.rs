@@ -215,13 +215,25 @@ fn inputs(spec: &Spec) -> BuildInputs {
 
 /// The exact "transferring context" count of each service's build context.
 fn engine_counts(compose_file: &Utf8Path, project: &str) -> BTreeMap<String, u64> {
-    let out = std::process::Command::new("docker")
-        .args(["compose", "-f", compose_file.as_str(), "-p", project])
-        .args(["--progress", "json", "build"])
-        .output()
-        .expect("docker runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let out = duct::cmd(
+        "docker",
+        [
+            "compose",
+            "-f",
+            compose_file.as_str(),
+            "-p",
+            project,
+            "--progress",
+            "json",
+            "build",
+        ],
+    )
+    .stderr_to_stdout()
+    .stdout_capture()
+    .unchecked()
+    .run()
+    .expect("docker runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "the builds failed:\n{text}");
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
@@ -323,18 +335,21 @@ fn transfer_matches_the_engine_to_the_byte() {
     let compose_file = base.join("compose.yaml");
     std::fs::write(&compose_file, &yaml).unwrap();
     let counts = engine_counts(&compose_file, &project);
-    let _ = std::process::Command::new("docker")
-        .args([
-            "compose",
-            "-f",
-            compose_file.as_str(),
-            "-p",
-            &project,
-            "down",
-            "--rmi",
-            "all",
-        ])
-        .output();
+    let down = [
+        "compose",
+        "-f",
+        compose_file.as_str(),
+        "-p",
+        &project,
+        "down",
+        "--rmi",
+        "all",
+    ];
+    let _ = duct::cmd("docker", down)
+        .stdout_null()
+        .stderr_null()
+        .unchecked()
+        .run();
     let engine: BTreeMap<String, u64> = predicted
         .keys()
         .map(|name| (name.clone(), *counts.get(name).unwrap_or(&0)))
