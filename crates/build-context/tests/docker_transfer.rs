@@ -215,26 +215,18 @@ fn inputs(spec: &Spec) -> BuildInputs {
 
 /// The exact "transferring context" count of each service's build context.
 fn engine_counts(compose_file: &Utf8Path, project: &str) -> BTreeMap<String, u64> {
-    let out = duct::cmd(
-        "docker",
-        [
-            "compose",
-            "-f",
-            compose_file.as_str(),
-            "-p",
-            project,
-            "--progress",
-            "json",
-            "build",
-        ],
-    )
-    .stderr_to_stdout()
-    .stdout_capture()
-    .unchecked()
-    .run()
-    .expect("docker runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "the builds failed:\n{text}");
+    let args = ["compose", "-f", compose_file.as_str(), "-p", project];
+    let out = compose::docker(args.into_iter().chain(["--progress", "json", "build"]))
+        .run_group(
+            compose_file.parent().unwrap(),
+            process::GroupOptions {
+                capture: true,
+                interruptible: false,
+            },
+        )
+        .expect("docker runs");
+    let text = out.stdout.clone() + &out.stderr;
+    assert!(out.success(), "the builds failed:\n{text}");
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for line in text.lines() {
@@ -345,11 +337,7 @@ fn transfer_matches_the_engine_to_the_byte() {
         "--rmi",
         "all",
     ];
-    let _ = duct::cmd("docker", down)
-        .stdout_null()
-        .stderr_null()
-        .unchecked()
-        .run();
+    let _ = compose::docker(down).output(&base);
     let engine: BTreeMap<String, u64> = predicted
         .keys()
         .map(|name| (name.clone(), *counts.get(name).unwrap_or(&0)))
