@@ -1,17 +1,22 @@
 //! The parallel walk of a context, deciding every entry as BuildKit's walker does.
 //!
-//! The `ignore` crate's parallel walker does the I/O (its gitignore logic is
-//! switched off). BuildKit's walker is stateful: each folder hands its
-//! per-pattern results to its children. The parallel walker visits a folder
-//! before it queues the folder's children, so each folder's state is stored
-//! under its path and looked up by the children.
+//! BuildKit's walker is stateful: each folder hands its per-pattern results
+//! to its children. Here a folder is one job: the thread that reads it
+//! decides its entries with the folder's own state and queues its subfolders
+//! with theirs, so no state is shared between threads. A folder is opened by
+//! its path once; its entries are `lstat`ed relative to it (`fstatat`), as
+//! `du` does, not by full path.
 
-use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
 
 use camino::Utf8Path;
-use ignore::{DirEntry, ParallelVisitor, ParallelVisitorBuilder, WalkBuilder, WalkState};
+use nix::dir::{Dir, Type};
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{Mode, fstatat};
 
 use crate::matcher::{BadPattern, Matcher};
 
@@ -91,14 +96,29 @@ enum DirState {
 }
 
 struct Shared<'a> {
-    root: &'a Utf8Path,
     matcher: &'a Matcher,
     options: WalkOptions,
     /// Whether to read each entry's extended attributes.
     xattrs: bool,
-    dirs: Mutex<HashMap<Box<[u8]>, DirState>>,
+    queue: Mutex<Queue>,
+    wake: Condvar,
     error: Mutex<Option<BadPattern>>,
-    results: Mutex<Vec<(Vec<Entry>, Vec<Problem>)>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    /// Jobs taken and not yet finished: they may queue more.
+    running: usize,
+    stop: bool,
+}
+
+/// One folder to read: where it is, and what its children inherit.
+struct Job {
+    rel: Box<[u8]>,
+    full: PathBuf,
+    /// `None` for the root: entries at the top have no folder state.
+    state: Option<DirState>,
 }
 
 /// Walks `root` and decides every entry with `matcher`.
@@ -108,101 +128,137 @@ pub fn walk(root: &Utf8Path, matcher: &Matcher, options: WalkOptions) -> Result<
     // some too; elsewhere they are taken to be absent.
     let xattrs = options.sizes && crate::sent::xattr_bytes(root.as_std_path()).is_ok_and(|b| b > 0);
     let shared = Shared {
-        root,
         matcher,
         options,
         xattrs,
-        dirs: Mutex::new(HashMap::new()),
+        queue: Mutex::new(Queue {
+            jobs: vec![Job {
+                rel: Box::default(),
+                full: root.as_std_path().to_owned(),
+                state: None,
+            }],
+            ..Queue::default()
+        }),
+        wake: Condvar::new(),
         error: Mutex::new(None),
-        results: Mutex::new(Vec::new()),
     };
-    WalkBuilder::new(root)
-        .standard_filters(false)
-        .follow_links(false)
-        .threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .build_parallel()
-        .visit(&mut Builder { shared: &shared });
-    if let Some(e) = shared.error.into_inner().expect("no visitor panicked") {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let batches: Vec<Walk> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| scope.spawn(|| work(&shared)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("no walker thread panicked"))
+            .collect()
+    });
+    if let Some(e) = shared
+        .error
+        .into_inner()
+        .expect("no walker thread panicked")
+    {
         return Err(e);
     }
     let mut walk = Walk::default();
-    for (entries, problems) in shared.results.into_inner().expect("no visitor panicked") {
-        walk.entries.extend(entries);
-        walk.problems.extend(problems);
+    for batch in batches {
+        walk.entries.extend(batch.entries);
+        walk.problems.extend(batch.problems);
     }
     walk.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     walk.problems.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(walk)
 }
 
-struct Builder<'a> {
-    shared: &'a Shared<'a>,
-}
-
-impl<'s> ParallelVisitorBuilder<'s> for Builder<'s> {
-    fn build(&mut self) -> Box<dyn ParallelVisitor + 's> {
-        Box::new(Visitor {
-            shared: self.shared,
-            entries: Vec::new(),
-            problems: Vec::new(),
-        })
-    }
-}
-
-struct Visitor<'a> {
-    shared: &'a Shared<'a>,
-    entries: Vec<Entry>,
-    problems: Vec<Problem>,
-}
-
-impl Drop for Visitor<'_> {
-    fn drop(&mut self) {
-        let batch = (
-            std::mem::take(&mut self.entries),
-            std::mem::take(&mut self.problems),
-        );
-        if let Ok(mut results) = self.shared.results.lock() {
-            results.push(batch);
-        }
-    }
-}
-
-impl ParallelVisitor for Visitor<'_> {
-    fn visit(&mut self, entry: Result<DirEntry, ignore::Error>) -> WalkState {
-        match entry {
-            Ok(entry) => self.visit_entry(entry),
-            Err(err) => {
-                self.problem_from(err);
-                WalkState::Continue
+/// One thread: take a folder, read it, queue its subfolders, until none is left.
+fn work(shared: &Shared<'_>) -> Walk {
+    let mut out = Walk::default();
+    loop {
+        let job = {
+            let mut q = shared.queue.lock().expect("walk queue");
+            loop {
+                if q.stop {
+                    break None;
+                }
+                if let Some(job) = q.jobs.pop() {
+                    q.running += 1;
+                    break Some(job);
+                }
+                if q.running == 0 {
+                    break None;
+                }
+                q = shared.wake.wait(q).expect("walk queue");
             }
+        };
+        let Some(job) = job else {
+            shared.wake.notify_all();
+            return out;
+        };
+        let mut found = Vec::new();
+        let result = read_dir(shared, &job, &mut out, &mut found);
+        let mut q = shared.queue.lock().expect("walk queue");
+        q.running -= 1;
+        if let Err(e) = result {
+            shared.error.lock().expect("error slot").get_or_insert(e);
+            q.stop = true;
         }
+        q.jobs.extend(found);
+        drop(q);
+        shared.wake.notify_all();
     }
 }
 
-impl Visitor<'_> {
-    fn visit_entry(&mut self, entry: DirEntry) -> WalkState {
-        if entry.depth() == 0 {
-            return WalkState::Continue;
+/// Reads one folder: decides each entry with the folder's state, measures
+/// it when asked, and queues the subfolders to walk.
+fn read_dir(
+    shared: &Shared<'_>,
+    job: &Job,
+    out: &mut Walk,
+    found: &mut Vec<Job>,
+) -> Result<(), BadPattern> {
+    let open = || -> nix::Result<(Dir, OwnedFd)> {
+        let fd = nix::fcntl::open(
+            job.full.as_path(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )?;
+        let stat_fd = fd.try_clone().map_err(|_| nix::errno::Errno::EMFILE)?;
+        Ok((Dir::from_fd(fd)?, stat_fd))
+    };
+    let (mut dir, stat_fd) = match open() {
+        Ok(opened) => opened,
+        Err(e) => {
+            out.problems.push(Problem {
+                path: String::from_utf8_lossy(&job.rel).into_owned(),
+                message: std::io::Error::from(e).to_string(),
+                excluded: is_excluded(job.state.as_ref()),
+            });
+            return Ok(());
         }
-        let shared = self.shared;
-        let rel = relative(shared.root, entry.path());
-        let parent = match rel.iter().rposition(|&b| b == b'/') {
-            Some(slash) => shared
-                .dirs
-                .lock()
-                .expect("dir map")
-                .get(&rel[..slash])
-                .cloned(),
-            None => None,
+    };
+    for item in dir.iter() {
+        let item = match item {
+            Ok(item) => item,
+            Err(e) => {
+                out.problems.push(Problem {
+                    path: String::from_utf8_lossy(&job.rel).into_owned(),
+                    message: std::io::Error::from(e).to_string(),
+                    excluded: is_excluded(job.state.as_ref()),
+                });
+                break;
+            }
         };
-        let kind = match entry.file_type() {
-            Some(t) if t.is_symlink() => EntryKind::Symlink,
-            Some(t) if t.is_dir() => EntryKind::Dir,
-            Some(t) if t.is_file() => EntryKind::File,
-            _ => EntryKind::Other,
+        let name = item.file_name();
+        let bytes = name.to_bytes();
+        if bytes == b"." || bytes == b".." {
+            continue;
+        }
+        let rel: Box<[u8]> = if job.rel.is_empty() {
+            bytes.into()
+        } else {
+            [&job.rel[..], b"/", bytes].concat().into()
         };
         if std::str::from_utf8(&rel).is_err() {
-            self.problems.push(Problem {
+            out.problems.push(Problem {
                 path: String::from_utf8_lossy(&rel).into_owned(),
                 message:
                     "name is not UTF-8; it is sent, but shown here with replacement characters"
@@ -210,70 +266,77 @@ impl Visitor<'_> {
                 excluded: false,
             });
         }
-
-        let (excluded, by, pruned, info) = match parent {
-            Some(DirState::Pruned { by }) => (true, by, true, None),
-            Some(DirState::Eval { info, .. }) => match shared.matcher.decide(&rel, Some(&info)) {
-                Ok((d, info)) => (d.excluded, d.by, false, Some(info)),
-                Err(e) => return self.fail(e),
-            },
-            None => match shared.matcher.decide(&rel, None) {
-                Ok((d, info)) => (d.excluded, d.by, false, Some(info)),
-                Err(e) => return self.fail(e),
-            },
+        let (excluded, by, pruned, info) = match &job.state {
+            Some(DirState::Pruned { by }) => (true, *by, true, None),
+            Some(DirState::Eval { info, .. }) => {
+                let (d, info) = shared.matcher.decide(&rel, Some(info))?;
+                (d.excluded, d.by, false, Some(info))
+            }
+            None => {
+                let (d, info) = shared.matcher.decide(&rel, None)?;
+                (d.excluded, d.by, false, Some(info))
+            }
         };
-
-        let mut state = WalkState::Continue;
-        if kind == EntryKind::Dir {
-            let dir_state = if pruned {
-                DirState::Pruned { by }
-            } else if excluded && shared.matcher.can_prune(&String::from_utf8_lossy(&rel)) {
-                if !shared.options.into_pruned {
-                    state = WalkState::Skip;
+        let known = item.file_type().map(kind_of);
+        let mut stat = None;
+        let mut stat_kind = None;
+        let mut size = 0;
+        if shared.options.sizes || known.is_none() {
+            match fstatat(&stat_fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => {
+                    let mode = st.st_mode;
+                    if shared.options.sizes {
+                        size = st.st_size as u64;
+                        stat = Some(Stat {
+                            mode,
+                            mtime_ns: st.st_mtime.saturating_mul(1_000_000_000) + st.st_mtime_nsec,
+                            ino: st.st_ino,
+                            nlink: st.st_nlink,
+                            xattr_bytes: if pruned || !shared.xattrs {
+                                0
+                            } else {
+                                let full = job.full.join(OsStr::from_bytes(bytes));
+                                crate::sent::xattr_bytes(&full).unwrap_or(0)
+                            },
+                        });
+                    }
+                    if known.is_none() {
+                        stat_kind = Some(kind_of_mode(mode));
+                    }
                 }
-                DirState::Pruned { by }
-            } else {
-                DirState::Eval {
-                    info: info.unwrap_or_default().into(),
+                Err(e) => out.problems.push(Problem {
+                    path: String::from_utf8_lossy(&rel).into_owned(),
+                    message: std::io::Error::from(e).to_string(),
                     excluded,
-                }
-            };
-            if state == WalkState::Continue {
-                shared
-                    .dirs
-                    .lock()
-                    .expect("dir map")
-                    .insert(rel.clone(), dir_state);
+                }),
             }
         }
-
-        let (size, stat) = if shared.options.sizes {
-            use std::os::unix::fs::MetadataExt;
-            match entry.metadata() {
-                Ok(m) => (
-                    if kind == EntryKind::File { m.len() } else { 0 },
-                    Some(Stat {
-                        mode: m.mode(),
-                        mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
-                        ino: m.ino(),
-                        nlink: m.nlink(),
-                        // Read here, in the walk's threads; never sent from a pruned folder.
-                        xattr_bytes: if pruned || !shared.xattrs {
-                            0
-                        } else {
-                            crate::sent::xattr_bytes(entry.path()).unwrap_or(0)
-                        },
-                    }),
-                ),
-                Err(err) => {
-                    self.problem_from(err);
-                    (0, None)
-                }
+        let kind = known.or(stat_kind).unwrap_or(EntryKind::Other);
+        if kind != EntryKind::File {
+            size = 0;
+        }
+        if kind == EntryKind::Dir {
+            let prunable = excluded && shared.matcher.can_prune(&String::from_utf8_lossy(&rel));
+            let (state, descend) = if pruned || prunable {
+                (DirState::Pruned { by }, shared.options.into_pruned)
+            } else {
+                (
+                    DirState::Eval {
+                        info: info.unwrap_or_default().into(),
+                        excluded,
+                    },
+                    true,
+                )
+            };
+            if descend {
+                found.push(Job {
+                    rel: rel.clone(),
+                    full: job.full.join(OsStr::from_bytes(bytes)),
+                    state: Some(state),
+                });
             }
-        } else {
-            (0, None)
-        };
-        self.entries.push(Entry {
+        }
+        out.entries.push(Entry {
             path: rel,
             kind,
             size,
@@ -282,56 +345,32 @@ impl Visitor<'_> {
             pruned,
             stat,
         });
-        state
     }
+    Ok(())
+}
 
-    fn fail(&mut self, e: BadPattern) -> WalkState {
-        let mut slot = self.shared.error.lock().expect("error slot");
-        slot.get_or_insert(e);
-        WalkState::Quit
-    }
+fn is_excluded(state: Option<&DirState>) -> bool {
+    matches!(
+        state,
+        Some(DirState::Eval { excluded: true, .. } | DirState::Pruned { .. })
+    )
+}
 
-    fn problem_from(&mut self, err: ignore::Error) {
-        let path = error_path(&err).map(|p| relative(self.shared.root, p));
-        let excluded = path.as_ref().is_some_and(|p| self.is_excluded_dir(p));
-        let path = path.map_or_else(String::new, |p| String::from_utf8_lossy(&p).into_owned());
-        self.problems.push(Problem {
-            path,
-            message: innermost(&err),
-            excluded,
-        });
-    }
-
-    fn is_excluded_dir(&self, rel: &[u8]) -> bool {
-        matches!(
-            self.shared.dirs.lock().expect("dir map").get(rel),
-            Some(DirState::Eval { excluded: true, .. } | DirState::Pruned { .. })
-        )
+fn kind_of(t: Type) -> EntryKind {
+    match t {
+        Type::Directory => EntryKind::Dir,
+        Type::File => EntryKind::File,
+        Type::Symlink => EntryKind::Symlink,
+        _ => EntryKind::Other,
     }
 }
 
-fn relative(root: &Utf8Path, path: &std::path::Path) -> Box<[u8]> {
-    let rel = path.strip_prefix(root.as_std_path()).unwrap_or(path);
-    rel.as_os_str().as_bytes().into()
-}
-
-fn error_path(err: &ignore::Error) -> Option<&std::path::Path> {
-    match err {
-        ignore::Error::WithPath { path, .. } => Some(path),
-        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
-            error_path(err)
-        }
-        ignore::Error::Loop { child, .. } => Some(child),
-        _ => None,
-    }
-}
-
-fn innermost(err: &ignore::Error) -> String {
-    match err {
-        ignore::Error::WithPath { err, .. }
-        | ignore::Error::WithDepth { err, .. }
-        | ignore::Error::WithLineNumber { err, .. } => innermost(err),
-        other => other.to_string(),
+fn kind_of_mode(mode: u32) -> EntryKind {
+    match mode & 0o170000 {
+        0o040000 => EntryKind::Dir,
+        0o100000 => EntryKind::File,
+        0o120000 => EntryKind::Symlink,
+        _ => EntryKind::Other,
     }
 }
 
