@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::matcher::Matcher;
-use crate::walk::{self, EntryKind, WalkOptions};
+use crate::walk::{self, EntryKind, Walk, WalkOptions};
 
 /// Paths git tracks, relative to the repository root. The caller asks git
 /// (`git ls-files -z`); this crate starts no process.
@@ -84,6 +84,29 @@ pub fn plan(
     patterns: &[String],
     tracked: &Tracked,
 ) -> Result<CleanPlan> {
+    plan_walked(repo_root, contexts, None, patterns, tracked)
+}
+
+/// [`plan`] from walks already made of `contexts` (with `into_pruned`, any
+/// ignore file): the artifact patterns decide each walked entry again, as a
+/// walk of their own would, and no second walk reads the tree.
+pub fn plan_from_walks(
+    repo_root: &Utf8Path,
+    contexts: &[Utf8PathBuf],
+    walks: &[&Walk],
+    patterns: &[String],
+    tracked: &Tracked,
+) -> Result<CleanPlan> {
+    plan_walked(repo_root, contexts, Some(walks), patterns, tracked)
+}
+
+fn plan_walked(
+    repo_root: &Utf8Path,
+    contexts: &[Utf8PathBuf],
+    walks: Option<&[&Walk]>,
+    patterns: &[String],
+    tracked: &Tracked,
+) -> Result<CleanPlan> {
     let root = repo_root
         .canonicalize_utf8()
         .map_err(Error::io(repo_root))?;
@@ -95,7 +118,7 @@ pub fn plan(
     let mut files = BTreeMap::new();
     let mut dirs = BTreeMap::new();
     let mut kept = BTreeMap::new();
-    for context in contexts {
+    for (n, context) in contexts.iter().enumerate() {
         let dir = context.canonicalize_utf8().map_err(Error::io(context))?;
         let Ok(prefix) = dir.strip_prefix(&root) else {
             return Err(Error::OutsideRoot {
@@ -103,30 +126,48 @@ pub fn plan(
                 root,
             });
         };
-        // Sizes only for what matches: a stat per artifact, not per file.
-        let walk = walk::walk(
-            &dir,
-            &matcher,
-            WalkOptions {
-                sizes: false,
-                into_pruned: true,
-            },
-        )
-        .map_err(|b| Error::BadArtifactPattern {
+        let bad = |b: crate::matcher::BadPattern| Error::BadArtifactPattern {
             index: b.line,
             pattern: b.pattern,
             message: b.error.to_string(),
-        })?;
-        for e in walk.entries.iter().filter(|e| e.excluded) {
+        };
+        let own;
+        let (walk, decided) = match walks {
+            Some(walks) => (
+                walks[n],
+                Some(walk::redecide(walks[n], &matcher).map_err(bad)?),
+            ),
+            // Sizes only for what matches: a stat per artifact, not per file.
+            None => {
+                own = walk::walk(
+                    &dir,
+                    &matcher,
+                    WalkOptions {
+                        sizes: false,
+                        into_pruned: true,
+                    },
+                )
+                .map_err(bad)?;
+                (&own, None)
+            }
+        };
+        for (i, e) in walk.entries.iter().enumerate() {
+            let (excluded, by) = match &decided {
+                Some(d) => (d[i].excluded, d[i].by),
+                None => (e.excluded, e.by),
+            };
+            if !excluded {
+                continue;
+            }
             let rel = e.display();
             let path = if prefix.as_str().is_empty() {
                 rel.into_owned()
             } else {
                 format!("{prefix}/{rel}")
             };
-            let pattern =
-                e.by.map(|i| matcher.patterns()[i].text.clone())
-                    .unwrap_or_default();
+            let pattern = by
+                .map(|i| matcher.patterns()[i].text.clone())
+                .unwrap_or_default();
             if path == ".git" || path.starts_with(".git/") || path.contains("/.git/") {
                 continue;
             }
@@ -162,8 +203,13 @@ pub fn plan(
                     );
                 }
                 EntryKind::File => {
-                    let full = dir.as_std_path().join(std::ffi::OsStr::from_bytes(&e.path));
-                    let bytes = std::fs::symlink_metadata(full).map_or(0, |m| m.len());
+                    let bytes = match e.stat {
+                        Some(_) => e.size,
+                        None => {
+                            let full = dir.as_std_path().join(std::ffi::OsStr::from_bytes(&e.path));
+                            std::fs::symlink_metadata(full).map_or(0, |m| m.len())
+                        }
+                    };
                     files.insert(
                         path.clone(),
                         Artifact {
@@ -313,6 +359,28 @@ mod tests {
             b"svc/tracked.out\0svc/main.go\0audit-results/keep/tracked.txt\0",
         );
         let plan = plan(&root, std::slice::from_ref(&root), &defaults(), &tracked).unwrap();
+        // The same plan from a walk made with an ignore file's patterns.
+        let walked = crate::walk::walk(
+            &root,
+            &crate::Matcher::from_patterns(&["svc", "!svc/main.go", "**/*.xml"]).unwrap(),
+            WalkOptions {
+                sizes: true,
+                into_pruned: true,
+            },
+        )
+        .unwrap();
+        let again = plan_from_walks(
+            &root,
+            std::slice::from_ref(&root),
+            &[&walked],
+            &defaults(),
+            &tracked,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&again).unwrap(),
+            serde_json::to_value(&plan).unwrap()
+        );
         let names: Vec<&str> = plan.files.iter().map(|a| a.path.as_str()).collect();
         assert_eq!(
             names,

@@ -1,7 +1,7 @@
 //! Lints of a build context: COPY/ADD sources the ignore file hides (the
 //! build breaks, or silently leaves files out), and secrets it sends.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use serde::Serialize;
 

@@ -3,7 +3,7 @@
 //! table of the transfer a person would make by hand, suggested ignore
 //! lines, and the lints of `lints.rs`.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use camino::Utf8PathBuf;
 use serde::Serialize;

@@ -5,7 +5,9 @@
 //! before what it holds. The engine counts the protocol's packets as they
 //! arrive; [`wire_bytes`] computes that count from the same entries.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use foldhash::{HashMap, HashMapExt};
 use std::os::unix::ffi::OsStrExt;
 
 use camino::Utf8Path;

@@ -349,6 +349,59 @@ fn read_dir(
     Ok(())
 }
 
+/// One entry decided again with other patterns ([`redecide`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Redecided {
+    pub excluded: bool,
+    pub by: Option<usize>,
+    pub pruned: bool,
+}
+
+/// Decides a finished walk's entries again with `matcher`, as a walk with
+/// it would (folder states handed down, excluded folders pruned), one
+/// decision per entry. The walk must hold every entry (`into_pruned`),
+/// sorted as [`walk`] sorts them, so folders come first.
+pub fn redecide(walk: &Walk, matcher: &Matcher) -> Result<Vec<Redecided>, BadPattern> {
+    let mut states: foldhash::HashMap<&[u8], DirState> = foldhash::HashMap::default();
+    let mut out = Vec::with_capacity(walk.entries.len());
+    for e in &walk.entries {
+        let parent = e
+            .path
+            .iter()
+            .rposition(|&b| b == b'/')
+            .and_then(|i| states.get(&e.path[..i]));
+        let (excluded, by, pruned, info) = match parent {
+            Some(DirState::Pruned { by }) => (true, *by, true, None),
+            Some(DirState::Eval { info, .. }) => {
+                let (d, info) = matcher.decide(&e.path, Some(info))?;
+                (d.excluded, d.by, false, Some(info))
+            }
+            None => {
+                let (d, info) = matcher.decide(&e.path, None)?;
+                (d.excluded, d.by, false, Some(info))
+            }
+        };
+        if e.kind == EntryKind::Dir {
+            let prunable = excluded && matcher.can_prune(&String::from_utf8_lossy(&e.path));
+            let state = if pruned || prunable {
+                DirState::Pruned { by }
+            } else {
+                DirState::Eval {
+                    info: info.unwrap_or_default().into(),
+                    excluded,
+                }
+            };
+            states.insert(&e.path, state);
+        }
+        out.push(Redecided {
+            excluded,
+            by,
+            pruned,
+        });
+    }
+    Ok(out)
+}
+
 fn is_excluded(state: Option<&DirState>) -> bool {
     matches!(
         state,

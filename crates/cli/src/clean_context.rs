@@ -36,24 +36,57 @@ pub fn run(flags: &CleanContext) -> anyhow::Result<()> {
             c.context.artifacts.clone()
         });
     let (repo_root, tracked) = git_tracked(&roots[0], flags.dry_run)?;
-    let plan = clean::plan(&repo_root, &roots, &patterns, &tracked)?;
+    // One walk of each context serves the cleanup plan and the report.
+    let walk_all = || -> anyhow::Result<Vec<build_context::Walk>> {
+        let mut walks = Vec::new();
+        for (ctx, _) in &contexts {
+            walks.push(ctx.walk(WalkOptions {
+                sizes: true,
+                into_pruned: true,
+            })?);
+        }
+        Ok(walks)
+    };
+    let mut walks = walk_all()?;
+    let walked: Vec<&build_context::Walk> = walks.iter().collect();
+    let plan = clean::plan_from_walks(&repo_root, &roots, &walked, &patterns, &tracked)?;
     let outcome = clean::execute(&plan, flags.dry_run);
+    if !flags.dry_run && (outcome.removed_files > 0 || outcome.removed_dirs > 0) {
+        walks = walk_all()?;
+    }
 
     let budget = flags
         .budget
         .or_else(|| config.as_ref().and_then(|c| c.budget()));
-    let mut reports = Vec::new();
-    for (ctx, inputs) in &contexts {
-        let walk = ctx.walk(WalkOptions {
-            sizes: true,
-            into_pruned: true,
-        })?;
-        reports.push(build_context::analyze(ctx, &walk, inputs, budget));
-    }
+    let reports: Vec<_> = contexts
+        .iter()
+        .zip(&walks)
+        .map(|((ctx, inputs), walk)| build_context::analyze(ctx, walk, inputs, budget))
+        .collect();
 
     if flags.json {
-        let doc = serde_json::json!({ "cleanup": { "plan": plan, "outcome": outcome }, "contexts": reports });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        // Written as it serializes: the plan can list tens of thousands of files.
+        #[derive(serde::Serialize)]
+        struct Cleanup<'a> {
+            plan: &'a clean::CleanPlan,
+            outcome: &'a clean::CleanOutcome,
+        }
+        #[derive(serde::Serialize)]
+        struct Doc<'a> {
+            cleanup: Cleanup<'a>,
+            contexts: &'a [build_context::ContextReport],
+        }
+        let doc = Doc {
+            cleanup: Cleanup {
+                plan: &plan,
+                outcome: &outcome,
+            },
+            contexts: &reports,
+        };
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+        out.flush()?;
     } else {
         if !plan.files.is_empty() || !plan.kept.is_empty() {
             print!("{plan}");
