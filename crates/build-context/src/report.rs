@@ -52,6 +52,9 @@ pub struct Transfer {
     /// The engine's own count of a first transfer ("transferring context"),
     /// when the walk measured it.
     pub wire_bytes: Option<u64>,
+    /// The entries sent, as indexes into the walk, in the client's order.
+    #[serde(skip)]
+    pub order: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,6 +147,7 @@ pub fn analyze(
         bytes: moved_tally.bytes,
         entries: order.len() as u64,
         wire_bytes,
+        order,
     };
     let mut lints = copy_lints(ctx, walk, &copies);
     lints.extend(secret_lints(ctx, &moved));

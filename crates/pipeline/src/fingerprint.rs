@@ -107,6 +107,7 @@ impl Store {
         &mut self,
         ctx: &Context,
         walk: &Walk,
+        sent: &[usize],
         build_config: &serde_json::Value,
         image_ids: &BTreeMap<String, String>,
     ) -> std::io::Result<String> {
@@ -116,7 +117,9 @@ impl Store {
             h.update(bytes);
         };
         field(b"context");
-        for e in walk.entries.iter().filter(|e| !e.excluded) {
+        // Only what the build transfers: a file its Dockerfile never names
+        // cannot change the image.
+        for e in sent.iter().map(|&i| &walk.entries[i]) {
             let path = ctx
                 .root
                 .as_std_path()
@@ -227,10 +230,13 @@ mod tests {
     use super::*;
 
     fn key_of(store: &mut Store, root: &Utf8Path, build: &serde_json::Value) -> String {
-        let ctx = Context::open(root, None).unwrap();
+        let ctx = Context::open(root, Some(&root.join("Dockerfile"))).unwrap();
         let walk = ctx.walk(build_context::WalkOptions::default()).unwrap();
+        let usage = ctx.usage(&Default::default()).unwrap();
+        let include = build_context::sent::include_patterns(&ctx.root, &usage);
+        let (sent, _) = build_context::sent::sent_entries(&walk, include.as_deref()).unwrap();
         store
-            .build_key(&ctx, &walk, build, &BTreeMap::new())
+            .build_key(&ctx, &walk, &sent, build, &BTreeMap::new())
             .unwrap()
     }
 
@@ -262,15 +268,22 @@ mod tests {
         )
         .unwrap();
         assert!(keys.insert(key_of(&mut store, &root, &build)), "mode");
-        std::fs::write(root.join("Dockerfile"), "FROM scratch\nCOPY app.txt /\n").unwrap();
-        assert!(keys.insert(key_of(&mut store, &root, &build)), "Dockerfile");
-        let other = serde_json::json!({"context": ".", "args": {"A": "2"}});
-        assert!(keys.insert(key_of(&mut store, &root, &other)), "build arg");
         std::os::unix::fs::symlink("app.txt", root.join("link")).unwrap();
         assert!(
-            keys.insert(key_of(&mut store, &root, &other)),
+            keys.insert(key_of(&mut store, &root, &build)),
             "new symlink"
         );
+        std::fs::write(root.join("Dockerfile"), "FROM scratch\nCOPY app.txt /\n").unwrap();
+        let named = key_of(&mut store, &root, &build);
+        assert!(keys.insert(named.clone()), "Dockerfile");
+        std::fs::write(root.join("other.txt"), "never copied").unwrap();
+        assert_eq!(
+            key_of(&mut store, &root, &build),
+            named,
+            "a file the Dockerfile never names is not transferred"
+        );
+        let other = serde_json::json!({"context": ".", "args": {"A": "2"}});
+        assert!(keys.insert(key_of(&mut store, &root, &other)), "build arg");
     }
 
     #[test]
@@ -280,7 +293,7 @@ mod tests {
         std::fs::create_dir(&root).unwrap();
         // Outside the context: the record is no file the build sends.
         let target = root.with_file_name("target");
-        std::fs::write(root.join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(root.join("Dockerfile"), "FROM scratch\nCOPY big.bin /\n").unwrap();
         let file = root.join("big.bin");
         std::fs::write(&file, vec![7u8; 1 << 20]).unwrap();
         let build = serde_json::json!({});

@@ -339,11 +339,11 @@ fn measure_contexts(
             })
             .map_err(|e| Failure::BadInput(e.to_string()))?;
         let build_config = &project.stack.service_config(service)["build"];
-        if let Ok(key) = store.build_key(&ctx, &walk, build_config, image_ids) {
-            keys.insert(service.to_owned(), key);
-        }
         let inputs = build_context::dockerfile::BuildInputs::from_compose(build_config);
         let r = build_context::analyze(&ctx, &walk, &inputs, budget);
+        if let Ok(key) = store.build_key(&ctx, &walk, &r.transfer.order, build_config, image_ids) {
+            keys.insert(service.to_owned(), key);
+        }
         if let Some(over) = r.over_budget_message() {
             return Err(Failure::Limit(format!(
                 "the context of {service} {over} (`cargo xtask clean-context` suggests ignore lines)"
