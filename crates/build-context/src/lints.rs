@@ -210,14 +210,28 @@ pub(crate) fn transfer_lints(
                 .map(|(by, (t, _))| (by, t))
                 .collect();
             idle.sort_by_key(|(by, _)| *by);
-            for (by, t) in idle {
+            if !idle.is_empty() {
+                let mut total = Tally::default();
+                let rules: Vec<String> = idle
+                    .iter()
+                    .map(|(by, t)| {
+                        total.files += t.files;
+                        total.bytes += t.bytes;
+                        ctx.ignore.describe(*by)
+                    })
+                    .collect();
+                let (what, verb, they) = if rules.len() == 1 {
+                    ("line", "excludes", "it saves")
+                } else {
+                    ("lines", "exclude", "they save")
+                };
                 lints.push(Lint {
                     severity: Severity::Note,
                     message: format!(
-                        "{} excludes {} file(s) ({}) that {df} never names; the build would not send them anyway",
-                        ctx.ignore.describe(by),
-                        t.files,
-                        crate::human(t.bytes)
+                        "ignore {what} {} {verb} only what {df} never names ({} file(s), {}); for this build {they} nothing",
+                        rules.join(", "),
+                        total.files,
+                        crate::human(total.bytes),
                     ),
                 });
             }

@@ -69,6 +69,12 @@ pub struct Suggestion {
 #[derive(Debug, Clone, Serialize)]
 pub struct ContextReport {
     pub context: Utf8PathBuf,
+    /// The compose services built from it (filled in by the caller).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// The stage built, when the build names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     pub dockerfile: Option<Utf8PathBuf>,
     pub ignore_file: Option<Utf8PathBuf>,
     pub sent: Tally,
@@ -154,6 +160,8 @@ pub fn analyze(
     lints.extend(transfer_lints(ctx, walk, &included, &transfer, &moved));
     ContextReport {
         context: ctx.root.clone(),
+        services: Vec::new(),
+        target: inputs.target.clone(),
         dockerfile: ctx.dockerfile.clone(),
         ignore_file: ctx.ignore.path.clone(),
         sent,
@@ -292,7 +300,14 @@ impl ContextReport {
 impl std::fmt::Display for ContextReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use crate::human;
-        writeln!(f, "context {}", self.context)?;
+        write!(f, "context {}", self.context)?;
+        if !self.services.is_empty() {
+            write!(f, " for {}", self.services.join(", "))?;
+        }
+        match &self.target {
+            Some(t) => writeln!(f, " (target {t})")?,
+            None => writeln!(f)?,
+        }
         if let Some(df) = &self.dockerfile {
             writeln!(f, "  dockerfile   {df}")?;
         }
@@ -523,10 +538,15 @@ mod tests {
         assert!(
             has(
                 &msgs,
-                ".dockerignore:2 `coverage` excludes 1 file(s) (293.0 KiB) that Dockerfile never names"
+                "ignore line .dockerignore:2 `coverage` excludes only what Dockerfile never names (1 file(s), 293.0 KiB)"
             ),
             "{msgs:#?}"
         );
-        assert!(!has(&msgs, "`**/*_test.go` excludes"), "{msgs:#?}");
+        assert!(
+            !msgs
+                .iter()
+                .any(|m| m.starts_with("ignore line") && m.contains("_test.go")),
+            "{msgs:#?}"
+        );
     }
 }

@@ -14,7 +14,7 @@ use crate::flags::CleanContext;
 pub fn run(flags: &CleanContext) -> anyhow::Result<()> {
     let (contexts, config) = contexts(flags)?;
     if flags.list {
-        let [(ctx, inputs)] = &contexts[..] else {
+        let [(ctx, inputs, _)] = &contexts[..] else {
             return Err(Exit::usage(format!(
                 "--list needs one context, and the stack has {}: add --context DIR (one of {})",
                 contexts.len(),
@@ -25,11 +25,11 @@ pub fn run(flags: &CleanContext) -> anyhow::Result<()> {
         return list(ctx, flags.sent.then_some(inputs), flags.json);
     }
     if let Some(path) = &flags.explain {
-        let contexts: Vec<Context> = contexts.into_iter().map(|(c, _)| c).collect();
+        let contexts: Vec<Context> = contexts.into_iter().map(|(c, _, _)| c).collect();
         return explain(&contexts, path, flags.json);
     }
 
-    let roots: Vec<Utf8PathBuf> = contexts.iter().map(|(c, _)| c.root.clone()).collect();
+    let roots: Vec<Utf8PathBuf> = contexts.iter().map(|(c, _, _)| c.root.clone()).collect();
     let patterns = config
         .as_ref()
         .map_or_else(build_context::artifacts::default_patterns, |c| {
@@ -39,7 +39,7 @@ pub fn run(flags: &CleanContext) -> anyhow::Result<()> {
     // One walk of each context serves the cleanup plan and the report.
     let walk_all = || -> anyhow::Result<Vec<build_context::Walk>> {
         let mut walks = Vec::new();
-        for (ctx, _) in &contexts {
+        for (ctx, _, _) in &contexts {
             walks.push(ctx.walk(WalkOptions {
                 sizes: true,
                 into_pruned: true,
@@ -61,7 +61,11 @@ pub fn run(flags: &CleanContext) -> anyhow::Result<()> {
     let reports: Vec<_> = contexts
         .iter()
         .zip(&walks)
-        .map(|((ctx, inputs), walk)| build_context::analyze(ctx, walk, inputs, budget))
+        .map(|((ctx, inputs, services), walk)| {
+            let mut r = build_context::analyze(ctx, walk, inputs, budget);
+            r.services = services.clone();
+            r
+        })
         .collect();
 
     if flags.json {
@@ -120,7 +124,7 @@ pub fn run(flags: &CleanContext) -> anyhow::Result<()> {
 
 /// `--context`, or every build context of the compose stack in the config,
 /// each with what its build hands the Dockerfile (build args, target).
-type Contexts = Vec<(Context, BuildInputs)>;
+type Contexts = Vec<(Context, BuildInputs, Vec<String>)>;
 
 fn contexts(flags: &CleanContext) -> anyhow::Result<(Contexts, Option<pipeline::Config>)> {
     if let Some(dir) = &flags.context {
@@ -147,7 +151,10 @@ fn contexts(flags: &CleanContext) -> anyhow::Result<(Contexts, Option<pipeline::
             .dockerfile
             .as_deref()
             .or_else(|| default.is_file().then_some(default.as_path()));
-        return Ok((vec![(Context::open(dir, dockerfile)?, inputs)], config));
+        return Ok((
+            vec![(Context::open(dir, dockerfile)?, inputs, Vec::new())],
+            config,
+        ));
     }
     let config = crate::load_config_anywhere(flags.config.config.as_deref())?;
     let spec = config.project_spec(None);
@@ -156,15 +163,21 @@ fn contexts(flags: &CleanContext) -> anyhow::Result<(Contexts, Option<pipeline::
     let mut out: Contexts = Vec::new();
     for (service, dir, dockerfile) in stack.build_contexts() {
         let inputs = BuildInputs::from_compose(&stack.service_config(service)["build"]);
-        if out.iter().any(|(c, i)| {
+        // One report per distinct build; the services that share it are named.
+        if let Some((_, _, services)) = out.iter_mut().find(|(c, i, _)| {
             c.root == dir
                 && c.dockerfile.as_deref() == Some(dockerfile.as_path())
                 && i.args == inputs.args
                 && i.target == inputs.target
         }) {
+            services.push(service.to_owned());
             continue;
         }
-        out.push((Context::open(dir, Some(&dockerfile))?, inputs));
+        out.push((
+            Context::open(dir, Some(&dockerfile))?,
+            inputs,
+            vec![service.to_owned()],
+        ));
     }
     if out.is_empty() {
         return Err(Exit::usage("the compose stack builds nothing; pass --context DIR").into());
@@ -175,7 +188,7 @@ fn contexts(flags: &CleanContext) -> anyhow::Result<(Contexts, Option<pipeline::
 fn names(contexts: &Contexts) -> String {
     contexts
         .iter()
-        .map(|(c, _)| c.root.as_str())
+        .map(|(c, _, _)| c.root.as_str())
         .collect::<Vec<_>>()
         .join(", ")
 }
