@@ -25,6 +25,15 @@ pub fn run(flags: &Doctor) -> anyhow::Result<()> {
         "docker host",
         Engine::host().as_deref().unwrap_or("unknown"),
     );
+    match Engine::remote_host() {
+        Some(remote) => row(
+            "engine machine",
+            &format!(
+                "{remote} (remote: ports are reached there, and host bind mounts are its folders, not ours)"
+            ),
+        ),
+        None => row("engine machine", "this one"),
+    }
     match &engine.daemon_error {
         None => row(
             "docker engine",
@@ -136,6 +145,23 @@ fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String
         Ok(p) => p,
         Err(e) => return problems.push(format!("the compose stack does not load: {e}")),
     };
+    // Host bind mounts work only where the engine shares this filesystem.
+    let binds = project.stack.bind_mounts();
+    if binds.is_empty() {
+        row(
+            "bind mounts",
+            "none (the stack runs on a remote engine as it is)",
+        );
+    }
+    for b in &binds {
+        row(
+            "bind mount",
+            &format!(
+                "{}: {} -> {} (not portable to a remote engine: it would mount its own folder of that name)",
+                b.service, b.source, b.target
+            ),
+        );
+    }
     if !daemon {
         return;
     }

@@ -56,7 +56,71 @@ impl Server {
     }
 }
 
+/// Where the engine publishes ports, when a configuration says (set once,
+/// before the first lookup).
+static PUBLISH_HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static REMOTE_HOST: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// The host of a Docker endpoint that is another machine: `tcp://HOST:PORT`,
+/// `ssh://[USER@]HOST[:PORT]`; `None` for a local socket (`unix://`,
+/// `npipe://`, `fd://`) or an address of this machine's loopback.
+pub fn endpoint_host(endpoint: &str) -> Option<String> {
+    let rest = endpoint
+        .strip_prefix("tcp://")
+        .or_else(|| endpoint.strip_prefix("ssh://"))
+        .or_else(|| endpoint.strip_prefix("http://"))
+        .or_else(|| endpoint.strip_prefix("https://"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split_once(']').map_or(v6, |(h, _)| h)
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    let local = host.is_empty()
+        || host == "localhost"
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!local).then(|| host.to_owned())
+}
+
 impl Engine {
+    /// The host of the engine when it runs on another machine (from
+    /// `DOCKER_HOST`, else the docker context's endpoint); `None` for an
+    /// engine on this machine. Asked once per process.
+    pub fn remote_host() -> Option<String> {
+        REMOTE_HOST
+            .get_or_init(|| {
+                let endpoint = Engine::endpoint();
+                if !endpoint.starts_with("context-") {
+                    return endpoint_host(&endpoint);
+                }
+                let fmt = "{{.Endpoints.docker.Host}}";
+                crate::docker(["context", "inspect", "--format", fmt])
+                    .text(Utf8Path::new("."))
+                    .ok()
+                    .and_then(|h| endpoint_host(h.trim()))
+            })
+            .clone()
+    }
+
+    /// Where published ports answer from here: the configured host, else the
+    /// remote engine's host, else this machine's loopback.
+    pub fn publish_host() -> String {
+        PUBLISH_HOST
+            .get()
+            .cloned()
+            .or_else(Engine::remote_host)
+            .unwrap_or_else(|| "127.0.0.1".to_owned())
+    }
+
+    /// Sets [`Engine::publish_host`] from configuration; the first call wins.
+    pub fn set_publish_host(host: &str) {
+        let _ = PUBLISH_HOST.set(host.to_owned());
+    }
+
     /// Which engine the docker CLI talks to, without starting it: `DOCKER_HOST`,
     /// else `DOCKER_CONTEXT`, else the CLI config's current context.
     pub fn endpoint() -> String {
@@ -213,4 +277,30 @@ fn first_line(s: &str) -> String {
         .unwrap_or("")
         .trim()
         .to_owned()
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::endpoint_host;
+
+    #[test]
+    fn the_host_of_an_endpoint_on_another_machine() {
+        let table = [
+            ("tcp://10.0.0.2:2376", Some("10.0.0.2")),
+            ("tcp://build-host.example:2375", Some("build-host.example")),
+            ("ssh://ci@runner-3", Some("runner-3")),
+            ("ssh://ci@runner-3:2222", Some("runner-3")),
+            ("tcp://[fd00::2]:2376", Some("fd00::2")),
+            ("https://10.1.2.3:2376", Some("10.1.2.3")),
+            ("unix:///var/run/docker.sock", None),
+            ("npipe:////./pipe/docker_engine", None),
+            ("fd://", None),
+            ("tcp://127.0.0.1:2375", None),
+            ("tcp://localhost:2375", None),
+            ("default", None),
+        ];
+        for (endpoint, host) in table {
+            assert_eq!(endpoint_host(endpoint).as_deref(), host, "{endpoint}");
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -59,6 +59,28 @@ pub struct Service {
     pub healthcheck: Option<serde_json::Value>,
     #[serde(default)]
     pub depends_on: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+}
+
+/// A mount as `compose config` resolves it (`type`, absolute `source`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Volume {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub target: String,
+}
+
+/// A host folder or file a service mounts: it exists only on the machine
+/// the engine runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BindMount {
+    pub service: String,
+    pub source: String,
+    pub target: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -237,6 +259,23 @@ impl Stack {
     }
 
     /// `(service, context, dockerfile)` for every service that builds.
+    /// Every host bind mount, by service: what a remote engine cannot see.
+    pub fn bind_mounts(&self) -> Vec<BindMount> {
+        self.services
+            .iter()
+            .flat_map(|(name, s)| {
+                s.volumes
+                    .iter()
+                    .filter(|v| v.kind == "bind")
+                    .map(move |v| BindMount {
+                        service: name.clone(),
+                        source: v.source.clone().unwrap_or_default(),
+                        target: v.target.clone(),
+                    })
+            })
+            .collect()
+    }
+
     pub fn build_contexts(&self) -> Vec<(&str, &Utf8Path, Utf8PathBuf)> {
         self.services
             .iter()

@@ -69,6 +69,12 @@ impl Project {
                     .unwrap_or_else(|| "0.0.0.0".into());
                 let state = if ours.contains(&published) {
                     PortState::Ours
+                } else if crate::Engine::remote_host().is_some() {
+                    // Another machine binds it: ask its engine, not this machine.
+                    match engine_holder(published) {
+                        Some(names) => PortState::Taken(names),
+                        None => PortState::Free,
+                    }
                 } else {
                     match std::net::TcpListener::bind((ip.as_str(), published)) {
                         Ok(_) => PortState::Free,
@@ -98,11 +104,18 @@ fn port_state(e: &std::io::Error, holder: impl FnOnce() -> String) -> PortState 
 
 /// Who holds a host port: a container (by name and project), or a process.
 fn holder(port: u16) -> String {
+    engine_holder(port).unwrap_or_else(|| {
+        format!("a process outside Docker (find it with `ss -ltnp 'sport = :{port}'`)")
+    })
+}
+
+/// The engine's containers that publish `port`, named, if any.
+fn engine_holder(port: u16) -> Option<String> {
     let filter = format!("publish={port}");
     let fmt = "{{.Names}} (project {{.Label \"com.docker.compose.project\"}})";
     match crate::docker(["ps", "--filter", &filter, "--format", fmt]).text(Utf8Path::new(".")) {
-        Ok(names) if !names.is_empty() => format!("container {}", names.replace('\n', ", ")),
-        _ => format!("a process outside Docker (find it with `ss -ltnp 'sport = :{port}'`)"),
+        Ok(names) if !names.is_empty() => Some(format!("container {}", names.replace('\n', ", "))),
+        _ => None,
     }
 }
 

@@ -59,9 +59,14 @@ impl Container {
             self.publishers.iter().flatten().find(|p| {
                 p.target_port == target && p.published_port != 0 && p.protocol != "udp"
             })?;
-        // Published on every address: the loopback one reaches it from here.
+        // Published on every address of the engine's machine: reach it at
+        // that machine's (this one's loopback for a local engine).
+        let publish_host;
         let host = match p.url.as_str() {
-            "" | "0.0.0.0" | "::" => "127.0.0.1",
+            "" | "0.0.0.0" | "::" => {
+                publish_host = crate::Engine::publish_host();
+                publish_host.as_str()
+            }
             ip => ip,
         };
         Some(if host.contains(':') {

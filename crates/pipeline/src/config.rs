@@ -54,6 +54,9 @@ pub struct ComposeConfig {
     /// the tool writes; the compose file stays as it is), so runs of one
     /// stack can share an engine. `{service:port}` follows the engine.
     pub ephemeral_ports: bool,
+    /// Where published ports answer from here; default: the remote engine's
+    /// host (`DOCKER_HOST`, the docker context), else 127.0.0.1.
+    pub publish_host: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -232,6 +235,7 @@ impl Default for ComposeConfig {
             profiles: Vec::new(),
             env: BTreeMap::new(),
             ephemeral_ports: false,
+            publish_host: None,
         }
     }
 }
@@ -358,11 +362,19 @@ impl Config {
         self.certs.as_ref().map(|c| self.certs_dirs(c).0)
     }
 
-    /// The certificate spec: localhost, 127.0.0.1, every service, and the
-    /// config's hosts; `None` without a `certs:` section.
+    /// The certificate spec: localhost, 127.0.0.1, the host where a remote
+    /// engine publishes ports, every service, and the config's hosts; `None`
+    /// without a `certs:` section.
     pub fn certs_spec(&self, services: impl IntoIterator<Item = String>) -> Option<certs::Spec> {
         let c = self.certs.as_ref()?;
         let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
+        if let Some(host) = &self.compose.publish_host {
+            compose::Engine::set_publish_host(host);
+        }
+        let publish = compose::Engine::publish_host();
+        if !hosts.contains(&publish) {
+            hosts.push(publish);
+        }
         for h in services.into_iter().chain(c.hosts.iter().cloned()) {
             if !hosts.contains(&h) {
                 hosts.push(h);

@@ -84,6 +84,9 @@ fn check_filtersets(opts: &Options) -> Result<Option<String>, Failure> {
 }
 
 fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Failure> {
+    if let Some(host) = &opts.config.compose.publish_host {
+        Engine::set_publish_host(host);
+    }
     // The engine's answer and Compose's model of the stack are independent;
     // loading the stack proves Compose v2 is there.
     let engine = std::thread::spawn(Engine::server);
@@ -149,6 +152,23 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Fa
         }
     }
     let mut warnings = Vec::new();
+    if let Some(remote) = Engine::remote_host() {
+        warnings.push(format!(
+            "engine on {remote}, ports reached at {}",
+            Engine::publish_host()
+        ));
+        let binds = project.stack.bind_mounts();
+        if !binds.is_empty() {
+            let named: Vec<String> = binds
+                .iter()
+                .map(|b| format!("{} {} -> {}", b.service, b.source, b.target))
+                .collect();
+            warnings.push(format!(
+                "host bind mounts do not reach a remote engine (it mounts its own folders of those names): {}",
+                named.join(", ")
+            ));
+        }
+    }
     // A purge run's containers say whose they are: if the run dies and even
     // its reaper cannot act, a later sweep knows them (`reap`).
     if opts.teardown == compose::Policy::Purge
