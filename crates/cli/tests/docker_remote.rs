@@ -264,7 +264,7 @@ impl Workspace {
             .env("WEB_PORT", free_port().to_string())
             .env("EXPECT_HOST", &engine.addr)
             // The engine mounts its own, empty /tmp/.../data: not the file beside the tests.
-            .env("EXPECT_DATA", "nothing")
+            .env("EXPECT_DATA", "nothing,cert,nocakey")
             .env_remove("CARGO_TARGET_DIR")
             .env_remove("CARGO_MANIFEST_DIR")
             .env_remove("CI")
@@ -286,14 +286,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// What the project left on an engine: containers and networks by label.
+/// What the project left on an engine: containers, networks and volumes by label.
 fn left_on(engine: &RemoteEngine, project: &str) -> String {
     let filter = format!("label=com.docker.compose.project={project}");
     let containers = engine.docker(&["ps", "-aq", "--filter", &filter]).unwrap();
     let networks = engine
         .docker(&["network", "ls", "-q", "--filter", &filter])
         .unwrap();
-    format!("{containers}{networks}")
+    let volumes = engine
+        .docker(&["volume", "ls", "-q", "--filter", &filter])
+        .unwrap();
+    format!("{containers}{networks}{volumes}")
 }
 
 #[test]
@@ -344,6 +347,14 @@ fn a_remote_engine_publishes_on_its_own_address_and_keeps_nothing() {
     );
     assert!(
         text.contains("host bind mounts do not reach a remote engine") && text.contains("-> /data"),
+        "{text}"
+    );
+    // The certificates reached the container in a volume (the test saw
+    // server.crt and no CA key in /certs), so they are not named as a bind mount.
+    assert!(
+        text.contains(&format!(
+            "certificates copied into the volume {project}_e2e-certs for web (the CA key stays here)"
+        )) && !text.contains("-> /certs"),
         "{text}"
     );
     assert_eq!(

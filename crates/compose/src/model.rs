@@ -72,6 +72,8 @@ pub struct Volume {
     pub source: Option<String>,
     #[serde(default)]
     pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// A host folder or file a service mounts: it exists only on the machine
@@ -81,6 +83,7 @@ pub struct BindMount {
     pub service: String,
     pub source: String,
     pub target: String,
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -271,6 +274,7 @@ impl Stack {
                         service: name.clone(),
                         source: v.source.clone().unwrap_or_default(),
                         target: v.target.clone(),
+                        read_only: v.read_only,
                     })
             })
             .collect()

@@ -157,7 +157,25 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Fa
             "engine on {remote}, ports reached at {}",
             Engine::publish_host()
         ));
-        let binds = project.stack.bind_mounts();
+        // The certificates go to that engine in a project volume instead.
+        let certs = certs_mounts(opts, &project);
+        if !certs.is_empty() {
+            let file = opts.run_dir.join("certs-volume.yaml");
+            write_certs_volume_override(&certs, &file).map_err(Failure::Stack)?;
+            project.spec.files.push(file);
+            let services: Vec<&str> = certs.iter().map(|b| b.service.as_str()).collect();
+            warnings.push(format!(
+                "certificates copied into the volume {} for {} (the CA key stays here)",
+                project.volume_name(CERTS_VOLUME),
+                services.join(", ")
+            ));
+        }
+        let binds: Vec<compose::model::BindMount> = project
+            .stack
+            .bind_mounts()
+            .into_iter()
+            .filter(|b| !certs.contains(b))
+            .collect();
         if !binds.is_empty() {
             let named: Vec<String> = binds
                 .iter()
@@ -229,6 +247,56 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Fa
         }
     }
     Ok((engine, project, warnings))
+}
+
+/// The image a service runs: its own, or the one Compose names after the project.
+fn service_image(project: &Project, service: &str) -> Option<String> {
+    let s = project.stack.services.get(service)?;
+    s.image.clone().or_else(|| {
+        s.build
+            .as_ref()
+            .map(|_| format!("{}-{service}", project.name()))
+    })
+}
+
+/// The project volume that carries the certificates to a remote engine.
+pub(crate) const CERTS_VOLUME: &str = "e2e-certs";
+
+/// The stack's bind mounts of the certificate folder.
+pub(crate) fn certs_mounts(opts: &Options, project: &Project) -> Vec<compose::model::BindMount> {
+    let Some(dir) = opts.config.certs_dir() else {
+        return Vec::new();
+    };
+    let same = |source: &str| {
+        let a = camino::Utf8Path::new(source.trim_end_matches('/'));
+        a == dir || a.canonicalize_utf8().ok() == dir.canonicalize_utf8().ok()
+    };
+    project
+        .stack
+        .bind_mounts()
+        .into_iter()
+        .filter(|b| same(&b.source))
+        .collect()
+}
+
+/// An override file that mounts the certificates volume where the compose
+/// file mounts the certificate folder (Compose merges a service's mounts by
+/// target, so it replaces the bind mount).
+fn write_certs_volume_override(
+    mounts: &[compose::model::BindMount],
+    file: &camino::Utf8Path,
+) -> Result<(), String> {
+    let mut text = String::from(
+        "# Written by cargo e2e for this run: the engine is remote, so the certificates go in a volume.\nservices:\n",
+    );
+    for m in mounts {
+        text.push_str(&format!(
+            "  {}:\n    volumes:\n      - type: volume\n        source: {CERTS_VOLUME}\n        target: {:?}\n        read_only: {}\n",
+            m.service, m.target, m.read_only
+        ));
+    }
+    text.push_str(&format!("volumes:\n  {CERTS_VOLUME}: {{}}\n"));
+    write_run_file(file, &text)
 }
 
 /// A file this run writes into its folder (the override files).
@@ -614,6 +682,29 @@ pub(crate) fn up_phase(
         probes: opts.config.readiness.services.clone(),
         unchanged,
     };
+    // A remote engine gets the certificates in a volume, filled anew each run
+    // (new certificates recreate the containers, as with a bind mount).
+    if Engine::remote_host().is_some()
+        && let Some(dir) = opts.config.certs_dir()
+    {
+        let certs = certs_mounts(opts, project);
+        if !certs.is_empty() {
+            let mut images: Vec<String> = Vec::new();
+            for b in &certs {
+                if let Some(i) = service_image(project, &b.service) {
+                    images.push(i);
+                }
+            }
+            for name in project.stack.services.keys() {
+                if let Some(i) = service_image(project, name) {
+                    images.push(i);
+                }
+            }
+            project
+                .fill_volume(CERTS_VOLUME, &dir, &images)
+                .map_err(stack)?;
+        }
+    }
     let up = project
         .up_and_wait(up_opts, |pending| {
             let list: Vec<String> = pending.iter().map(|(s, w)| format!("{s} ({w})")).collect();
