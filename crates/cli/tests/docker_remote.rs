@@ -336,6 +336,7 @@ fn a_remote_engine_publishes_on_its_own_address_and_keeps_nothing() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
+    println!("{text}");
     // The test inside checked `{web:8080}` is on the engine's address and the
     // mount showed the engine's folder; the preflight said both would happen.
     assert!(
