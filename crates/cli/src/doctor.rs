@@ -46,10 +46,15 @@ pub fn run(flags: &Doctor) -> anyhow::Result<()> {
         ),
         Some(e) => {
             row("docker engine", &format!("not answering: {e}"));
-            problems.push(
-                "the Docker daemon does not answer: run `make engine` (starts dockerd), or check DOCKER_HOST / `docker context use`"
-                    .into(),
-            );
+            match compose::versions::api_refusal(e) {
+                Some((client, min)) => {
+                    problems.push(compose::versions::api_refusal_fix(&client, &min))
+                }
+                None => problems.push(
+                    "the Docker daemon does not answer: run `make engine` (starts dockerd), or check DOCKER_HOST / `docker context use`"
+                        .into(),
+                ),
+            }
         }
     }
     let compose = match &engine.compose {
@@ -65,6 +70,23 @@ pub fn run(flags: &Doctor) -> anyhow::Result<()> {
         }
     };
     row("compose", &compose);
+    if let ComposeFlavor::Plugin(v) | ComposeFlavor::StandaloneV2(v) = &engine.compose {
+        let bake = std::env::var("COMPOSE_BAKE").ok();
+        let builder = compose::versions::builder(v, bake.as_deref());
+        let shown = match &builder {
+            compose::versions::Builder::Embedded => {
+                "Compose's own BuildKit client (no buildx needed)".to_owned()
+            }
+            compose::versions::Builder::Bake { buildx } => format!(
+                "buildx bake, buildx {}",
+                buildx.as_deref().unwrap_or("missing")
+            ),
+        };
+        row("builder", &shown);
+        if let Some(why) = builder.refusal() {
+            problems.push(why);
+        }
+    }
     row(
         "buildkit",
         if engine.buildkit {

@@ -212,7 +212,10 @@ impl Engine {
                 })
             }
             Err(process::Error::Failed { stderr, .. }) => Err(Error::NoDaemon {
-                detail: first_line(&stderr),
+                detail: match crate::versions::api_refusal(&stderr) {
+                    Some((client, min)) => crate::versions::api_refusal_fix(&client, &min),
+                    None => first_line(&stderr),
+                },
             }),
             Err(e) => Err(Error::NoDaemon {
                 detail: first_line(&e.to_string()),

@@ -17,6 +17,7 @@ mod teardown;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod up;
+pub mod versions;
 mod volume;
 
 pub use engine::{ComposeFlavor, Engine, Server};

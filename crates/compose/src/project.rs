@@ -236,15 +236,20 @@ impl Project {
             command: cmd.to_string(),
             detail: e.to_string(),
         };
-        // Older Compose prints one array, newer one object per line.
-        if text.starts_with('[') {
-            return serde_json::from_str(&text).map_err(parse_error);
-        }
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).map_err(parse_error))
-            .collect()
+        parse_ps(&text).map_err(parse_error)
     }
+}
+
+/// `compose ps --format json`: Compose up to 2.20 prints one array, later
+/// versions (5.x too) one object per line.
+fn parse_ps(text: &str) -> Result<Vec<Container>, serde_json::Error> {
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(text);
+    }
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect()
 }
 
 /// The services for which BuildKit ran at least one Dockerfile instruction,
@@ -328,6 +333,24 @@ mod tests {
         for (reference, key) in table {
             assert_eq!(image_key(reference), key, "{reference}");
         }
+    }
+
+    #[test]
+    fn ps_output_of_old_and_new_compose() {
+        // Compose 2.40 and 5.x: one object per line (fields trimmed; newer
+        // versions add more, which are ignored).
+        let lines = r#"{"Command":"\"/demo-backend\"","CreatedAt":"2026-11-23 10:00:00 +0000 UTC","ExitCode":0,"Health":"healthy","ID":"0f1e","Image":"e2e-main-backend","Labels":"com.docker.compose.project=e2e-main","Name":"e2e-main-backend-1","Project":"e2e-main","Publishers":[],"Service":"backend","State":"running","Status":"Up 2 seconds (healthy)"}
+{"ExitCode":0,"Health":"","ID":"9a8b","Name":"e2e-main-gateway-1","Project":"e2e-main","Publishers":[{"URL":"127.0.0.1","TargetPort":8443,"PublishedPort":18443,"Protocol":"tcp"},{"URL":"::1","TargetPort":8443,"PublishedPort":18443,"Protocol":"tcp"}],"Service":"gateway","State":"running"}
+"#;
+        let got = parse_ps(lines).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].published(8443).as_deref(), Some("127.0.0.1:18443"));
+        assert_eq!(got[0].health, "healthy");
+        // Compose up to 2.20: one array; `Publishers` may be null.
+        let array = r#"[{"ID":"0f1e","Name":"x-db-1","Service":"db","State":"exited","ExitCode":3,"Publishers":null}]"#;
+        let got = parse_ps(array).unwrap();
+        assert_eq!(got[0].condition(), "exited 3");
+        assert!(parse_ps("").unwrap().is_empty());
     }
 
     #[test]
