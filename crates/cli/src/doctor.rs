@@ -175,13 +175,19 @@ fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String
             "none (the stack runs on a remote engine as it is)",
         );
     }
+    let certs_dir = config.certs_dir();
     for b in &binds {
+        let why = if certs_dir
+            .as_deref()
+            .is_some_and(|d| d.as_str() == b.source.trim_end_matches('/'))
+        {
+            "the certificates: a remote engine gets them in a volume instead"
+        } else {
+            "not portable to a remote engine: it would mount its own folder of that name"
+        };
         row(
             "bind mount",
-            &format!(
-                "{}: {} -> {} (not portable to a remote engine: it would mount its own folder of that name)",
-                b.service, b.source, b.target
-            ),
+            &format!("{}: {} -> {} ({why})", b.service, b.source, b.target),
         );
     }
     if !daemon {
