@@ -891,3 +891,44 @@ fn certificates_replaced_between_runs_recreate_the_running_containers() {
     assert_eq!(r.report["certs"]["action"], "reused", "{}", r.report);
     assert_eq!(r.report["containers"]["created"], 2, "{}", r.report);
 }
+
+#[test]
+fn three_real_shards_merge_into_one_result() {
+    if compose::testing::engine_or_skip("three_real_shards_merge_into_one_result").is_none() {
+        return;
+    }
+    // Three shards of the demo's suite, as three CI jobs would run them, each
+    // with a project of its own; then one merged summary and JUnit file.
+    let runs: Vec<(Run, Cleanup)> = (1..=3).map(|k| Run::new(&format!("shard{k}"))).collect();
+    let mut reports = Vec::new();
+    for (k, (run, _)) in runs.iter().enumerate() {
+        let slice = format!("slice:{}/3", k + 1);
+        let r = run.run(&["--teardown", "purge", "--", "--partition", &slice]);
+        assert_eq!(r.code, Some(0), "{}", r.output);
+        assert!(run.leftovers().is_empty());
+        reports.push(run.report.to_string());
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let merged = Utf8Path::from_path(tmp.path()).unwrap().join("merged.xml");
+    let mut args = vec![
+        "report".to_owned(),
+        "merge".into(),
+        "--junit".into(),
+        merged.to_string(),
+    ];
+    args.extend(reports);
+    let out = duct::cmd(BIN, args)
+        .dir(root())
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("e2e shards merged: 3 reports"), "{text}");
+    // The demo's six tests, each run by exactly one shard.
+    assert!(text.contains("6 passed, 0 failed, 0 skipped"), "{text}");
+    let junit = std::fs::read_to_string(&merged).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), 6, "{junit}");
+}
