@@ -446,13 +446,17 @@ mod tests {
             "FROM scratch\nCOPY server/ /app/\nCOPY testserver/server_test.go /t/\nCOPY missing.txt /m\n",
         )
         .unwrap();
-        let ctx = Context::open(&root, Some(&root.join("Dockerfile"))).unwrap();
-        let walk = ctx
-            .walk(WalkOptions {
-                sizes: true,
-                into_pruned: true,
-            })
-            .unwrap();
+        let open = || {
+            let ctx = Context::open(&root, Some(&root.join("Dockerfile"))).unwrap();
+            let walk = ctx
+                .walk(WalkOptions {
+                    sizes: true,
+                    into_pruned: true,
+                })
+                .unwrap();
+            (ctx, walk)
+        };
+        let (ctx, walk) = open();
         let report = |dockerfile: &str| {
             std::fs::write(root.join("Dockerfile"), dockerfile).unwrap();
             analyze(&ctx, &walk, &BuildInputs::default(), Some(100_000))
@@ -521,13 +525,7 @@ mod tests {
 
         // An ignore line that excludes only what the Dockerfile never names saves nothing.
         std::fs::write(root.join(".dockerignore"), "**/*_test.go\ncoverage\n").unwrap();
-        let ctx = Context::open(&root, Some(&root.join("Dockerfile"))).unwrap();
-        let walk = ctx
-            .walk(WalkOptions {
-                sizes: true,
-                into_pruned: true,
-            })
-            .unwrap();
+        let (ctx, walk) = open();
         std::fs::write(
             root.join("Dockerfile"),
             "FROM scratch\nCOPY server/ /app/\n",

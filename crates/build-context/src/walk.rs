@@ -224,14 +224,16 @@ fn read_dir(
         let stat_fd = fd.try_clone().map_err(|_| nix::errno::Errno::EMFILE)?;
         Ok((Dir::from_fd(fd)?, stat_fd))
     };
+    // The engine ignores an unreadable folder only when it is excluded.
+    let folder_problem = |e: nix::errno::Errno| Problem {
+        path: String::from_utf8_lossy(&job.rel).into_owned(),
+        message: std::io::Error::from(e).to_string(),
+        excluded: is_excluded(job.state.as_ref()),
+    };
     let (mut dir, stat_fd) = match open() {
         Ok(opened) => opened,
         Err(e) => {
-            out.problems.push(Problem {
-                path: String::from_utf8_lossy(&job.rel).into_owned(),
-                message: std::io::Error::from(e).to_string(),
-                excluded: is_excluded(job.state.as_ref()),
-            });
+            out.problems.push(folder_problem(e));
             return Ok(());
         }
     };
@@ -239,11 +241,7 @@ fn read_dir(
         let item = match item {
             Ok(item) => item,
             Err(e) => {
-                out.problems.push(Problem {
-                    path: String::from_utf8_lossy(&job.rel).into_owned(),
-                    message: std::io::Error::from(e).to_string(),
-                    excluded: is_excluded(job.state.as_ref()),
-                });
+                out.problems.push(folder_problem(e));
                 break;
             }
         };

@@ -8,6 +8,8 @@
 
 mod support;
 
+use support::free_port;
+
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
@@ -203,14 +205,6 @@ fn copy_dir(from: &Utf8Path, to: &Utf8Path) {
             std::fs::copy(entry.path(), &dest).unwrap();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn phase(report: &RunReport, phase: Phase) -> &PhaseReport {

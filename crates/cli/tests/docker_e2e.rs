@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::free_port;
+
 use camino::{Utf8Path, Utf8PathBuf};
 use compose::{Leftovers, Policy};
 
@@ -15,15 +17,6 @@ fn root() -> Utf8PathBuf {
         .join("../..")
         .canonicalize_utf8()
         .unwrap()
-}
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Removes the project whatever the test's outcome, so one failure does not leak into the next run.

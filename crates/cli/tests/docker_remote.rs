@@ -12,6 +12,8 @@
 
 mod support;
 
+use support::free_port;
+
 use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -276,14 +278,6 @@ impl Workspace {
         }
         expr
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// What the project left on an engine: containers, networks and volumes by label.

@@ -39,3 +39,12 @@ pub fn watch(
         .expect("output ended, so the child has exited");
     (status.status.code(), output)
 }
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
