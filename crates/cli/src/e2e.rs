@@ -44,6 +44,9 @@ pub fn run(flags: &E2e) -> anyhow::Result<()> {
         run_dir,
     };
     on_signals(project, teardown)?;
+    if flags.watch {
+        return crate::watch::run(&opts, teardown);
+    }
     let ci_host = CiHost::detect(|k| std::env::var(k).ok());
     let report = pipeline::e2e::run(&opts, &mut crate::progress::Progress::new(ci_host));
 

@@ -105,6 +105,11 @@ pub struct ConfigFlag {
 pub struct E2e {
     #[command(flatten)]
     pub config: ConfigFlag,
+    /// After the run, keep the stack up and watch the workspace: a change runs
+    /// what it affects (a service's build, the tests) and the tests again;
+    /// Ctrl-C ends it with the teardown policy.
+    #[arg(long)]
+    pub watch: bool,
     /// What to leave afterwards [default: stop; purge when CI is set].
     #[arg(long, value_name = "POLICY", value_parser = policy_parser())]
     pub teardown: Option<Policy>,

@@ -23,6 +23,7 @@ mod progress;
 mod reap;
 mod reaper;
 mod report;
+mod watch;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -222,57 +222,23 @@ fn ready_or_skip(test: &str) -> bool {
     }
 }
 
-fn copy_dir(from: &Utf8Path, to: &Utf8Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in from.read_dir_utf8().unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
-
 /// The fixture in a temporary folder under /tmp (which the engine's mount
 /// namespace hides), with `cargo-e2e` on PATH.
-struct Workspace {
-    tmp: tempfile::TempDir,
-    root: Utf8PathBuf,
-}
+struct Workspace(support::Fixture);
 
 impl Workspace {
     fn new() -> Workspace {
-        let tmp = tempfile::Builder::new()
-            .prefix("e2e-remote-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let base = Utf8PathBuf::from_path_buf(tmp.path().canonicalize().unwrap()).unwrap();
-        let root = base.join("web");
-        let fixture = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/remote");
-        copy_dir(&fixture, &root);
-        std::fs::create_dir_all(base.join("bin")).unwrap();
-        std::os::unix::fs::symlink(BIN, base.join("bin/cargo-e2e")).unwrap();
-        Workspace { tmp, root }
+        Workspace(support::Fixture::new("remote", BIN))
     }
 
     fn cargo(&self, engine: &RemoteEngine, args: &[&str]) -> duct::Expression {
-        let bin = Utf8Path::from_path(self.tmp.path()).unwrap().join("bin");
-        let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
-        let mut expr = duct::cmd("cargo", args)
-            .dir(&self.root)
-            .env("PATH", path)
+        let mut expr = self
+            .0
+            .cargo(args)
             .env("WEB_PORT", free_port().to_string())
             .env("EXPECT_HOST", &engine.addr)
             // The engine mounts its own, empty /tmp/.../data: not the file beside the tests.
-            .env("EXPECT_DATA", "nothing,cert,nocakey")
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_MANIFEST_DIR")
-            .env_remove("CI")
-            .stdin_null()
-            .stderr_to_stdout()
-            .unchecked();
+            .env("EXPECT_DATA", "nothing,cert,nocakey");
         for (k, v) in engine.env() {
             expr = expr.env(k, v);
         }
@@ -302,9 +268,9 @@ fn a_remote_engine_publishes_on_its_own_address_and_keeps_nothing() {
     let engine = RemoteEngine::start().unwrap();
     // The base image goes over as it would to a build host: save, load.
     let ws = Workspace::new();
-    let image = ws.root.join("base.tar");
+    let image = ws.0.root.join("base.tar");
     compose::docker(["save", "-o", image.as_str(), BASE_IMAGE])
-        .output(&ws.root)
+        .output(&ws.0.root)
         .unwrap();
     engine
         .docker(&["load", "-q", "-i", image.as_str()])

@@ -84,6 +84,10 @@ pub struct UpOptions {
     /// these run now, no `up` runs and they are only judged.
     /// Container ID to [`Container::condition`].
     pub unchanged: Option<BTreeMap<String, String>>,
+    /// How long a container `up` replaces gets to stop before it is killed
+    /// (Compose's default is 10 s, all of which a PID 1 deaf to its stop
+    /// signal uses; the old container is discarded anyway).
+    pub replace_grace: Duration,
 }
 
 impl Project {
@@ -139,6 +143,10 @@ impl Project {
         let mut containers: Vec<Container> = Vec::new();
         for (i, level) in plan.levels.iter().enumerate() {
             let mut args: Vec<String> = ["up", "--detach", "--no-build"].map(str::to_owned).into();
+            args.extend([
+                "--timeout".to_owned(),
+                opts.replace_grace.as_secs().to_string(),
+            ]);
             if i == 0 {
                 args.push("--remove-orphans".into());
             }

@@ -13,6 +13,7 @@ pub mod reap;
 pub mod reaper;
 pub mod report;
 pub mod stage;
+pub mod watch;
 pub mod workspace;
 
 pub use config::{Config, ConfigError};

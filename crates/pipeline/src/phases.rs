@@ -681,6 +681,7 @@ pub(crate) fn up_phase(
         mounted_files_changed: newest_certificate(opts),
         probes: opts.config.readiness.services.clone(),
         unchanged,
+        replace_grace: Duration::from_secs(opts.config.teardown.grace_s),
     };
     // A remote engine gets the certificates in a volume, filled anew each run
     // (new certificates recreate the containers, as with a bind mount).

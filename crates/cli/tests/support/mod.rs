@@ -1,6 +1,10 @@
 //! Shared by the Docker-backed CLI tests: a run watched line by line, in its
 //! own process group as a terminal runs a job, so a test can send the
-//! signals a terminal's Ctrl-C or a CI runner's cancel would.
+//! signals a terminal's Ctrl-C or a CI runner's cancel would; and copies
+//! of the fixture workspaces.
+
+// Each test binary uses a part of this module.
+#![allow(dead_code)]
 
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::CommandExt as _;
@@ -13,6 +17,16 @@ use nix::unistd::Pid;
 /// Returns the exit code and the whole output.
 pub fn watch(
     expr: duct::Expression,
+    on_line: impl FnMut(&str) -> Option<Signal>,
+) -> (Option<i32>, String) {
+    watch_until(expr, std::time::Duration::from_secs(600), on_line)
+}
+
+/// [`watch`], and a SIGINT to the group once `deadline` has passed, so a
+/// run that waits for what never comes (a watch loop) still ends.
+pub fn watch_until(
+    expr: duct::Expression,
+    deadline: std::time::Duration,
     mut on_line: impl FnMut(&str) -> Option<Signal>,
 ) -> (Option<i32>, String) {
     let reader = expr
@@ -23,6 +37,14 @@ pub fn watch(
         .reader()
         .unwrap();
     let group = Pid::from_raw(reader.pids()[0] as i32);
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        // Only a deadline that passed; a finished run drops the sender.
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(deadline) {
+            let _ = killpg(group, Signal::SIGINT);
+        }
+    });
+    let _done = done;
     let mut output = String::new();
     let mut lines = BufReader::new(&reader);
     let mut line = String::new();
@@ -47,4 +69,62 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A copy of `tests/fixtures/NAME` in a temporary folder under /tmp, with
+/// `cargo-e2e` (`bin`) on PATH, as a workspace that is not this one.
+pub struct Fixture {
+    pub tmp: tempfile::TempDir,
+    pub root: camino::Utf8PathBuf,
+}
+
+impl Fixture {
+    pub fn new(name: &str, bin: &str) -> Fixture {
+        let tmp = tempfile::Builder::new()
+            .prefix("e2e-fixture-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let base = camino::Utf8PathBuf::from_path_buf(tmp.path().canonicalize().unwrap()).unwrap();
+        let root = base.join(name);
+        let fixture = camino::Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures")
+            .join(name);
+        copy_dir(&fixture, &root);
+        std::fs::create_dir_all(base.join("bin")).unwrap();
+        std::os::unix::fs::symlink(bin, base.join("bin/cargo-e2e")).unwrap();
+        Fixture { tmp, root }
+    }
+
+    /// `cargo ARGS` in the fixture's root, as its developers type it.
+    pub fn cargo(&self, args: &[&str]) -> duct::Expression {
+        let bin = camino::Utf8Path::from_path(self.tmp.path())
+            .unwrap()
+            .join("bin");
+        let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
+        duct::cmd("cargo", args)
+            .dir(&self.root)
+            .env("PATH", path)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_MANIFEST_DIR")
+            .env_remove("CI")
+            .stdin_null()
+            .stderr_to_stdout()
+            .unchecked()
+    }
+}
+
+fn copy_dir(from: &camino::Utf8Path, to: &camino::Utf8Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in from.read_dir_utf8().unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_name() == "target" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
 }

@@ -1,0 +1,243 @@
+//! `cargo e2e --watch`: the first run as usual with the stack kept, then a
+//! cycle per burst of changes. A cycle is a kept run: the fingerprints build
+//! only the services whose transferred files changed, recreate only their
+//! containers, and the tests run again. What nothing uses starts no cycle
+//! and says so in one line. Ctrl-C ends the loop with the teardown policy.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use camino::{Utf8Path, Utf8PathBuf};
+use compose::Policy;
+use notify::event::{AccessKind, EventKind, MetadataKind, ModifyKind};
+use notify::{RecursiveMode, Watcher as _};
+use pipeline::e2e::Options;
+use pipeline::watch::{Change, Map};
+use pipeline::{RunReport, Verdict};
+
+/// Editors write a file in bursts (temporary file, rename, attributes): a
+/// burst ends after this long without a change.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+type Events = std::sync::mpsc::Receiver<notify::Result<notify::Event>>;
+
+/// Runs the loop; `policy` is applied when it ends.
+pub fn run(opts: &Options, policy: Policy) -> anyhow::Result<()> {
+    let mut cycle = 0;
+    let mut map = Map::new(opts).map_err(|e| anyhow::anyhow!(e))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(tx).context("starting the file watcher")?;
+    // Watching starts before the first run: a change made meanwhile is not lost.
+    for (path, mode) in watched(&opts.workspace.root, &opts.workspace.target_dir)? {
+        watcher
+            .watch(path.as_std_path(), mode)
+            .with_context(|| format!("watching {path}"))?;
+    }
+    let first = one_cycle(opts, cycle);
+    say(&format!("{first}"));
+    say(&summary(cycle, &["first run".to_owned()], &first));
+    while !process::interrupt::is_requested() {
+        say(&format!(
+            "watching {}: a change runs what it affects; Ctrl-C ends ({policy})",
+            opts.workspace.root
+        ));
+        let Some(paths) = next_batch(&rx) else { break };
+        let mut causes: Vec<String> = Vec::new();
+        let mut idle: Vec<String> = Vec::new();
+        let mut config = false;
+        for path in &paths {
+            let changes = map.classify(path);
+            let shown = shown(&opts.workspace.root, path);
+            if changes.contains(&Change::Output) {
+                continue;
+            }
+            if changes.contains(&Change::Nothing) {
+                idle.push(shown);
+                continue;
+            }
+            config |= changes.contains(&Change::Config);
+            let what: Vec<String> = changes.iter().map(Change::to_string).collect();
+            causes.push(format!("{shown} ({})", what.join(", ")));
+        }
+        if causes.is_empty() {
+            if !idle.is_empty() {
+                say(&format!("no cycle: nothing uses {}", idle.join(", ")));
+            }
+            continue;
+        }
+        cycle += 1;
+        say(&format!("cycle {cycle}: {}", causes.join("; ")));
+        let report = one_cycle(opts, cycle);
+        say(&summary(cycle, &causes, &report));
+        if config {
+            // The stack, its contexts or its Dockerfiles may differ now.
+            match Map::new(opts) {
+                Ok(m) => map = m,
+                Err(e) => say(&format!(
+                    "the configuration does not load ({e}); keeping the last one"
+                )),
+            }
+        }
+    }
+    finish(opts, policy)
+}
+
+/// The workspace's top level, without the target folder and `.git`: their
+/// churn is the run's own (a recursive watch of `target/` also costs a
+/// watch per folder of it).
+fn watched(
+    root: &Utf8Path,
+    target: &Utf8Path,
+) -> anyhow::Result<Vec<(Utf8PathBuf, RecursiveMode)>> {
+    let target = target
+        .canonicalize_utf8()
+        .unwrap_or_else(|_| target.to_owned());
+    let mut out = vec![(root.to_owned(), RecursiveMode::NonRecursive)];
+    for entry in root
+        .read_dir_utf8()
+        .with_context(|| format!("reading {root}"))?
+    {
+        let entry = entry?;
+        let path = entry.path().to_owned();
+        let resolved = path.canonicalize_utf8().unwrap_or_else(|_| path.clone());
+        if entry.file_name() == ".git" || resolved == target || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        out.push((path, RecursiveMode::Recursive));
+    }
+    Ok(out)
+}
+
+/// The paths of the next burst of changes (everything already waiting is
+/// taken too: changes made during a cycle start the next one), or `None`
+/// on Ctrl-C.
+fn next_batch(rx: &Events) -> Option<BTreeSet<Utf8PathBuf>> {
+    let mut paths = BTreeSet::new();
+    // Wait for the first change.
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(event) => {
+                if take(event, &mut paths) {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) if process::interrupt::is_requested() => return None,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+    // Then until the burst is over.
+    loop {
+        match rx.recv_timeout(DEBOUNCE) {
+            Ok(event) => {
+                take(event, &mut paths);
+            }
+            Err(_) => return Some(paths),
+        }
+    }
+}
+
+/// Adds a change's paths; `false` for what changes nothing (a file read,
+/// a folder listed: the run itself reads the files it watches).
+fn take(event: notify::Result<notify::Event>, paths: &mut BTreeSet<Utf8PathBuf>) -> bool {
+    let Ok(event) = event else { return false };
+    let changes = match event.kind {
+        EventKind::Access(AccessKind::Close(notify::event::AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Other | EventKind::Any => false,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
+    };
+    if changes {
+        paths.extend(
+            event
+                .paths
+                .into_iter()
+                .filter_map(|p| Utf8PathBuf::from_path_buf(p).ok()),
+        );
+    }
+    changes
+}
+
+/// One kept run, in a run folder of its own.
+fn one_cycle(opts: &Options, cycle: usize) -> RunReport {
+    let mut cycle_opts = opts.clone();
+    cycle_opts.teardown = Policy::Keep;
+    cycle_opts.run_dir = opts.run_dir.with_file_name(format!(
+        "{}-cycle{cycle}",
+        opts.run_dir.file_name().unwrap_or("run")
+    ));
+    let ci_host = crate::ci_log::CiHost::detect(|k| std::env::var(k).ok());
+    pipeline::e2e::run(&cycle_opts, &mut crate::progress::Progress::new(ci_host))
+}
+
+/// One line per cycle: what changed, what was built and recreated, the tests, the time.
+fn summary(cycle: usize, causes: &[String], r: &RunReport) -> String {
+    let built: Vec<&str> = r
+        .images
+        .iter()
+        .filter(|i| !i.unchanged)
+        .map(|i| i.service.as_str())
+        .collect();
+    let recreated = r.containers.as_ref().map_or(0, |c| c.created + c.started);
+    let tests = r.tests.as_ref().map_or_else(
+        || "tests not run".to_owned(),
+        |t| format!("{} passed, {} failed", t.passed, t.failed),
+    );
+    let outcome = match &r.verdict {
+        Verdict::Passed | Verdict::TestsFailed(_) => String::new(),
+        Verdict::OverBudget(e) | Verdict::BadInput(e) | Verdict::StackFailed(e) => {
+            format!("; failed, waiting for the next change: {}", telling_line(e))
+        }
+        Verdict::Interrupted => "; interrupted".to_owned(),
+    };
+    format!(
+        "cycle {cycle} done in {:.1} s: {}; built: {}; containers recreated or started: {recreated}; {tests}{outcome}",
+        r.seconds,
+        causes.join("; "),
+        if built.is_empty() {
+            "nothing".to_owned()
+        } else {
+            built.join(", ")
+        },
+    )
+}
+
+/// The line of a failure that says what went wrong: BuildKit's `ERROR:`
+/// line when the message carries a build log, else its first line.
+fn telling_line(s: &str) -> String {
+    s.lines()
+        .rev()
+        .find(|l| l.contains("ERROR:") || l.contains("error:"))
+        .or_else(|| s.lines().next())
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+fn shown(root: &Utf8Path, path: &Utf8Path) -> String {
+    path.strip_prefix(root)
+        .map_or_else(|_| path.to_string(), |p| p.to_string())
+}
+
+fn say(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// The teardown policy, once the loop ends.
+fn finish(opts: &Options, policy: Policy) -> anyhow::Result<()> {
+    if policy != Policy::Keep {
+        let project = compose::Project::load(opts.config.project_spec(Some(opts.project.clone())))?;
+        let grace = Duration::from_secs(opts.config.teardown.grace_s);
+        project.teardown(policy, grace)?;
+        say(&format!("watch ended: {policy} done"));
+    } else {
+        say("watch ended: the stack is kept");
+    }
+    if process::interrupt::is_requested() {
+        return Err(crate::exit::Exit::interrupted("watch ended by Ctrl-C; teardown done").into());
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! What a changed file means to a watched run: a file some service's build
+//! transfers (its context, after the ignore file, only the paths its
+//! Dockerfile names), the sources of a staged binary or of the tests, the
+//! configuration, or nothing. The loop that watches lives in the CLI; this
+//! is the map it asks.
+
+use std::collections::BTreeSet;
+
+use build_context::dockerfile::BuildInputs;
+use build_context::{Context, Matcher};
+use camino::{Utf8Path, Utf8PathBuf};
+use process::Cmd;
+
+use crate::e2e::Options;
+
+/// Why a changed path matters, or not.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// The config or a compose file: everything may differ.
+    Config,
+    /// A file this service's build transfers.
+    Service(String),
+    /// The sources of a binary staged into a context.
+    Staged(String),
+    /// A test package's sources.
+    Tests(String),
+    /// Another crate of the workspace: what builds on it follows.
+    Crate(String),
+    /// Nothing the run uses.
+    Nothing,
+    /// The run's own output (target, staged binaries, certificates): never a cause.
+    Output,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Config => f.write_str("config"),
+            Change::Service(s) => write!(f, "sent by {s}'s build"),
+            Change::Staged(p) => write!(f, "staged binary {p}"),
+            Change::Tests(p) => write!(f, "tests {p}"),
+            Change::Crate(p) => write!(f, "crate {p}"),
+            Change::Nothing => f.write_str("nothing uses it"),
+            Change::Output => f.write_str("the run's own output"),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Sent {
+    service: String,
+    root: Utf8PathBuf,
+    ignore: Matcher,
+    /// `None`: the whole context after the ignore file.
+    include: Option<Matcher>,
+}
+
+/// The map from a path to what it changes, made once per configuration.
+#[derive(Debug)]
+pub struct Map {
+    config_files: BTreeSet<Utf8PathBuf>,
+    outputs: Vec<Utf8PathBuf>,
+    sent: Vec<Sent>,
+    /// (manifest folder, package, what it is), longest folder first.
+    crates: Vec<(Utf8PathBuf, String, Change)>,
+    /// The workspace's own manifest, lock file and cargo config.
+    workspace_files: Vec<Utf8PathBuf>,
+}
+
+impl Map {
+    /// Reads the stack's build contexts and Dockerfiles, and the workspace's
+    /// packages (`cargo metadata --no-deps`).
+    pub fn new(opts: &Options) -> Result<Map, String> {
+        let c = &opts.config;
+        let project = compose::Project::load(c.project_spec(Some(opts.project.clone())))
+            .map_err(|e| format!("the compose stack: {e}"))?;
+        let mut config_files: BTreeSet<Utf8PathBuf> = BTreeSet::new();
+        config_files.insert(canonical(&c.path));
+        for f in &c.compose.files {
+            config_files.insert(canonical(&c.resolve(f)));
+        }
+        let mut outputs = vec![canonical(&opts.workspace.target_dir)];
+        for s in &c.stage {
+            outputs.push(canonical(&c.resolve(&s.to)));
+        }
+        if let Some(spec) = c.certs_spec(Vec::<String>::new()) {
+            outputs.push(canonical(&spec.dir));
+            outputs.push(canonical(&spec.ca_key_dir));
+        }
+        let mut sent = Vec::new();
+        for (service, root, dockerfile) in project.stack.build_contexts() {
+            let ctx = Context::open(root, Some(&dockerfile)).map_err(|e| e.to_string())?;
+            let inputs = BuildInputs::from_compose(&project.stack.service_config(service)["build"]);
+            let usage = ctx.usage(&inputs).map_err(|e| e.to_string())?;
+            let include = build_context::sent::include_patterns(&ctx.root, &usage)
+                .map(|p| Matcher::from_patterns(&p))
+                .transpose()
+                .map_err(|b| format!("{dockerfile}: `{}`: {}", b.pattern, b.error))?;
+            config_files.insert(canonical(&dockerfile));
+            sent.push(Sent {
+                service: service.to_owned(),
+                root: ctx.root.clone(),
+                ignore: ctx.ignore.matcher.clone(),
+                include,
+            });
+        }
+        let staged: BTreeSet<&str> = c.stage.iter().map(|s| s.package.as_str()).collect();
+        let tests: BTreeSet<&str> = c.tests.packages.iter().map(String::as_str).collect();
+        let mut crates = Vec::new();
+        for (name, dir) in packages(&opts.workspace.root)? {
+            let kind = if tests.contains(name.as_str()) {
+                Change::Tests(name.clone())
+            } else if staged.contains(name.as_str()) {
+                Change::Staged(name.clone())
+            } else {
+                Change::Crate(name.clone())
+            };
+            crates.push((dir, name, kind));
+        }
+        crates.sort_by_key(|c| std::cmp::Reverse(c.0.as_str().len()));
+        let root = canonical(&opts.workspace.root);
+        let workspace_files = ["Cargo.toml", "Cargo.lock", ".cargo"]
+            .map(|f| root.join(f))
+            .to_vec();
+        Ok(Map {
+            config_files,
+            outputs,
+            sent,
+            crates,
+            workspace_files,
+        })
+    }
+
+    /// What `path` (absolute) changes; a path can matter in several ways.
+    pub fn classify(&self, path: &Utf8Path) -> BTreeSet<Change> {
+        let mut out = BTreeSet::new();
+        let path = canonical(path);
+        if path.components().any(|c| c.as_str() == ".git")
+            || self.outputs.iter().any(|o| path.starts_with(o))
+        {
+            out.insert(Change::Output);
+            return out;
+        }
+        if self.config_files.contains(&path) {
+            out.insert(Change::Config);
+        }
+        for s in &self.sent {
+            let Ok(rel) = path.strip_prefix(&s.root) else {
+                continue;
+            };
+            let rel = rel.as_str();
+            let ignored = s.ignore.decide_walked(rel).is_ok_and(|(d, _)| d.excluded);
+            let named = s
+                .include
+                .as_ref()
+                .is_none_or(|m| m.decide_walked(rel).is_ok_and(|(d, _)| d.excluded));
+            if !ignored && named {
+                out.insert(Change::Service(s.service.clone()));
+            }
+        }
+        if let Some((_, _, kind)) = self.crates.iter().find(|(dir, _, _)| path.starts_with(dir)) {
+            out.insert(kind.clone());
+        }
+        if self.workspace_files.iter().any(|f| path.starts_with(f)) {
+            out.insert(Change::Crate("the workspace".into()));
+        }
+        if out.is_empty() {
+            out.insert(Change::Nothing);
+        }
+        out
+    }
+}
+
+/// A path with its folders resolved (the path itself may be gone: a deleted file).
+fn canonical(path: &Utf8Path) -> Utf8PathBuf {
+    if let Ok(p) = path.canonicalize_utf8() {
+        return p;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => canonical(dir).join(name),
+        _ => path.to_owned(),
+    }
+}
+
+/// The workspace's packages and their folders.
+fn packages(root: &Utf8Path) -> Result<Vec<(String, Utf8PathBuf)>, String> {
+    let text = Cmd::cargo(["metadata", "--no-deps", "--format-version", "1"])
+        .text(root)
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("cargo metadata: {e}"))?;
+    Ok(doc["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let name = p["name"].as_str()?.to_owned();
+            let manifest = Utf8Path::new(p["manifest_path"].as_str()?);
+            Some((name, canonical(manifest.parent()?)))
+        })
+        .collect())
+}
