@@ -81,7 +81,7 @@ impl Shop {
         let root = Utf8PathBuf::from_path_buf(tmp.path().canonicalize().unwrap())
             .unwrap()
             .join("shop");
-        copy_dir(&repo_root().join("tests/fixtures/shop"), &root);
+        support::copy_dir(&repo_root().join("tests/fixtures/shop"), &root);
         let bin = root.parent().unwrap().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         std::os::unix::fs::symlink(BIN, bin.join("cargo-e2e")).unwrap();
@@ -117,32 +117,15 @@ impl Shop {
 
     /// `cargo ARGS` in the shop's root, as its developers type it.
     fn cargo(&self, args: &[&str]) -> duct::Expression {
-        duct::cmd("cargo", args)
-            .dir(&self.root)
-            .env("PATH", self.path())
+        support::cargo_in(&self.root, &self.path(), false, args)
             .env("SHOP_PORT", self.port.to_string())
-            // Not this repository's run: no variable of ours leaks in.
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_MANIFEST_DIR")
-            .env_remove("CI")
-            .stdin_null()
-            .stderr_to_stdout()
-            .unchecked()
     }
 
     /// [`Shop::cargo`] as a CI job runs it: `CI` set (in duct the innermost
     /// environment change wins, so it is built here, not added outside).
     fn cargo_ci(&self, args: &[&str]) -> duct::Expression {
-        duct::cmd("cargo", args)
-            .dir(&self.root)
-            .env("PATH", self.path())
+        support::cargo_in(&self.root, &self.path(), true, args)
             .env("SHOP_PORT", self.port.to_string())
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_MANIFEST_DIR")
-            .env("CI", "true")
-            .stdin_null()
-            .stderr_to_stdout()
-            .unchecked()
     }
 
     fn run(&self, args: &[&str]) -> (Option<i32>, String) {
@@ -187,23 +170,6 @@ impl Shop {
 
     fn leftovers(&self) -> compose::Leftovers {
         compose::leftovers(&self.project).unwrap()
-    }
-}
-
-fn copy_dir(from: &Utf8Path, to: &Utf8Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in from.read_dir_utf8().unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "target" {
-            continue;
-        }
-        let dest = to.join(name);
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
     }
 }
 

@@ -101,19 +101,29 @@ impl Fixture {
             .unwrap()
             .join("bin");
         let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
-        duct::cmd("cargo", args)
-            .dir(&self.root)
-            .env("PATH", path)
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_MANIFEST_DIR")
-            .env_remove("CI")
-            .stdin_null()
-            .stderr_to_stdout()
-            .unchecked()
+        cargo_in(&self.root, &path, false, args)
     }
 }
 
-fn copy_dir(from: &camino::Utf8Path, to: &camino::Utf8Path) {
+/// `cargo ARGS` in another workspace's `root` with `path` as PATH: no
+/// variable of this repository's run leaks in; `ci` sets `CI` as a CI job
+/// does (in duct the innermost environment change wins, so it is set here).
+pub fn cargo_in(root: &camino::Utf8Path, path: &str, ci: bool, args: &[&str]) -> duct::Expression {
+    let e = duct::cmd("cargo", args)
+        .dir(root)
+        .env("PATH", path)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_MANIFEST_DIR");
+    let e = if ci {
+        e.env("CI", "true")
+    } else {
+        e.env_remove("CI")
+    };
+    e.stdin_null().stderr_to_stdout().unchecked()
+}
+
+/// Copies a fixture, without a `target` folder.
+pub fn copy_dir(from: &camino::Utf8Path, to: &camino::Utf8Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in from.read_dir_utf8().unwrap() {
         let entry = entry.unwrap();
