@@ -76,6 +76,17 @@ impl Drop for Shop {
 }
 
 impl Shop {
+    /// The shop for `test`, initialised (`cargo e2e init`); `None` after
+    /// saying why the test is skipped.
+    fn ready(test: &str, name: &str) -> Option<Shop> {
+        if !ready_or_skip(test) {
+            return None;
+        }
+        let shop = Shop::new(name);
+        shop.init();
+        Some(shop)
+    }
+
     fn new(name: &str) -> Shop {
         let tmp = tempfile::tempdir().unwrap();
         let root = Utf8PathBuf::from_path_buf(tmp.path().canonicalize().unwrap())
@@ -295,11 +306,9 @@ impl Shop {
 
 #[test]
 fn its_own_xtask_hands_over_in_three_lines() {
-    if !ready_or_skip("its_own_xtask_hands_over_in_three_lines") {
+    let Some(shop) = Shop::ready("its_own_xtask_hands_over_in_three_lines", "xtask") else {
         return;
-    }
-    let shop = Shop::new("xtask");
-    shop.init();
+    };
     let cli = repo_root().join("crates/cli");
     shop.write(
         "xtask/Cargo.toml",
@@ -343,11 +352,12 @@ fn its_own_xtask_hands_over_in_three_lines() {
 
 #[test]
 fn a_crash_looping_backend_fails_fast_with_its_own_last_words() {
-    if !ready_or_skip("a_crash_looping_backend_fails_fast_with_its_own_last_words") {
+    let Some(shop) = Shop::ready(
+        "a_crash_looping_backend_fails_fast_with_its_own_last_words",
+        "crashloop",
+    ) else {
         return;
-    }
-    let shop = Shop::new("crashloop");
-    shop.init();
+    };
     // The backend loses its secret: under `restart: always` it crash-loops.
     shop.with_override("services:\n  api:\n    secrets: !reset []\n");
     let start = Instant::now();
@@ -423,11 +433,12 @@ fn a_low_port_is_not_taken_for_a_user_who_cannot_bind_it() {
 
 #[test]
 fn a_test_package_that_is_not_a_member_stops_preflight() {
-    if !ready_or_skip("a_test_package_that_is_not_a_member_stops_preflight") {
+    let Some(shop) = Shop::ready(
+        "a_test_package_that_is_not_a_member_stops_preflight",
+        "member",
+    ) else {
         return;
-    }
-    let shop = Shop::new("member");
-    shop.init();
+    };
     shop.edit_config("packages: [shop-e2e]", "packages: [shop-e2e, shop-tests]");
     let (code, out) = shop.run(&["e2e"]);
     assert_eq!(code, Some(2), "{out}");
@@ -450,11 +461,12 @@ fn a_test_package_that_is_not_a_member_stops_preflight() {
 
 #[test]
 fn purge_also_removes_the_images_rebuilds_left_behind() {
-    if !ready_or_skip("purge_also_removes_the_images_rebuilds_left_behind") {
+    let Some(shop) = Shop::ready(
+        "purge_also_removes_the_images_rebuilds_left_behind",
+        "dangling",
+    ) else {
         return;
-    }
-    let shop = Shop::new("dangling");
-    shop.init();
+    };
     let health = ["e2e", "--teardown", "stop", "-E", "test(proxy)"];
     let (code, out) = shop.run(&health);
     assert_eq!(code, Some(0), "{out}");
@@ -479,11 +491,12 @@ fn purge_also_removes_the_images_rebuilds_left_behind() {
 
 #[test]
 fn a_proxy_without_healthcheck_is_ready_only_when_its_port_answers() {
-    if !ready_or_skip("a_proxy_without_healthcheck_is_ready_only_when_its_port_answers") {
+    let Some(shop) = Shop::ready(
+        "a_proxy_without_healthcheck_is_ready_only_when_its_port_answers",
+        "hammer",
+    ) else {
         return;
-    }
-    let shop = Shop::new("hammer");
-    shop.init();
+    };
     // nginx takes two seconds to listen, as a slow-starting server does.
     shop.with_override("services:\n  proxy:\n    command: [\"sh\", \"-c\", \"sleep 2; exec nginx -g 'daemon off;'\"]\n");
     // Kept running: the hammer must not race the teardown that follows.
@@ -543,11 +556,12 @@ fn hammer_for(addr: &str, how_long: Duration) -> (usize, Vec<String>) {
 
 #[test]
 fn ephemeral_ports_run_while_the_fixed_port_is_held() {
-    if !ready_or_skip("ephemeral_ports_run_while_the_fixed_port_is_held") {
+    let Some(shop) = Shop::ready(
+        "ephemeral_ports_run_while_the_fixed_port_is_held",
+        "ephemeral",
+    ) else {
         return;
-    }
-    let shop = Shop::new("ephemeral");
-    shop.init();
+    };
     // Another run (here: a listener) holds the stack's fixed port.
     let _held = std::net::TcpListener::bind(("0.0.0.0", shop.port)).unwrap();
     let (code, out) = shop.run(&["e2e", "--teardown", "purge", "-E", "test(proxy)"]);
@@ -575,11 +589,9 @@ fn ephemeral_ports_run_while_the_fixed_port_is_held() {
 
 #[test]
 fn when_compose_up_fails_its_real_error_is_shown() {
-    if !ready_or_skip("when_compose_up_fails_its_real_error_is_shown") {
+    let Some(shop) = Shop::ready("when_compose_up_fails_its_real_error_is_shown", "upfails") else {
         return;
-    }
-    let shop = Shop::new("upfails");
-    shop.init();
+    };
     // The engine refuses to start the proxy: Compose's `up` fails.
     shop.with_override("services:\n  proxy:\n    user: nosuchuser\n");
     let (code, out) = shop.run(&["e2e", "--teardown", "purge"]);
@@ -597,11 +609,12 @@ fn when_compose_up_fails_its_real_error_is_shown() {
 
 #[test]
 fn a_test_compile_error_beside_the_stack_still_tears_down() {
-    if !ready_or_skip("a_test_compile_error_beside_the_stack_still_tears_down") {
+    let Some(shop) = Shop::ready(
+        "a_test_compile_error_beside_the_stack_still_tears_down",
+        "compileerr",
+    ) else {
         return;
-    }
-    let shop = Shop::new("compileerr");
-    shop.init();
+    };
     let tests = shop.root.join("shop-e2e/tests/shop.rs");
     let mut src = std::fs::read_to_string(&tests).unwrap();
     src.push_str("\ncompile_error!(\"broken on purpose\");\n");
@@ -624,11 +637,12 @@ fn a_test_compile_error_beside_the_stack_still_tears_down() {
 
 #[test]
 fn ctrl_c_while_the_tests_build_beside_the_stack_leaves_nothing() {
-    if !ready_or_skip("ctrl_c_while_the_tests_build_beside_the_stack_leaves_nothing") {
+    let Some(shop) = Shop::ready(
+        "ctrl_c_while_the_tests_build_beside_the_stack_leaves_nothing",
+        "compilectrlc",
+    ) else {
         return;
-    }
-    let shop = Shop::new("compilectrlc");
-    shop.init();
+    };
     // A stand-in for a slow test build (a fault the engine cannot be made to
     // show): a build script that records its pid and sleeps.
     let pid_file = shop.root.join("build-script.pid");
@@ -681,11 +695,12 @@ fn ctrl_c_while_the_tests_build_beside_the_stack_leaves_nothing() {
 
 #[test]
 fn dependents_start_when_the_check_passes_here_not_on_docker_s_timer() {
-    if !ready_or_skip("dependents_start_when_the_check_passes_here_not_on_docker_s_timer") {
+    let Some(shop) = Shop::ready(
+        "dependents_start_when_the_check_passes_here_not_on_docker_s_timer",
+        "fastready",
+    ) else {
         return;
-    }
-    let shop = Shop::new("fastready");
-    shop.init();
+    };
     // Docker would first run the database's check 30 s after its start.
     shop.with_override("services:\n  db:\n    healthcheck:\n      interval: 30s\n");
     let (code, out) = shop.run(&["e2e", "--teardown", "keep", "-E", "test(items)"]);
@@ -715,11 +730,9 @@ fn dependents_start_when_the_check_passes_here_not_on_docker_s_timer() {
 
 #[test]
 fn a_check_that_never_passes_still_fails_fast() {
-    if !ready_or_skip("a_check_that_never_passes_still_fails_fast") {
+    let Some(shop) = Shop::ready("a_check_that_never_passes_still_fails_fast", "badcheck") else {
         return;
-    }
-    let shop = Shop::new("badcheck");
-    shop.init();
+    };
     shop.with_override(
         "services:\n  db:\n    healthcheck:\n      test: [\"CMD\", \"false\"]\n      interval: 1s\n      retries: 2\n",
     );
@@ -777,13 +790,12 @@ const ALL: [&str; 4] = ["api", "db", "migrate", "proxy"];
 
 #[test]
 fn an_unchanged_stack_is_neither_built_nor_started_then_a_sent_file_changes_that() {
-    if !ready_or_skip(
+    let Some(shop) = Shop::ready(
         "an_unchanged_stack_is_neither_built_nor_started_then_a_sent_file_changes_that",
-    ) {
+        "unchanged",
+    ) else {
         return;
-    }
-    let shop = Shop::new("unchanged");
-    shop.init();
+    };
     let (first, before) = kept_run(&shop, None);
     assert_eq!(skipped(&first), (vec![], false), "{first}");
     let (again, after) = kept_run(&shop, None);
@@ -813,11 +825,9 @@ fn an_unchanged_stack_is_neither_built_nor_started_then_a_sent_file_changes_that
 
 #[test]
 fn a_dockerfile_change_builds_again() {
-    if !ready_or_skip("a_dockerfile_change_builds_again") {
+    let Some(shop) = Shop::ready("a_dockerfile_change_builds_again", "dfchange") else {
         return;
-    }
-    let shop = Shop::new("dfchange");
-    shop.init();
+    };
     let (_, before) = kept_run(&shop, None);
     let dockerfile = shop.root.join("docker/Dockerfile");
     let text = std::fs::read_to_string(&dockerfile).unwrap();
@@ -835,11 +845,10 @@ fn a_dockerfile_change_builds_again() {
 
 #[test]
 fn a_build_arg_change_builds_that_service_again() {
-    if !ready_or_skip("a_build_arg_change_builds_that_service_again") {
+    let Some(shop) = Shop::ready("a_build_arg_change_builds_that_service_again", "argchange")
+    else {
         return;
-    }
-    let shop = Shop::new("argchange");
-    shop.init();
+    };
     // A build argument taken from the environment, as CI pipelines pass a version.
     shop.with_override(
         "services:\n  proxy:\n    build:\n      args:\n        NOTE: ${SHOP_NOTE:-one}\n",
@@ -881,11 +890,12 @@ fn a_build_arg_change_builds_that_service_again() {
 
 #[test]
 fn a_service_config_change_starts_again_without_building() {
-    if !ready_or_skip("a_service_config_change_starts_again_without_building") {
+    let Some(shop) = Shop::ready(
+        "a_service_config_change_starts_again_without_building",
+        "cfgchange",
+    ) else {
         return;
-    }
-    let shop = Shop::new("cfgchange");
-    shop.init();
+    };
     // Changed through the environment: a file in the context would rebuild.
     shop.with_override(
         "services:\n  proxy:\n    environment:\n      GREETING: ${SHOP_GREETING:-hello}\n",
@@ -904,11 +914,12 @@ fn a_service_config_change_starts_again_without_building() {
 
 #[test]
 fn a_run_killed_with_sigkill_is_reaped_by_its_policy() {
-    if !ready_or_skip("a_run_killed_with_sigkill_is_reaped_by_its_policy") {
+    let Some(shop) = Shop::ready(
+        "a_run_killed_with_sigkill_is_reaped_by_its_policy",
+        "sigkill",
+    ) else {
         return;
-    }
-    let shop = Shop::new("sigkill");
-    shop.init();
+    };
     // SIGKILL to the run's whole process group, as a CI runner escalates a
     // cancel or the OOM killer strikes: no handler, no teardown of its own.
     let mut killed = false;
@@ -1067,11 +1078,12 @@ fn reap_removes_only_what_dead_runs_left() {
 
 #[test]
 fn a_project_with_two_networks_of_one_name_is_repaired_by_the_next_run() {
-    if !ready_or_skip("a_project_with_two_networks_of_one_name_is_repaired_by_the_next_run") {
+    let Some(shop) = Shop::ready(
+        "a_project_with_two_networks_of_one_name_is_repaired_by_the_next_run",
+        "dupnet",
+    ) else {
         return;
-    }
-    let shop = Shop::new("dupnet");
-    shop.init();
+    };
     // What two racing runs once left: two networks named <project>_default,
     // made here through the engine's API (the CLI refuses a duplicate name).
     let body = format!(
@@ -1138,11 +1150,12 @@ fn anything_of(prefix: &str) -> Vec<String> {
 
 #[test]
 fn kill_9_in_build_up_or_test_under_ci_leaves_nothing() {
-    if !ready_or_skip("kill_9_in_build_up_or_test_under_ci_leaves_nothing") {
+    let Some(shop) = Shop::ready(
+        "kill_9_in_build_up_or_test_under_ci_leaves_nothing",
+        "kill9",
+    ) else {
         return;
-    }
-    let shop = Shop::new("kill9");
-    shop.init();
+    };
     for (phase, trigger) in [
         ("build", "build      started"),
         ("up", "up         waiting"),
@@ -1176,11 +1189,9 @@ fn kill_9_in_build_up_or_test_under_ci_leaves_nothing() {
 
 #[test]
 fn two_runs_of_one_project_take_turns() {
-    if !ready_or_skip("two_runs_of_one_project_take_turns") {
+    let Some(shop) = Shop::ready("two_runs_of_one_project_take_turns", "turns") else {
         return;
-    }
-    let shop = Shop::new("turns");
-    shop.init();
+    };
     let args = ["e2e", "--teardown", "stop", "-E", "test(proxy)"];
     let mut second: Option<std::thread::JoinHandle<(Option<i32>, String)>> = None;
     let mut no_wait = None;
@@ -1228,11 +1239,12 @@ fn two_runs_of_one_project_take_turns() {
 
 #[test]
 fn too_little_disk_fails_preflight_before_any_container() {
-    if !ready_or_skip("too_little_disk_fails_preflight_before_any_container") {
+    let Some(shop) = Shop::ready(
+        "too_little_disk_fails_preflight_before_any_container",
+        "disk",
+    ) else {
         return;
-    }
-    let shop = Shop::new("disk");
-    shop.init();
+    };
     shop.append_config("disk:\n  min_free: 1PiB\n");
     let (code, out) = shop.run(&["e2e"]);
     assert_eq!(code, Some(3), "{out}");
@@ -1260,11 +1272,9 @@ fn build_cache_bytes() -> u64 {
 
 #[test]
 fn engine_build_cache_budget_prunes_it_down() {
-    if !ready_or_skip("engine_build_cache_budget_prunes_it_down") {
+    let Some(shop) = Shop::ready("engine_build_cache_budget_prunes_it_down", "cachebudget") else {
         return;
-    }
-    let shop = Shop::new("cachebudget");
-    shop.init();
+    };
     // Something to prune: the shop's own build has just filled the cache.
     let (code, out) = shop.run(&["e2e", "--teardown", "purge", "-E", "test(proxy)"]);
     assert_eq!(code, Some(0), "{out}");
@@ -1346,11 +1356,12 @@ fn engine_restart_during_up_fails_the_run_and_the_next_recovers() {
 
 #[test]
 fn an_image_budget_removes_the_workspace_s_images_beyond_it() {
-    if !ready_or_skip("an_image_budget_removes_the_workspace_s_images_beyond_it") {
+    let Some(shop) = Shop::ready(
+        "an_image_budget_removes_the_workspace_s_images_beyond_it",
+        "imagebudget",
+    ) else {
         return;
-    }
-    let shop = Shop::new("imagebudget");
-    shop.init();
+    };
     // Any image is over a one-byte budget: every one no container uses goes.
     shop.append_config("disk:\n  images: 1\n");
     // `down` leaves the images and no container that uses them.
