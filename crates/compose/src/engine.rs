@@ -60,6 +60,22 @@ impl Server {
 /// before the first lookup).
 static PUBLISH_HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 static REMOTE_HOST: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+static CONTEXT: std::sync::OnceLock<Option<(String, String)>> = std::sync::OnceLock::new();
+
+/// The current docker context's endpoint and name: one `docker context
+/// inspect` per process, however many ask.
+fn current_context() -> Option<(String, String)> {
+    CONTEXT
+        .get_or_init(|| {
+            let fmt = "{{.Endpoints.docker.Host}}\t{{.Name}}";
+            let text = crate::docker(["context", "inspect", "--format", fmt])
+                .text(Utf8Path::new("."))
+                .ok()?;
+            let (host, name) = text.trim().split_once('\t')?;
+            Some((host.to_owned(), name.to_owned()))
+        })
+        .clone()
+}
 
 /// The host of a Docker endpoint that is another machine: `tcp://HOST:PORT`,
 /// `ssh://[USER@]HOST[:PORT]`; `None` for a local socket (`unix://`,
@@ -97,11 +113,7 @@ impl Engine {
                 if !endpoint.starts_with("context-") {
                     return endpoint_host(&endpoint);
                 }
-                let fmt = "{{.Endpoints.docker.Host}}";
-                crate::docker(["context", "inspect", "--format", fmt])
-                    .text(Utf8Path::new("."))
-                    .ok()
-                    .and_then(|h| endpoint_host(h.trim()))
+                current_context().and_then(|(host, _)| endpoint_host(&host))
             })
             .clone()
     }
@@ -229,10 +241,7 @@ impl Engine {
         if let Some(h) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
             return Some(format!("{h} (DOCKER_HOST)"));
         }
-        let fmt = "{{.Endpoints.docker.Host}} (context {{.Name}})";
-        crate::docker(["context", "inspect", "--format", fmt])
-            .text(Utf8Path::new("."))
-            .ok()
+        current_context().map(|(host, name)| format!("{host} (context {name})"))
     }
 
     /// The engine's API version (`1.41`), when it answers.

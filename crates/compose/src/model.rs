@@ -261,7 +261,6 @@ impl Stack {
         Some(out)
     }
 
-    /// `(service, context, dockerfile)` for every service that builds.
     /// Every host bind mount, by service: what a remote engine cannot see.
     pub fn bind_mounts(&self) -> Vec<BindMount> {
         self.services
@@ -280,6 +279,7 @@ impl Stack {
             .collect()
     }
 
+    /// `(service, context, dockerfile)` for every service that builds.
     pub fn build_contexts(&self) -> Vec<(&str, &Utf8Path, Utf8PathBuf)> {
         self.services
             .iter()

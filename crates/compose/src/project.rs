@@ -179,15 +179,19 @@ impl Project {
             .services
             .iter()
             .filter(|(_, s)| s.build.is_some())
-            .map(|(name, s)| {
-                (
-                    name.clone(),
-                    s.image
-                        .clone()
-                        .unwrap_or_else(|| format!("{}-{name}", self.name())),
-                )
-            })
+            .filter_map(|(name, _)| Some((name.clone(), self.image_of(name)?)))
             .collect()
+    }
+
+    /// The image `service` runs: its `image:`, or for a service that builds
+    /// without one, the name Compose gives it (`<project>-<service>`).
+    pub fn image_of(&self, service: &str) -> Option<String> {
+        let s = self.stack.services.get(service)?;
+        s.image.clone().or_else(|| {
+            s.build
+                .as_ref()
+                .map(|_| format!("{}-{service}", self.name()))
+        })
     }
 }
 

@@ -249,16 +249,6 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Fa
     Ok((engine, project, warnings))
 }
 
-/// The image a service runs: its own, or the one Compose names after the project.
-fn service_image(project: &Project, service: &str) -> Option<String> {
-    let s = project.stack.services.get(service)?;
-    s.image.clone().or_else(|| {
-        s.build
-            .as_ref()
-            .map(|_| format!("{}-{service}", project.name()))
-    })
-}
-
 /// The project volume that carries the certificates to a remote engine.
 pub(crate) const CERTS_VOLUME: &str = "e2e-certs";
 
@@ -690,15 +680,15 @@ pub(crate) fn up_phase(
     {
         let certs = certs_mounts(opts, project);
         if !certs.is_empty() {
+            // The images of the services that mount them first, then any other.
             let mut images: Vec<String> = Vec::new();
-            for b in &certs {
-                if let Some(i) = service_image(project, &b.service) {
-                    images.push(i);
-                }
-            }
-            for name in project.stack.services.keys() {
-                if let Some(i) = service_image(project, name) {
-                    images.push(i);
+            let services = certs
+                .iter()
+                .map(|b| b.service.as_str())
+                .chain(project.stack.services.keys().map(String::as_str));
+            for image in services.filter_map(|s| project.image_of(s)) {
+                if !images.contains(&image) {
+                    images.push(image);
                 }
             }
             project
