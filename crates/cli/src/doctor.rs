@@ -175,12 +175,9 @@ fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String
             "none (the stack runs on a remote engine as it is)",
         );
     }
-    let certs_dir = config.certs_dir();
+    let certs = config.certs_mounts(&project.stack);
     for b in &binds {
-        let why = if certs_dir
-            .as_deref()
-            .is_some_and(|d| d.as_str() == b.source.trim_end_matches('/'))
-        {
+        let why = if certs.contains(b) {
             "the certificates: a remote engine gets them in a volume instead"
         } else {
             "not portable to a remote engine: it would mount its own folder of that name"

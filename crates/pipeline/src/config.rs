@@ -303,6 +303,11 @@ impl Config {
             .unwrap_or(Utf8Path::new("."));
         config.base = dir.canonicalize_utf8().unwrap_or_else(|_| dir.to_owned());
         config.workspace = Some(workspace.clone());
+        // Where ports answer is the engine's business, asked by every command
+        // (readiness, tests, doctor, the certificate's names): set it once here.
+        if let Some(host) = &config.compose.publish_host {
+            compose::Engine::set_publish_host(host);
+        }
         Ok(config)
     }
 
@@ -359,7 +364,30 @@ impl Config {
 
     /// The mountable certificate folder, when the stack uses certificates.
     pub fn certs_dir(&self) -> Option<Utf8PathBuf> {
-        self.certs.as_ref().map(|c| self.certs_dirs(c).0)
+        self.certs_folders().map(|(dir, _)| dir)
+    }
+
+    /// Both certificate folders (mountable, CA key), when the stack uses certificates.
+    pub fn certs_folders(&self) -> Option<(Utf8PathBuf, Utf8PathBuf)> {
+        self.certs.as_ref().map(|c| self.certs_dirs(c))
+    }
+
+    /// The stack's bind mounts of the certificate folder (what a remote
+    /// engine gets as a volume instead).
+    pub fn certs_mounts(&self, stack: &compose::Stack) -> Vec<compose::model::BindMount> {
+        let Some(dir) = self.certs_dir() else {
+            return Vec::new();
+        };
+        let dir_resolved = dir.canonicalize_utf8().ok();
+        stack
+            .bind_mounts()
+            .into_iter()
+            .filter(|b| {
+                let source = Utf8Path::new(b.source.trim_end_matches('/'));
+                source == dir
+                    || (dir_resolved.is_some() && source.canonicalize_utf8().ok() == dir_resolved)
+            })
+            .collect()
     }
 
     /// The certificate spec: localhost, 127.0.0.1, the host where a remote
@@ -368,9 +396,6 @@ impl Config {
     pub fn certs_spec(&self, services: impl IntoIterator<Item = String>) -> Option<certs::Spec> {
         let c = self.certs.as_ref()?;
         let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
-        if let Some(host) = &self.compose.publish_host {
-            compose::Engine::set_publish_host(host);
-        }
         let publish = compose::Engine::publish_host();
         if !hosts.contains(&publish) {
             hosts.push(publish);

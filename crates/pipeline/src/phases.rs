@@ -84,9 +84,6 @@ fn check_filtersets(opts: &Options) -> Result<Option<String>, Failure> {
 }
 
 fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Failure> {
-    if let Some(host) = &opts.config.compose.publish_host {
-        Engine::set_publish_host(host);
-    }
     // The engine's answer and Compose's model of the stack are independent;
     // loading the stack proves Compose v2 is there.
     let engine = std::thread::spawn(Engine::server);
@@ -158,7 +155,7 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Fa
             Engine::publish_host()
         ));
         // The certificates go to that engine in a project volume instead.
-        let certs = certs_mounts(opts, &project);
+        let certs = opts.config.certs_mounts(&project.stack);
         if !certs.is_empty() {
             let file = opts.run_dir.join("certs-volume.yaml");
             write_certs_volume_override(&certs, &file).map_err(Failure::Stack)?;
@@ -251,23 +248,6 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Fa
 
 /// The project volume that carries the certificates to a remote engine.
 pub(crate) const CERTS_VOLUME: &str = "e2e-certs";
-
-/// The stack's bind mounts of the certificate folder.
-pub(crate) fn certs_mounts(opts: &Options, project: &Project) -> Vec<compose::model::BindMount> {
-    let Some(dir) = opts.config.certs_dir() else {
-        return Vec::new();
-    };
-    let same = |source: &str| {
-        let a = camino::Utf8Path::new(source.trim_end_matches('/'));
-        a == dir || a.canonicalize_utf8().ok() == dir.canonicalize_utf8().ok()
-    };
-    project
-        .stack
-        .bind_mounts()
-        .into_iter()
-        .filter(|b| same(&b.source))
-        .collect()
-}
 
 /// An override file that mounts the certificates volume where the compose
 /// file mounts the certificate folder (Compose merges a service's mounts by
@@ -678,7 +658,7 @@ pub(crate) fn up_phase(
     if Engine::remote_host().is_some()
         && let Some(dir) = opts.config.certs_dir()
     {
-        let certs = certs_mounts(opts, project);
+        let certs = opts.config.certs_mounts(&project.stack);
         if !certs.is_empty() {
             // The images of the services that mount them first, then any other.
             let mut images: Vec<String> = Vec::new();

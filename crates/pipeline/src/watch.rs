@@ -83,9 +83,9 @@ impl Map {
         for s in &c.stage {
             outputs.push(canonical(&c.resolve(&s.to)));
         }
-        if let Some(spec) = c.certs_spec(Vec::<String>::new()) {
-            outputs.push(canonical(&spec.dir));
-            outputs.push(canonical(&spec.ca_key_dir));
+        if let Some((dir, ca_key_dir)) = c.certs_folders() {
+            outputs.push(canonical(&dir));
+            outputs.push(canonical(&ca_key_dir));
         }
         let mut sent = Vec::new();
         for (service, root, dockerfile) in project.stack.build_contexts() {
