@@ -223,12 +223,7 @@ impl Engine {
                     root_dir: root.to_owned(),
                 })
             }
-            Err(process::Error::Failed { stderr, .. }) => Err(Error::NoDaemon {
-                detail: match crate::versions::api_refusal(&stderr) {
-                    Some((client, min)) => crate::versions::api_refusal_fix(&client, &min),
-                    None => first_line(&stderr),
-                },
-            }),
+            Err(process::Error::Failed { stderr, .. }) => Err(daemon_error(&stderr)),
             Err(e) => Err(Error::NoDaemon {
                 detail: first_line(&e.to_string()),
             }),
@@ -257,9 +252,7 @@ impl Engine {
     pub fn require() -> Result<Engine> {
         let engine = Engine::detect();
         if let Some(detail) = &engine.daemon_error {
-            return Err(Error::NoDaemon {
-                detail: detail.clone(),
-            });
+            return Err(daemon_error(detail));
         }
         match &engine.compose {
             ComposeFlavor::Plugin(_) | ComposeFlavor::StandaloneV2(_) => Ok(engine),
@@ -283,6 +276,17 @@ fn detect_compose(here: &Utf8Path) -> ComposeFlavor {
     }
 }
 
+/// Why `docker info` failed: an engine that refuses this client's API
+/// version answers, so it is not "not answering".
+fn daemon_error(stderr: &str) -> Error {
+    match crate::versions::api_refusal(stderr) {
+        Some((client, min)) => Error::ClientTooOld { client, min },
+        None => Error::NoDaemon {
+            detail: first_line(stderr),
+        },
+    }
+}
+
 fn first_line(s: &str) -> String {
     s.lines()
         .find(|l| !l.trim().is_empty())
@@ -293,7 +297,18 @@ fn first_line(s: &str) -> String {
 
 #[cfg(test)]
 mod endpoint_tests {
-    use super::endpoint_host;
+    use super::{daemon_error, endpoint_host};
+    use crate::Error;
+
+    #[test]
+    fn an_engine_refusing_the_client_is_not_an_engine_that_does_not_answer() {
+        let refused = "Error response from daemon: client version 1.41 is too old. Minimum supported API version is 1.44, please upgrade your client to a newer version";
+        let e = daemon_error(refused);
+        assert!(matches!(e, Error::ClientTooOld { .. }), "{e:?}");
+        assert!(e.to_string().contains("upgrade the docker CLI"), "{e}");
+        let gone = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?";
+        assert!(matches!(daemon_error(gone), Error::NoDaemon { .. }));
+    }
 
     #[test]
     fn the_host_of_an_endpoint_on_another_machine() {

@@ -20,6 +20,8 @@ pub enum Error {
         "the Docker daemon does not answer (`docker info` failed: {detail}); start it, or run `make engine`"
     )]
     NoDaemon { detail: String },
+    #[error("{}", crate::versions::api_refusal_fix(.client, .min))]
+    ClientTooOld { client: String, min: String },
     #[error(
         "Docker Compose v2 is missing: `docker compose version` failed{v1}; run `make engine` or install the compose plugin"
     )]
