@@ -90,6 +90,13 @@ pub struct Explanation {
     pub pruned_at: Option<String>,
 }
 
+/// A Dockerfile's file name for messages (`Dockerfile` when there is none).
+pub(crate) fn dockerfile_name(dockerfile: Option<&Utf8Path>) -> &str {
+    dockerfile
+        .and_then(|d| d.file_name())
+        .unwrap_or("Dockerfile")
+}
+
 impl Context {
     /// Opens a context; the root is resolved so symlinks above it do not matter.
     pub fn open(root: &Utf8Path, dockerfile: Option<&Utf8Path>) -> Result<Context> {

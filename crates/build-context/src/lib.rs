@@ -24,6 +24,24 @@ pub use matcher::{BadPattern, Decision, Matcher};
 pub use report::{ContextReport, analyze};
 pub use walk::{Entry, EntryKind, Problem, Stat, Walk, WalkOptions};
 
+/// Files (a trailing `/`: an empty folder) under a new temporary folder,
+/// each holding its own path; for tests.
+#[cfg(test)]
+pub(crate) fn test_tree(files: &[&str]) -> (tempfile::TempDir, camino::Utf8PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = camino::Utf8PathBuf::from_path_buf(dir.path().canonicalize().unwrap()).unwrap();
+    for f in files {
+        if let Some(dir_only) = f.strip_suffix('/') {
+            std::fs::create_dir_all(root.join(dir_only)).unwrap();
+            continue;
+        }
+        let p = root.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, f.as_bytes()).unwrap();
+    }
+    (dir, root)
+}
+
 /// Bytes for people: `1.5 MiB`.
 pub fn human(bytes: u64) -> String {
     bytesize::ByteSize::b(bytes).display().iec().to_string()

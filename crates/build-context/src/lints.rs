@@ -30,11 +30,7 @@ pub struct Lint {
 /// silently leaves files out of the image (`**/*_test.go` and a test server).
 pub(crate) fn copy_lints(ctx: &Context, walk: &Walk, copies: &[CopySource]) -> Vec<Lint> {
     let mut lints = Vec::new();
-    let df = ctx
-        .dockerfile
-        .as_ref()
-        .and_then(|d| d.file_name())
-        .unwrap_or("Dockerfile");
+    let df = crate::context::dockerfile_name(ctx.dockerfile.as_deref());
     for copy in copies {
         for source in &copy.sources {
             let clean = crate::goclean::clean(source.trim_start_matches('/'));
@@ -184,11 +180,7 @@ pub(crate) fn transfer_lints(
     transfer: &Transfer,
     moved: &[&Entry],
 ) -> Vec<Lint> {
-    let df = ctx
-        .dockerfile
-        .as_ref()
-        .and_then(|d| d.file_name())
-        .unwrap_or("Dockerfile");
+    let df = crate::context::dockerfile_name(ctx.dockerfile.as_deref());
     let mut lints = Vec::new();
     match &transfer.basis {
         ContextUse::Paths { .. } => {

@@ -338,11 +338,7 @@ impl std::fmt::Display for ContextReport {
                 t.include.as_deref().unwrap_or_default().join(" ")
             ),
             ContextUse::Whole { line, why, .. } => {
-                let df = self
-                    .dockerfile
-                    .as_ref()
-                    .and_then(|d| d.file_name())
-                    .unwrap_or("Dockerfile");
+                let df = crate::context::dockerfile_name(self.dockerfile.as_deref());
                 format!("everything: {df}:{line} {why}")
             }
             ContextUse::Unsure { why } => format!("everything, assumed: {why}"),

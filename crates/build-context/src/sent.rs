@@ -14,7 +14,7 @@ use camino::Utf8Path;
 
 use crate::dockerfile::ContextUse;
 use crate::matcher::{BadPattern, Matcher};
-use crate::walk::{Entry, EntryKind, Walk};
+use crate::walk::{EntryKind, Walk};
 
 /// The include patterns the client applies: `None` sends everything the
 /// ignore file lets through.
@@ -322,34 +322,11 @@ fn field_bytes(len: u64) -> u64 {
     1 + varint_len(len) + len
 }
 
-/// Totals of what is sent, for reports.
-pub fn tally(walk: &Walk, sent: &[usize]) -> crate::report::Tally {
-    let mut t = crate::report::Tally::default();
-    for &i in sent {
-        let e: &Entry = &walk.entries[i];
-        if e.kind != EntryKind::Dir {
-            t.add(e.size);
-        }
-    }
-    t
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_tree as tree;
     use crate::walk::{WalkOptions, walk};
-    use camino::Utf8PathBuf;
-
-    fn tree(files: &[&str]) -> (tempfile::TempDir, Utf8PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Utf8PathBuf::from_path_buf(dir.path().canonicalize().unwrap()).unwrap();
-        for f in files {
-            let p = root.join(f);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, f.as_bytes()).unwrap();
-        }
-        (dir, root)
-    }
 
     fn sent(root: &Utf8Path, ignore: &[&str], include: Option<&[String]>) -> Vec<String> {
         let w = walk(

@@ -352,7 +352,6 @@ fn read_dir(
 pub struct Redecided {
     pub excluded: bool,
     pub by: Option<usize>,
-    pub pruned: bool,
 }
 
 /// Decides a finished walk's entries again with `matcher`, as a walk with
@@ -391,11 +390,7 @@ pub fn redecide(walk: &Walk, matcher: &Matcher) -> Result<Vec<Redecided>, BadPat
             };
             states.insert(&e.path, state);
         }
-        out.push(Redecided {
-            excluded,
-            by,
-            pruned,
-        });
+        out.push(Redecided { excluded, by });
     }
     Ok(out)
 }
@@ -428,22 +423,7 @@ fn kind_of_mode(mode: u32) -> EntryKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use camino::Utf8PathBuf;
-
-    fn tree(files: &[&str]) -> (tempfile::TempDir, Utf8PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Utf8PathBuf::from_path_buf(dir.path().to_path_buf()).unwrap();
-        for f in files {
-            let p = root.join(f);
-            if let Some(dir_only) = f.strip_suffix('/') {
-                std::fs::create_dir_all(root.join(dir_only)).unwrap();
-                continue;
-            }
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, f.as_bytes()).unwrap();
-        }
-        (dir, root)
-    }
+    use crate::test_tree as tree;
 
     fn sent(root: &Utf8Path, patterns: &[&str]) -> Vec<String> {
         let m = Matcher::from_patterns(patterns).unwrap();
