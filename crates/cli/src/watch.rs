@@ -226,15 +226,15 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
-/// The teardown policy, once the loop ends.
+/// The teardown policy, once the loop ends, checked as a run's teardown is.
 fn finish(opts: &Options, policy: Policy) -> anyhow::Result<()> {
-    if policy != Policy::Keep {
-        let project = compose::Project::load(opts.config.project_spec(Some(opts.project.clone())))?;
-        let grace = Duration::from_secs(opts.config.teardown.grace_s);
-        project.teardown(policy, grace)?;
-        say(&format!("watch ended: {policy} done"));
-    } else {
+    pipeline::e2e::end_kept(opts, policy).map_err(|e| {
+        crate::exit::Exit::environment(format!("watch ended; teardown ({policy}): {e}"))
+    })?;
+    if policy == Policy::Keep {
         say("watch ended: the stack is kept");
+    } else {
+        say(&format!("watch ended: {policy} done"));
     }
     if process::interrupt::is_requested() {
         return Err(crate::exit::Exit::interrupted("watch ended by Ctrl-C; teardown done").into());

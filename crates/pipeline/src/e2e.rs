@@ -377,27 +377,7 @@ fn teardown(
         lock.doing(Phase::Teardown.name());
     }
     let start = Instant::now();
-    let mut result = project.teardown(policy, grace);
-    // `keep` promises everything stays: nothing to check, and no listing to
-    // wait for after the tests.
-    let mut leftovers = (policy != Policy::Keep)
-        .then(|| project.leftovers().ok())
-        .flatten();
-    if result.is_ok()
-        && let Some(left) = &leftovers
-        && left.broken_promise(policy).is_some()
-    {
-        result = project.teardown(policy, grace);
-        leftovers = project.leftovers().ok();
-    }
-    let failure = match (
-        &result,
-        leftovers.as_ref().and_then(|l| l.broken_promise(policy)),
-    ) {
-        (Err(e), _) => Some(e.to_string()),
-        (Ok(_), broken) => broken,
-    };
-    let stopped = result.as_ref().cloned().unwrap_or_default();
+    let (stopped, leftovers, failure) = apply_policy(project, policy, grace);
     let killed = &stopped.killed;
     let mut note = match (&failure, policy) {
         (Some(f), _) => format!("FAILED: {f}"),
@@ -441,6 +421,56 @@ fn teardown(
         note,
     });
     failure
+}
+
+/// Applies `policy` and checks that the engine holds what it promises; a
+/// second pass mends what a racing interrupted `up` left. What was stopped,
+/// what the engine holds after, and what went wrong, if anything.
+fn apply_policy(
+    project: &Project,
+    policy: Policy,
+    grace: Duration,
+) -> (compose::Stopped, Option<compose::Leftovers>, Option<String>) {
+    let mut result = project.teardown(policy, grace);
+    // `keep` promises everything stays: nothing to check, and no listing to
+    // wait for after the tests.
+    let mut leftovers = (policy != Policy::Keep)
+        .then(|| project.leftovers().ok())
+        .flatten();
+    if result.is_ok()
+        && let Some(left) = &leftovers
+        && left.broken_promise(policy).is_some()
+    {
+        result = project.teardown(policy, grace);
+        leftovers = project.leftovers().ok();
+    }
+    let failure = match (
+        &result,
+        leftovers.as_ref().and_then(|l| l.broken_promise(policy)),
+    ) {
+        (Err(e), _) => Some(e.to_string()),
+        (Ok(_), broken) => broken,
+    };
+    (result.unwrap_or_default(), leftovers, failure)
+}
+
+/// Ends a stack that kept runs left up (a watch loop's): under the
+/// project's lock, `policy`, checked as a run's teardown checks it.
+pub fn end_kept(opts: &Options, policy: Policy) -> Result<(), String> {
+    let mut lock = ProjectLock::acquire(
+        &opts.project,
+        opts.workspace.root.as_str(),
+        !opts.no_wait,
+        |_| {},
+    )?;
+    lock.doing(Phase::Teardown.name());
+    let project = Project::load(opts.config.project_spec(Some(opts.project.clone())))
+        .map_err(|e| e.to_string())?;
+    let grace = Duration::from_secs(opts.config.teardown.grace_s);
+    match apply_policy(&project, policy, grace).2 {
+        None => Ok(()),
+        Some(failure) => Err(failure),
+    }
 }
 
 /// `db 1.2 s, api 0.1 s`: who cost what, the slowest first.
