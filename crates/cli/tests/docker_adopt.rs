@@ -805,6 +805,9 @@ fn an_unchanged_stack_is_neither_built_nor_started_then_a_sent_file_changes_that
         "{again}"
     );
     assert_eq!(after, before, "the same containers ran the tests");
+    // The migration ran once and exited: with no `up`, it was not started again.
+    let up = again.containers.as_ref().expect("up ran");
+    assert_eq!((up.created, up.started), (0, 0), "{again}");
     assert!(
         phase(&again, Phase::Up).note.starts_with("unchanged"),
         "{again}"

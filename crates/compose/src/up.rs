@@ -285,6 +285,8 @@ impl Project {
         };
         for c in &containers {
             match before.get(&c.id).map(String::as_str) {
+                // No `up` ran: an exited one-shot was left as it was too.
+                _ if skip_up => summary.reused += 1,
                 None => summary.created += 1,
                 Some("running") => summary.reused += 1,
                 Some(_) => summary.started += 1,
