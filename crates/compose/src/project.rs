@@ -12,7 +12,7 @@ use crate::model::{ProjectSpec, Stack};
 use process::{Cmd, GroupOptions, GroupOutput};
 
 /// One container as `docker compose ps --all --format json` describes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Container {
     #[serde(rename = "ID")]
@@ -28,7 +28,7 @@ pub struct Container {
     pub publishers: Option<Vec<Publisher>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Publisher {
     #[serde(default, rename = "URL")]

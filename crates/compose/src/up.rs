@@ -16,6 +16,9 @@ use process::{GroupOptions, GroupOutput};
 /// How often `up` asks `ps` while it waits (a `ps` itself takes ~0.1 s).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long `up` runs before the wait starts asking `ps`.
+const UP_QUIET: Duration = Duration::from_secs(1);
+
 /// `docker inspect`'s `.State.Health`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -66,6 +69,10 @@ pub struct UpSummary {
     /// then failed with "network ... is ambiguous").
     #[serde(default)]
     pub repaired_networks: Vec<String>,
+    /// The project's containers as the last look at them found them (what
+    /// the tests are told: published ports).
+    #[serde(skip)]
+    pub containers: Vec<Container>,
 }
 
 /// How `up` runs.
@@ -88,6 +95,13 @@ pub struct UpOptions {
     /// (Compose's default is 10 s, all of which a PID 1 deaf to its stop
     /// signal uses; the old container is discarded anyway).
     pub replace_grace: Duration,
+    /// Start (recreating when their image or config changed) only these
+    /// services, without their dependencies, and judge only them; the
+    /// others are left as they are. A watch cycle's: what it rebuilt.
+    pub only: Option<Vec<String>>,
+    /// The project's containers as the caller saw them last (a watch
+    /// session, which alone changes them): no `ps` before `up`.
+    pub known: Option<Vec<Container>>,
 }
 
 impl Project {
@@ -111,7 +125,10 @@ impl Project {
         let up_started = unix_time();
         // A container a previous run stopped still says `exited`: until `up`
         // has returned, such a container is not judged.
-        let found = self.ps()?;
+        let found = match opts.known.clone() {
+            Some(known) => known,
+            None => self.ps()?,
+        };
         let before: BTreeMap<String, String> = found
             .iter()
             .map(|c| (c.id.clone(), c.state.clone()))
@@ -124,9 +141,11 @@ impl Project {
             .iter()
             .map(|c| (c.id.clone(), c.condition()))
             .collect();
-        let skip_up =
-            !stale && !conditions.is_empty() && opts.unchanged.as_ref() == Some(&conditions);
-        let repaired_networks = if skip_up {
+        let skip_up = !stale
+            && opts.only.is_none()
+            && !conditions.is_empty()
+            && opts.unchanged.as_ref() == Some(&conditions);
+        let repaired_networks = if skip_up || opts.only.is_some() {
             Vec::new()
         } else {
             self.remove_duplicate_networks()?
@@ -135,6 +154,9 @@ impl Project {
         let mut plan = self.start_plan(&opts.probes);
         if skip_up {
             plan.levels = vec![self.stack.services.keys().cloned().collect()];
+        }
+        if let Some(only) = &opts.only {
+            plan.levels = vec![only.clone()];
         }
         let checks = HealthChecks::default();
         let mut settled: BTreeSet<String> = BTreeSet::new();
@@ -147,13 +169,13 @@ impl Project {
                 "--timeout".to_owned(),
                 opts.replace_grace.as_secs().to_string(),
             ]);
-            if i == 0 {
+            if i == 0 && opts.only.is_none() {
                 args.push("--remove-orphans".into());
             }
             if stale {
                 args.push("--force-recreate".into());
             }
-            if plan.levels.len() > 1 {
+            if plan.levels.len() > 1 || opts.only.is_some() {
                 args.push("--no-deps".into());
                 args.extend(level.iter().cloned());
             }
@@ -171,6 +193,7 @@ impl Project {
             };
             let mut child =
                 (!skip_up).then(|| std::thread::spawn(move || cmd.run_group(&dir, group)));
+            let level_started = Instant::now();
             // Stops `up` if it still runs, and waits for its thread: nothing outlives the wait.
             let stop_up = |child: &mut Option<std::thread::JoinHandle<_>>| {
                 process::interrupt::terminate_running();
@@ -180,6 +203,14 @@ impl Project {
             };
             let mut up_out: Option<GroupOutput> = None;
             loop {
+                // `up` and `ps` are both heavy on the CPU: for `up`'s first
+                // second only wait for it (a kept stack's `up` mostly ends by then).
+                while child.as_ref().is_some_and(|h| !h.is_finished())
+                    && level_started.elapsed() < UP_QUIET
+                    && !process::interrupt::is_requested()
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 if process::interrupt::is_requested() {
                     stop_up(&mut child);
                     return Err(Error::Interrupted);
@@ -283,7 +314,8 @@ impl Project {
             checks_left_to_docker: checks.unusable.into_inner().into_iter().collect(),
             ..UpSummary::default()
         };
-        for c in &containers {
+        let judged: BTreeSet<&String> = plan.levels.iter().flatten().collect();
+        for c in containers.iter().filter(|c| judged.contains(&c.service)) {
             match before.get(&c.id).map(String::as_str) {
                 // No `up` ran: an exited one-shot was left as it was too.
                 _ if skip_up => summary.reused += 1,
@@ -292,6 +324,7 @@ impl Project {
                 Some(_) => summary.started += 1,
             }
         }
+        summary.containers = containers;
         Ok(summary)
     }
 

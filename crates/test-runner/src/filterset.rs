@@ -205,6 +205,29 @@ mod tests {
     }
 
     #[test]
+    fn the_failed_tests_of_a_report_become_a_filterset_nextest_parses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = Utf8Path::from_path(tmp.path()).unwrap().join("junit.xml");
+        // A name with the characters that end a matcher's text.
+        let xml = r#"<testsuites name="nextest-run" tests="3" failures="2" errors="0">
+  <testsuite name="e2e-tests::gateway" tests="3" errors="0" failures="2">
+    <testcase name="ok" classname="e2e-tests::gateway" time="0.01"/>
+    <testcase name="tls::refused" classname="e2e-tests::gateway" time="0.02"><failure>no</failure></testcase>
+    <testcase name="case(a,b)\x" classname="e2e-tests::gateway" time="0.02"><failure>no</failure></testcase>
+  </testsuite>
+</testsuites>"#;
+        std::fs::write(&path, xml).unwrap();
+        let f = crate::run::failed_filterset(&path).unwrap().unwrap();
+        assert_eq!(
+            f,
+            r"(binary_id(=e2e-tests::gateway) & test(=tls::refused)) | (binary_id(=e2e-tests::gateway) & test(=case(a\,b\)\\x))"
+        );
+        workspace().check(&f, "-E").unwrap();
+        std::fs::write(&path, xml.replace("<failure>no</failure>", "")).unwrap();
+        assert_eq!(crate::run::failed_filterset(&path).unwrap(), None);
+    }
+
+    #[test]
     fn a_different_nextest_gets_a_note() {
         assert_eq!(
             version_note("cargo-nextest 0.9.143 (60fa45f63 2026-08-04)"),

@@ -345,6 +345,41 @@ pub fn failures(path: &Utf8Path) -> Result<Vec<Failure>> {
     Ok(out)
 }
 
+/// A filterset that selects exactly the tests a JUnit report says failed
+/// (each by its binary and its full name), `None` when none failed: a
+/// watch cycle's `--only-failed`.
+pub fn failed_filterset(path: &Utf8Path) -> Result<Option<String>> {
+    let report = load_junit(path)?;
+    // A matcher's text ends at an unescaped `)` or `,`.
+    let escape = |s: &str| {
+        s.chars().fold(String::new(), |mut out, c| {
+            if matches!(c, '\\' | ')' | ',') {
+                out.push('\\');
+            }
+            out.push(c);
+            out
+        })
+    };
+    let failed: Vec<String> = report
+        .test_suites
+        .iter()
+        .flat_map(|suite| suite.test_cases.iter().map(move |case| (suite, case)))
+        .filter(|(_, case)| matches!(case.status, quick_junit::TestCaseStatus::NonSuccess { .. }))
+        .map(|(suite, case)| {
+            let binary = case
+                .classname
+                .as_ref()
+                .map_or_else(|| suite.name.to_string(), |c| c.to_string());
+            format!(
+                "(binary_id(={}) & test(={}))",
+                escape(&binary),
+                escape(case.name.as_str())
+            )
+        })
+        .collect();
+    Ok((!failed.is_empty()).then(|| failed.join(" | ")))
+}
+
 /// Writes one JUnit report holding every test suite of `inputs` (the shards
 /// of one suite), as nextest would have written a single run's.
 pub fn merge_junit(inputs: &[Utf8PathBuf], out: &Utf8Path) -> Result<Counts> {
