@@ -110,6 +110,10 @@ pub struct E2e {
     /// Ctrl-C ends it with the teardown policy.
     #[arg(long)]
     pub watch: bool,
+    /// With --watch: after a cycle whose tests failed, run only those until
+    /// they pass (then the next cycle runs them all).
+    #[arg(long, requires = "watch")]
+    pub only_failed: bool,
     /// What to leave afterwards [default: stop; purge when CI is set].
     #[arg(long, value_name = "POLICY", value_parser = policy_parser())]
     pub teardown: Option<Policy>,

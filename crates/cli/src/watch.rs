@@ -1,8 +1,10 @@
 //! `cargo e2e --watch`: the first run as usual with the stack kept, then a
-//! cycle per burst of changes. A cycle is a kept run: the fingerprints build
-//! only the services whose transferred files changed, recreate only their
-//! containers, and the tests run again. What nothing uses starts no cycle
-//! and says so in one line. Ctrl-C ends the loop with the teardown policy.
+//! cycle per burst of changes, each doing only what its changes need
+//! (`pipeline::session`): the fingerprints build only the services whose
+//! transferred files changed, only their containers are recreated, and the
+//! tests run again. What nothing uses starts no cycle and says so in one
+//! line. Ctrl-C ends the loop with the teardown policy; a watch killed
+//! outright leaves it to the session's reaper.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -15,42 +17,72 @@ use compose::Policy;
 use notify::event::{AccessKind, EventKind, MetadataKind, ModifyKind};
 use notify::{RecursiveMode, Watcher as _};
 use pipeline::e2e::Options;
+use pipeline::session::{Session, Work};
 use pipeline::watch::{Change, Map};
 use pipeline::{RunReport, Verdict};
 
-/// Editors write a file in bursts (temporary file, rename, attributes): a
-/// burst ends after this long without a change.
-const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Editors write a file in bursts (temporary file, rename, attributes), all
+/// within a few milliseconds: a burst ends after this long without a change.
+const DEBOUNCE: Duration = Duration::from_millis(100);
 
 type Events = std::sync::mpsc::Receiver<notify::Result<notify::Event>>;
 
-/// Runs the loop; `policy` is applied when it ends.
-pub fn run(opts: &Options, policy: Policy) -> anyhow::Result<()> {
-    let mut cycle = 0;
+/// Runs the loop; `policy` is applied when it ends. With `only_failed`, a
+/// cycle after one whose tests failed runs only those that failed.
+pub fn run(opts: &Options, policy: Policy, only_failed: bool) -> anyhow::Result<()> {
+    let root = &opts.workspace.root;
     let mut map = Map::new(opts).map_err(|e| anyhow::anyhow!(e))?;
     let (tx, rx) = std::sync::mpsc::channel();
     let mut watcher = notify::recommended_watcher(tx).context("starting the file watcher")?;
     // Watching starts before the first run: a change made meanwhile is not lost.
-    for (path, mode) in watched(&opts.workspace.root, &opts.workspace.target_dir)? {
+    let mut folders = BTreeSet::new();
+    for (path, mode) in watched(root, &opts.workspace.target_dir)? {
         watcher
             .watch(path.as_std_path(), mode)
             .with_context(|| format!("watching {path}"))?;
+        folders.insert(path);
     }
-    let first = one_cycle(opts, cycle);
+    let mut session = Session::open(opts, say).map_err(crate::exit::Exit::environment)?;
+    let first = one_cycle(&mut session, Work::default(), only_failed);
     say(&format!("{first}"));
-    say(&summary(cycle, &["first run".to_owned()], &first));
+    say(&summary(0, &["first run".to_owned()], &first));
+    // Cargo writes the lock file itself (the first build of a workspace
+    // without one): as the run left it, it is no change.
+    let lock_file = root.join("Cargo.lock");
+    let mut lock_text = std::fs::read(&lock_file).ok();
+    let mut said = true;
     while !process::interrupt::is_requested() {
-        say(&format!(
-            "watching {}: a change runs what it affects; Ctrl-C ends ({policy})",
-            opts.workspace.root
-        ));
-        let Some(paths) = next_batch(&rx) else { break };
+        if said {
+            say(&format!(
+                "watching {root}: a change runs what it affects; Ctrl-C ends ({policy})"
+            ));
+        }
+        said = false;
+        let Some(mut paths) = next_batch(&rx) else {
+            break;
+        };
+        // A top-level folder made since: watched from now on, and what it
+        // already holds counts as changed.
+        for path in paths.clone() {
+            if path.parent() == Some(root.as_path())
+                && path.is_dir()
+                && !folders.contains(&path)
+                && path.file_name() != Some(".git")
+                && watcher
+                    .watch(path.as_std_path(), RecursiveMode::Recursive)
+                    .is_ok()
+            {
+                paths.extend(files_in(&path));
+                folders.insert(path);
+            }
+        }
+        paths.retain(|p| !(p == &lock_file && std::fs::read(p).ok() == lock_text));
         let mut causes: Vec<String> = Vec::new();
         let mut idle: Vec<String> = Vec::new();
-        let mut config = false;
+        let mut work = Work::default();
         for path in &paths {
             let changes = map.classify(path);
-            let shown = shown(&opts.workspace.root, path);
+            let shown = shown(root, path);
             if changes.contains(&Change::Output) {
                 continue;
             }
@@ -58,21 +90,39 @@ pub fn run(opts: &Options, policy: Policy) -> anyhow::Result<()> {
                 idle.push(shown);
                 continue;
             }
-            config |= changes.contains(&Change::Config);
+            for c in &changes {
+                let effects = map.effects(c);
+                work.whole |= *c == Change::Config;
+                work.build |= matches!(c, Change::Service(_)) || effects.stage;
+                work.stage |= effects.stage;
+                work.tests |= effects.tests;
+            }
             let what: Vec<String> = changes.iter().map(Change::to_string).collect();
             causes.push(format!("{shown} ({})", what.join(", ")));
         }
         if causes.is_empty() {
             if !idle.is_empty() {
                 say(&format!("no cycle: nothing uses {}", idle.join(", ")));
+                said = true;
             }
             continue;
         }
-        cycle += 1;
-        say(&format!("cycle {cycle}: {}", causes.join("; ")));
-        let report = one_cycle(opts, cycle);
+        let cycle = session.cycles();
+        let narrowed = only_failed && session.narrowed();
+        say(&format!(
+            "cycle {cycle}: {}{}",
+            causes.join("; "),
+            if narrowed {
+                "; running only the tests that failed last"
+            } else {
+                ""
+            }
+        ));
+        let report = one_cycle(&mut session, work, only_failed);
         say(&summary(cycle, &causes, &report));
-        if config {
+        said = true;
+        lock_text = std::fs::read(&lock_file).ok();
+        if work.whole {
             // The stack, its contexts or its Dockerfiles may differ now.
             match Map::new(opts) {
                 Ok(m) => map = m,
@@ -82,7 +132,7 @@ pub fn run(opts: &Options, policy: Policy) -> anyhow::Result<()> {
             }
         }
     }
-    finish(opts, policy)
+    finish(session, policy)
 }
 
 /// The workspace's top level, without the target folder and `.git`: their
@@ -116,11 +166,14 @@ fn watched(
 /// on Ctrl-C.
 fn next_batch(rx: &Events) -> Option<BTreeSet<Utf8PathBuf>> {
     let mut paths = BTreeSet::new();
+    // Files the burst made: an editor's or sed's temporary file, gone by the
+    // end of the burst, changed nothing.
+    let mut born = BTreeSet::new();
     // Wait for the first change.
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(event) => {
-                if take(event, &mut paths) {
+                if take(event, &mut paths, &mut born) {
                     break;
                 }
             }
@@ -133,17 +186,33 @@ fn next_batch(rx: &Events) -> Option<BTreeSet<Utf8PathBuf>> {
     loop {
         match rx.recv_timeout(DEBOUNCE) {
             Ok(event) => {
-                take(event, &mut paths);
+                take(event, &mut paths, &mut born);
             }
-            Err(_) => return Some(paths),
+            Err(_) => {
+                paths.retain(|p| !born.contains(p) || p.symlink_metadata().is_ok());
+                return Some(paths);
+            }
         }
     }
 }
 
 /// Adds a change's paths; `false` for what changes nothing (a file read,
 /// a folder listed: the run itself reads the files it watches).
-fn take(event: notify::Result<notify::Event>, paths: &mut BTreeSet<Utf8PathBuf>) -> bool {
+fn take(
+    event: notify::Result<notify::Event>,
+    paths: &mut BTreeSet<Utf8PathBuf>,
+    born: &mut BTreeSet<Utf8PathBuf>,
+) -> bool {
     let Ok(event) = event else { return false };
+    if let EventKind::Create(_) = event.kind {
+        for p in &event.paths {
+            if let Some(p) = Utf8Path::from_path(p)
+                && !paths.contains(p)
+            {
+                born.insert(p.to_owned());
+            }
+        }
+    }
     let changes = match event.kind {
         EventKind::Access(AccessKind::Close(notify::event::AccessMode::Write)) => true,
         EventKind::Access(_) | EventKind::Other | EventKind::Any => false,
@@ -161,16 +230,36 @@ fn take(event: notify::Result<notify::Event>, paths: &mut BTreeSet<Utf8PathBuf>)
     changes
 }
 
-/// One kept run, in a run folder of its own.
-fn one_cycle(opts: &Options, cycle: usize) -> RunReport {
-    let mut cycle_opts = opts.clone();
-    cycle_opts.teardown = Policy::Keep;
-    cycle_opts.run_dir = opts.run_dir.with_file_name(format!(
-        "{}-cycle{cycle}",
-        opts.run_dir.file_name().unwrap_or("run")
-    ));
+/// The files under a folder just made (bounded: a folder copied in whole
+/// is still one cycle, and its first files tell what it is).
+fn files_in(dir: &Utf8Path) -> Vec<Utf8PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = d.read_dir_utf8() else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            if out.len() >= 1000 {
+                return out;
+            }
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.into_path()),
+                Ok(_) => out.push(e.into_path()),
+                Err(_) => {}
+            }
+        }
+    }
+    out
+}
+
+fn one_cycle(session: &mut Session, work: Work, only_failed: bool) -> RunReport {
     let ci_host = crate::ci_log::CiHost::detect(|k| std::env::var(k).ok());
-    pipeline::e2e::run(&cycle_opts, &mut crate::progress::Progress::new(ci_host))
+    session.cycle(
+        work,
+        only_failed,
+        &mut crate::progress::Progress::new(ci_host),
+    )
 }
 
 /// One line per cycle: what changed, what was built and recreated, the tests, the time.
@@ -227,8 +316,8 @@ fn say(line: &str) {
 }
 
 /// The teardown policy, once the loop ends, checked as a run's teardown is.
-fn finish(opts: &Options, policy: Policy) -> anyhow::Result<()> {
-    pipeline::e2e::end_kept(opts, policy).map_err(|e| {
+fn finish(session: Session, policy: Policy) -> anyhow::Result<()> {
+    session.end(policy).map_err(|e| {
         crate::exit::Exit::environment(format!("watch ended; teardown ({policy}): {e}"))
     })?;
     if policy == Policy::Keep {

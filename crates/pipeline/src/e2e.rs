@@ -95,10 +95,7 @@ pub fn run(opts: &Options, progress: &mut dyn Progress) -> RunReport {
         .map_err(Failure::Stack)?;
         // Neither needs what preflight checks: they start beside it, and a
         // failed preflight stops them (their drop).
-        let background = Background {
-            staging: (!opts.no_build).then(|| Staging::start(opts)),
-            prebuild: Prebuild::start(opts),
-        };
+        let background = Background::start(opts);
         let (project, note) = preflight(opts)?;
         Ok(((project, lock, background), note))
     });
@@ -171,7 +168,7 @@ fn workspace_projects(opts: &Options) -> Vec<String> {
 
 /// The reaper of this run, when there is a policy for it to apply: with
 /// `keep`, or `--keep-on-failure` (a run that dies has failed), nothing goes.
-fn arm_reaper(
+pub(crate) fn arm_reaper(
     opts: &Options,
     project: &Project,
     lock: &ProjectLock,
@@ -225,17 +222,17 @@ pub fn prune_runs(
     removed
 }
 
-struct Phases<'a> {
-    progress: &'a mut dyn Progress,
-    report: &'a mut RunReport,
+pub(crate) struct Phases<'a> {
+    pub progress: &'a mut dyn Progress,
+    pub report: &'a mut RunReport,
     /// The project's lock, told each phase for a run that waits.
-    lock: Option<ProjectLock>,
+    pub lock: Option<ProjectLock>,
 }
 
 impl Phases<'_> {
     /// Runs one phase, timing and recording it; an interruption before it
     /// starts skips it.
-    fn run<T>(
+    pub fn run<T>(
         &mut self,
         phase: Phase,
         f: impl FnOnce(&mut dyn Progress) -> PhaseResult<T>,
@@ -278,7 +275,26 @@ impl Phases<'_> {
         out
     }
 
-    fn skip(&mut self, phase: Phase, why: &str) {
+    /// The test phase, its counts and JUnit report recorded whatever its verdict.
+    pub fn test(
+        &mut self,
+        opts: &Options,
+        project: &Project,
+        prebuild: Prebuild,
+        containers: Option<Vec<compose::Container>>,
+    ) -> Result<(), Verdict> {
+        // A failing phase hands back only its verdict: the counts travel aside.
+        let mut counted = None;
+        let outcome = self.run(Phase::Test, |_| {
+            test_phase(opts, project, Some(prebuild), containers, &mut counted)
+        });
+        if let Some(o) = counted {
+            (self.report.tests, self.report.junit) = (o.counts, o.junit);
+        }
+        outcome
+    }
+
+    pub fn skip(&mut self, phase: Phase, why: &str) {
         self.record(phase, Status::Skipped, 0.0, why.into());
     }
 
@@ -296,12 +312,21 @@ impl Phases<'_> {
 
 /// What runs beside the phases from preflight on.
 #[derive(Debug)]
-struct Background {
-    staging: Option<Staging>,
-    prebuild: Prebuild,
+pub(crate) struct Background {
+    pub staging: Option<Staging>,
+    pub prebuild: Prebuild,
 }
 
-fn body(
+impl Background {
+    pub fn start(opts: &Options) -> Background {
+        Background {
+            staging: (!opts.no_build).then(|| Staging::start(opts)),
+            prebuild: Prebuild::start(opts),
+        }
+    }
+}
+
+pub(crate) fn body(
     opts: &Options,
     project: &Project,
     phases: &mut Phases,
@@ -338,18 +363,12 @@ fn body(
         Some(built.image_ids)
     };
     let up = phases.run(Phase::Up, |progress| {
-        up_phase(opts, project, &mut store, image_ids, progress)
+        up_phase(opts, project, &mut store, image_ids, None, None, progress)
     })?;
+    // The tests are told the containers as the wait last saw them.
+    let containers = up.containers.clone();
     phases.report.containers = Some(up);
-    // A failing phase hands back only its verdict: the counts travel aside.
-    let mut counted = None;
-    let outcome = phases.run(Phase::Test, |_| {
-        test_phase(opts, project, Some(prebuild), &mut counted)
-    });
-    if let Some(o) = counted {
-        (phases.report.tests, phases.report.junit) = (o.counts, o.junit);
-    }
-    outcome
+    phases.test(opts, project, prebuild, Some(containers))
 }
 
 /// The bundle (on failure), the policy, and a check that the engine holds what
@@ -426,7 +445,7 @@ fn teardown(
 /// Applies `policy` and checks that the engine holds what it promises; a
 /// second pass mends what a racing interrupted `up` left. What was stopped,
 /// what the engine holds after, and what went wrong, if anything.
-fn apply_policy(
+pub(crate) fn apply_policy(
     project: &Project,
     policy: Policy,
     grace: Duration,
@@ -452,25 +471,6 @@ fn apply_policy(
         (Ok(_), broken) => broken,
     };
     (result.unwrap_or_default(), leftovers, failure)
-}
-
-/// Ends a stack that kept runs left up (a watch loop's): under the
-/// project's lock, `policy`, checked as a run's teardown checks it.
-pub fn end_kept(opts: &Options, policy: Policy) -> Result<(), String> {
-    let mut lock = ProjectLock::acquire(
-        &opts.project,
-        opts.workspace.root.as_str(),
-        !opts.no_wait,
-        |_| {},
-    )?;
-    lock.doing(Phase::Teardown.name());
-    let project = Project::load(opts.config.project_spec(Some(opts.project.clone())))
-        .map_err(|e| e.to_string())?;
-    let grace = Duration::from_secs(opts.config.teardown.grace_s);
-    match apply_policy(&project, policy, grace).2 {
-        None => Ok(()),
-        Some(failure) => Err(failure),
-    }
 }
 
 /// `db 1.2 s, api 0.1 s`: who cost what, the slowest first.

@@ -12,6 +12,7 @@ mod phases;
 pub mod reap;
 pub mod reaper;
 pub mod report;
+pub mod session;
 pub mod stage;
 pub mod watch;
 pub mod workspace;

@@ -443,6 +443,8 @@ pub(crate) struct Built {
     pub images: Vec<compose::ImageBuild>,
     /// The engine's image IDs after the build, by [`compose::image_key`].
     pub image_ids: BTreeMap<String, String>,
+    /// The services whose image the build changed (a new image ID).
+    pub changed: Vec<String>,
 }
 
 /// Work started in a thread of its own to run beside the phases (a cargo
@@ -506,6 +508,15 @@ impl Staging {
         }
     }
 
+    /// Staging that builds nothing: no staged binary's sources changed (a
+    /// watch cycle's), so none of their bytes did.
+    pub(crate) fn skip(opts: &Options) -> Staging {
+        Staging {
+            work: Beside::spawn(|| Ok(0)),
+            count: opts.config.stage.len(),
+        }
+    }
+
     /// How many staged binaries changed.
     fn finish(self) -> Result<usize, Failure> {
         self.work.join().map_err(Failure::Stack)
@@ -549,6 +560,7 @@ pub(crate) fn build_phase(
             unchanged: true,
         })
         .collect();
+    let mut changed = Vec::new();
     if !to_build.is_empty() {
         let services: Vec<String> = to_build.iter().map(|(s, _)| s.clone()).collect();
         images.extend(
@@ -556,7 +568,16 @@ pub(crate) fn build_phase(
                 .build(&opts.run_dir.join("build.log"), Some(&services))
                 .map_err(stack)?,
         );
-        image_ids = compose::image_ids(&project.spec.dir).map_err(stack)?;
+        let before = std::mem::replace(
+            &mut image_ids,
+            compose::image_ids(&project.spec.dir).map_err(stack)?,
+        );
+        for (service, image) in &to_build {
+            let key = compose::image_key(image);
+            if before.get(&key) != image_ids.get(&key) {
+                changed.push(service.clone());
+            }
+        }
         for (service, image) in &to_build {
             match (keys.get(service), image_ids.get(&compose::image_key(image))) {
                 (Some(key), Some(id)) => store.state.builds.insert(
@@ -609,6 +630,7 @@ pub(crate) fn build_phase(
             contexts,
             images,
             image_ids,
+            changed,
         },
         note,
     ))
@@ -629,6 +651,8 @@ pub(crate) fn up_phase(
     project: &Project,
     store: &mut Store,
     image_ids: Option<BTreeMap<String, String>>,
+    only: Option<Vec<String>>,
+    known: Option<Vec<Container>>,
     progress: &mut dyn Progress,
 ) -> PhaseResult<compose::UpSummary> {
     let image_ids = match image_ids {
@@ -648,10 +672,13 @@ pub(crate) fn up_phase(
     // need new containers, which Compose would not make for unchanged config.
     let up_opts = UpOptions {
         timeout: Duration::from_secs(opts.config.readiness.timeout_s),
-        mounted_files_changed: newest_certificate(opts),
+        // A watch cycle's certificates are the session's.
+        mounted_files_changed: only.is_none().then(|| newest_certificate(opts)).flatten(),
         probes: opts.config.readiness.services.clone(),
         unchanged,
         replace_grace: Duration::from_secs(opts.config.teardown.grace_s),
+        only,
+        known,
     };
     // A remote engine gets the certificates in a volume, filled anew each run
     // (new certificates recreate the containers, as with a bind mount).
@@ -783,7 +810,7 @@ fn cached_cargo_metadata(ws: &crate::Workspace, to: &camino::Utf8Path) {
     .map(|f| ws.root.join(f))
     .collect();
     inputs.extend(ws.manifests.iter().cloned());
-    let key: String = inputs
+    let mut key: String = inputs
         .iter()
         .map(|p| match std::fs::metadata(p) {
             Ok(m) => format!(
@@ -796,6 +823,11 @@ fn cached_cargo_metadata(ws: &crate::Workspace, to: &camino::Utf8Path) {
             Err(_) => format!("{p} none\n"),
         })
         .collect();
+    // Targets cargo finds by their files (a new `tests/x.rs` is a new test
+    // binary, which a filterset may name) change the metadata too.
+    for manifest in &ws.manifests {
+        key.push_str(&auto_targets(manifest.parent().unwrap_or(&ws.root)));
+    }
     if std::fs::read_to_string(&key_file).is_ok_and(|k| k == key)
         && std::fs::copy(&cached, to).is_ok()
     {
@@ -811,6 +843,28 @@ fn cached_cargo_metadata(ws: &crate::Workspace, to: &camino::Utf8Path) {
             let _ = crate::write_whole(&key_file, key.as_bytes());
         }
     }
+}
+
+/// The files by which cargo discovers a package's targets, named.
+fn auto_targets(dir: &camino::Utf8Path) -> String {
+    let mut out = String::new();
+    for file in ["src/lib.rs", "src/main.rs", "build.rs"] {
+        if dir.join(file).exists() {
+            out.push_str(&format!("{dir}/{file}\n"));
+        }
+    }
+    for folder in ["src/bin", "tests", "examples", "benches"] {
+        let Ok(entries) = dir.join(folder).read_dir_utf8() else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_owned())
+            .collect();
+        names.sort();
+        out.push_str(&format!("{dir}/{folder}: {}\n", names.join(" ")));
+    }
+    out
 }
 
 /// Handed to nextest with the prebuilt binaries, so it need not run cargo
@@ -831,6 +885,8 @@ pub(crate) struct Prebuild {
     command: String,
     /// Where the list of built binaries goes, for [`test_runner::Reuse`].
     binaries: Utf8PathBuf,
+    /// Built by an earlier cycle: `binaries` is ready.
+    built: bool,
 }
 
 impl Prebuild {
@@ -841,6 +897,7 @@ impl Prebuild {
                 work: None,
                 command: String::new(),
                 binaries: Utf8PathBuf::new(),
+                built: false,
             };
         };
         let cmd = inv.list_command();
@@ -869,6 +926,28 @@ impl Prebuild {
             work: Some(work),
             command,
             binaries: opts.run_dir.join("binaries-metadata.json"),
+            built: false,
+        }
+    }
+
+    /// The test binaries an earlier cycle built, none of whose sources
+    /// changed since: its lists (`binaries-metadata.json`,
+    /// `cargo-metadata.json` in `from`) are copied to this run's folder,
+    /// and the test phase runs them without cargo. Anything missing: the
+    /// tests build as usual.
+    pub(crate) fn reuse(opts: &Options, from: &camino::Utf8Path) -> Prebuild {
+        let binaries = opts.run_dir.join("binaries-metadata.json");
+        let copied = std::fs::create_dir_all(&opts.run_dir).is_ok()
+            && std::fs::copy(from.join("binaries-metadata.json"), &binaries).is_ok()
+            && std::fs::copy(from.join("cargo-metadata.json"), cargo_metadata_file(opts)).is_ok();
+        if !copied {
+            return Prebuild::start(opts);
+        }
+        Prebuild {
+            work: None,
+            command: String::new(),
+            binaries,
+            built: true,
         }
     }
 
@@ -876,7 +955,7 @@ impl Prebuild {
     /// output. The list of the binaries built, when it could be written.
     pub(crate) fn finish(self) -> Result<Option<Utf8PathBuf>, Failure> {
         let Some(work) = self.work else {
-            return Ok(None);
+            return Ok(self.built.then_some(self.binaries));
         };
         let out = work.join().map_err(stack)?;
         if out.success() {
@@ -898,6 +977,7 @@ pub(crate) fn test_phase(
     opts: &Options,
     project: &Project,
     prebuild: Option<Prebuild>,
+    containers: Option<Vec<Container>>,
     counted: &mut Option<test_runner::Outcome>,
 ) -> PhaseResult<()> {
     let binaries = match prebuild {
@@ -905,7 +985,10 @@ pub(crate) fn test_phase(
         None => None,
     };
     let c = &opts.config;
-    let containers = project.ps().map_err(stack)?;
+    let containers = match containers {
+        Some(c) => c,
+        None => project.ps().map_err(stack)?,
+    };
     let env = test_env(opts, &containers).map_err(Failure::BadInput)?;
     let filtersets = if opts.filtersets.is_empty() {
         c.tests.filterset.iter().cloned().collect()

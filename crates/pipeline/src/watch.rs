@@ -24,7 +24,9 @@ pub enum Change {
     Staged(String),
     /// A test package's sources.
     Tests(String),
-    /// Another crate of the workspace: what builds on it follows.
+    /// Another crate of the workspace that the tests or a staged binary
+    /// build on (one neither uses is `Nothing`), or the workspace's own
+    /// manifest, lock file or cargo config.
     Crate(String),
     /// Nothing the run uses.
     Nothing,
@@ -65,6 +67,19 @@ pub struct Map {
     crates: Vec<(Utf8PathBuf, String, Change)>,
     /// The workspace's own manifest, lock file and cargo config.
     workspace_files: Vec<Utf8PathBuf>,
+    /// The packages the test binaries build from (the test packages and
+    /// what they depend on in the workspace), and those of the staged binaries.
+    tests_use: BTreeSet<String>,
+    staged_use: BTreeSet<String>,
+}
+
+/// What a change makes a cycle build again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// The staged binaries (cargo decides which changed).
+    pub stage: bool,
+    /// The test binaries.
+    pub tests: bool,
 }
 
 impl Map {
@@ -105,15 +120,26 @@ impl Map {
             });
         }
         let staged: BTreeSet<&str> = c.stage.iter().map(|s| s.package.as_str()).collect();
-        let tests: BTreeSet<&str> = c.tests.packages.iter().map(String::as_str).collect();
+        let packages = packages(&opts.workspace.root)?;
+        // No test packages named: nextest builds the whole workspace's tests.
+        let tests: BTreeSet<&str> = if c.tests.packages.is_empty() {
+            packages.iter().map(|p| p.name.as_str()).collect()
+        } else {
+            c.tests.packages.iter().map(String::as_str).collect()
+        };
+        let tests_use = closure(&packages, &tests);
+        let staged_use = closure(&packages, &staged);
         let mut crates = Vec::new();
-        for (name, dir) in packages(&opts.workspace.root)? {
+        for Package { name, dir, .. } in &packages {
+            let (name, dir) = (name.clone(), dir.clone());
             let kind = if tests.contains(name.as_str()) {
                 Change::Tests(name.clone())
             } else if staged.contains(name.as_str()) {
                 Change::Staged(name.clone())
-            } else {
+            } else if tests_use.contains(&name) || staged_use.contains(&name) {
                 Change::Crate(name.clone())
+            } else {
+                Change::Nothing
             };
             crates.push((dir, name, kind));
         }
@@ -128,7 +154,39 @@ impl Map {
             sent,
             crates,
             workspace_files,
+            tests_use,
+            staged_use,
         })
+    }
+
+    /// What a change makes a cycle build again (beside the images, which
+    /// the fingerprints decide).
+    pub fn effects(&self, change: &Change) -> Effects {
+        let uses = |p: &String| Effects {
+            stage: self.staged_use.contains(p),
+            tests: self.tests_use.contains(p),
+        };
+        match change {
+            Change::Staged(p) => Effects {
+                stage: true,
+                ..uses(p)
+            },
+            Change::Tests(p) => Effects {
+                tests: true,
+                ..uses(p)
+            },
+            Change::Crate(p) if self.tests_use.contains(p) || self.staged_use.contains(p) => {
+                uses(p)
+            }
+            // The workspace's manifest, lock file or cargo config.
+            Change::Crate(_) => Effects {
+                stage: true,
+                tests: true,
+            },
+            Change::Config | Change::Service(_) | Change::Nothing | Change::Output => {
+                Effects::default()
+            }
+        }
     }
 
     /// What `path` (absolute) changes; a path can matter in several ways.
@@ -158,7 +216,9 @@ impl Map {
                 out.insert(Change::Service(s.service.clone()));
             }
         }
-        if let Some((_, _, kind)) = self.crates.iter().find(|(dir, _, _)| path.starts_with(dir)) {
+        if let Some((_, _, kind)) = self.crates.iter().find(|(dir, _, _)| path.starts_with(dir))
+            && *kind != Change::Nothing
+        {
             out.insert(kind.clone());
         }
         if self.workspace_files.iter().any(|f| path.starts_with(f)) {
@@ -182,8 +242,33 @@ fn canonical(path: &Utf8Path) -> Utf8PathBuf {
     }
 }
 
-/// The workspace's packages and their folders.
-fn packages(root: &Utf8Path) -> Result<Vec<(String, Utf8PathBuf)>, String> {
+/// A workspace package: its folder and the workspace packages it depends on.
+#[derive(Debug)]
+struct Package {
+    name: String,
+    dir: Utf8PathBuf,
+    /// Path dependencies of any kind (normal, dev, build): a test binary
+    /// builds with the dev ones too.
+    deps: Vec<String>,
+}
+
+/// `roots` and every workspace package they depend on, directly or not.
+fn closure(packages: &[Package], roots: &BTreeSet<&str>) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = BTreeSet::new();
+    let mut todo: Vec<String> = roots.iter().map(|r| (*r).to_owned()).collect();
+    while let Some(name) = todo.pop() {
+        if !out.insert(name.clone()) {
+            continue;
+        }
+        if let Some(p) = packages.iter().find(|p| p.name == name) {
+            todo.extend(p.deps.iter().cloned());
+        }
+    }
+    out
+}
+
+/// The workspace's packages, their folders and their path dependencies.
+fn packages(root: &Utf8Path) -> Result<Vec<Package>, String> {
     let text = Cmd::cargo(["metadata", "--no-deps", "--format-version", "1"])
         .text(root)
         .map_err(|e| format!("cargo metadata: {e}"))?;
@@ -196,7 +281,18 @@ fn packages(root: &Utf8Path) -> Result<Vec<(String, Utf8PathBuf)>, String> {
         .filter_map(|p| {
             let name = p["name"].as_str()?.to_owned();
             let manifest = Utf8Path::new(p["manifest_path"].as_str()?);
-            Some((name, canonical(manifest.parent()?)))
+            let deps = p["dependencies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|d| d["path"].is_string())
+                .filter_map(|d| d["name"].as_str().map(str::to_owned))
+                .collect();
+            Some(Package {
+                name,
+                dir: canonical(manifest.parent()?),
+                deps,
+            })
         })
         .collect())
 }
