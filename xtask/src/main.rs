@@ -51,6 +51,9 @@ pub enum BenchPart {
     Walk,
     /// A run on a kept, unchanged demo stack against the bare nextest run of its tests.
     Kept,
+    /// `e2e --watch` from a change to its result: a backend change, a test
+    /// change, a file nothing uses, each against what one runs without it.
+    Watch,
 }
 
 #[derive(Debug, Args)]

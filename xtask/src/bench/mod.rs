@@ -7,7 +7,9 @@
 //!   Compose's `up --wait` against the tool's `up`;
 //! - walk: the context walk against `find` and `du`;
 //! - kept: a whole run on a kept, unchanged demo stack against the bare
-//!   `cargo nextest run` of its tests.
+//!   `cargo nextest run` of its tests;
+//! - watch: `e2e --watch` from a change to its result, against a whole kept
+//!   run or the bare `cargo nextest run`.
 
 mod chart;
 mod cycle;
@@ -16,6 +18,7 @@ mod overhead;
 mod readiness;
 mod repo;
 mod walk;
+mod watch;
 
 use std::time::Instant;
 
@@ -164,6 +167,31 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
         doc["kept"] = json!({ "nextest_s": c.theirs_s(), "tool_s": c.ours_s(), "ratio": c.ours_s() / c.theirs_s(),
                                "runs": c.ours.len(), "nextest_runs_s": c.theirs, "tool_runs_s": c.ours,
                                "tool_phase_medians_s": c.phase_medians().into_iter().map(|(n, t)| (n, json!(t))).collect::<serde_json::Map<_, _>>() });
+    }
+    if wants(BenchPart::Watch) {
+        let n = runs(3, 5);
+        let rows = watch::run(n, &xtask)?;
+        report += &format!(
+            "\ne2e --watch on the demo stack, from a change to its result ({n} runs each, medians)\n"
+        );
+        report += &table(&rows, "without", "watch");
+        if let Some(c) = rows.first() {
+            let parts: Vec<String> = c
+                .phase_medians()
+                .iter()
+                .map(|(n, t)| format!("{n} {t:.2}"))
+                .collect();
+            report += &format!(
+                "  a backend change's cycle, by phase (median seconds): {}\n",
+                parts.join(", ")
+            );
+        }
+        doc["watch"] = rows
+            .iter()
+            .map(|c| json!({ "name": c.name, "baseline": c.theirs_label, "baseline_s": c.theirs_s(), "watch_s": c.ours_s(),
+                             "ratio": c.ours_s() / c.theirs_s(), "runs": c.ours.len(), "baseline_runs_s": c.theirs, "watch_runs_s": c.ours,
+                             "cycle_phase_medians_s": c.phase_medians().into_iter().map(|(n, t)| (n, json!(t))).collect::<serde_json::Map<_, _>>() }))
+            .collect();
     }
     if wants(BenchPart::Walk) {
         let n = runs(5, 11);

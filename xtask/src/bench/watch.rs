@@ -1,0 +1,313 @@
+//! `e2e --watch` on the demo stack, from a change to its result, against
+//! what a developer runs without it, in three scenarios:
+//! - a one-line change in the backend's source, against a whole kept run
+//!   (`e2e --teardown keep`) after the same change;
+//! - a change to a test file, against the bare `cargo nextest run` of the tests;
+//! - a file nothing uses, against a whole kept run with nothing changed.
+//!
+//! Both sides run one after the other, never at once (a watch would see the
+//! other side's edits), on the same project, the order alternating by round.
+//! The edits are made to this checkout's files and undone when the bench
+//! ends, whatever happens (the first content is kept in memory).
+
+use std::io::BufRead as _;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use camino::{Utf8Path, Utf8PathBuf};
+use xshell::cmd;
+
+use super::{Comparison, Demo, run_step, time};
+
+const PROJECT: &str = "bench-watch";
+
+/// A file of this checkout, edited by the bench and put back on drop.
+struct Edited {
+    path: Utf8PathBuf,
+    original: String,
+}
+
+impl Edited {
+    fn new(path: Utf8PathBuf) -> anyhow::Result<Edited> {
+        let original = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        Ok(Edited { path, original })
+    }
+
+    fn write(&self, text: &str) -> anyhow::Result<()> {
+        std::fs::write(&self.path, text).with_context(|| format!("writing {}", self.path))
+    }
+}
+
+impl Drop for Edited {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.path, &self.original);
+    }
+}
+
+/// A running `e2e --watch`, its output read line by line.
+struct Watching {
+    pid: u32,
+    lines: mpsc::Receiver<String>,
+    reading: std::thread::JoinHandle<()>,
+    /// Where sessions' folders (`<time>-<pid>-<project>`) are, for the cycles' reports.
+    runs: Utf8PathBuf,
+}
+
+impl Watching {
+    fn start(xtask: &Utf8Path, port: &str) -> anyhow::Result<Watching> {
+        let cmd = process::CARGO_RUN_VARS.iter().fold(
+            duct::cmd(
+                xtask.as_str(),
+                ["e2e", "--watch", "--project", PROJECT, "--teardown", "keep"],
+            )
+            .dir(crate::project_root())
+            .env("E2E_GATEWAY_PORT", port)
+            .env_remove("CI"),
+            |c, var| c.env_remove(var),
+        );
+        let reader = cmd
+            .stderr_null()
+            .unchecked()
+            .reader()
+            .with_context(|| format!("starting {xtask} e2e --watch"))?;
+        let pid = reader.pids()[0];
+        let (tx, lines) = mpsc::channel();
+        let reading = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(&reader)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let w = Watching {
+            runs: crate::target_dir().join("e2e/runs"),
+            pid,
+            lines,
+            reading,
+        };
+        w.wait_for("the first run", |l| l.starts_with("watching "))?;
+        Ok(w)
+    }
+
+    /// Waits for a line that `wanted` accepts and returns it.
+    fn wait_for(&self, what: &str, wanted: impl Fn(&str) -> bool) -> anyhow::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return Ok(line),
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        let tail = seen[seen.len().saturating_sub(20)..].join("\n");
+        anyhow::bail!("the watch did not show {what}; its last lines:\n{tail}")
+    }
+
+    /// Seconds from now (the edit) until the summary of the next cycle,
+    /// which must say `expect`.
+    fn cycle(
+        &self,
+        edit: impl FnOnce() -> anyhow::Result<()>,
+        expect: &str,
+    ) -> anyhow::Result<f64> {
+        let start = Instant::now();
+        edit()?;
+        let line = self.wait_for("a cycle's summary", |l| {
+            l.starts_with("cycle ") && l.contains(" done in ")
+        })?;
+        let seconds = start.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            line.contains(expect) && line.contains(" 0 failed"),
+            "the cycle did not do what this scenario is about (wanted `{expect}` and no failure): {line}"
+        );
+        Ok(seconds)
+    }
+
+    /// The phases of the last cycle's report.
+    fn last_phases(&self) -> Vec<(String, f64)> {
+        let pid = self.pid;
+        let session = self.runs.read_dir_utf8().ok().and_then(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.into_path())
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.contains(&format!("-{pid}-")))
+                })
+        });
+        let Some(session) = session else {
+            return Vec::new();
+        };
+        let last = session.read_dir_utf8().ok().and_then(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let n: usize = e.file_name().strip_prefix("cycle-")?.parse().ok()?;
+                    Some((n, e.into_path()))
+                })
+                .max_by_key(|(n, _)| *n)
+        });
+        last.and_then(|(_, dir)| pipeline::RunReport::read(&dir.join("report.json")).ok())
+            .map(|r| r.phase_seconds())
+            .unwrap_or_default()
+    }
+
+    /// Ctrl-C, and the wait for the loop to end (the stack is kept): its
+    /// output ends when it does.
+    fn stop(self) -> anyhow::Result<()> {
+        let pid = nix::unistd::Pid::from_raw(self.pid as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
+        drop(self.lines);
+        let _ = self.reading.join();
+        Ok(())
+    }
+}
+
+/// Three comparisons: backend change, test change, unused file.
+pub fn run(runs: usize, xtask: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
+    let sh = crate::shell()?;
+    let demo = Demo::new()?;
+    let root = crate::project_root();
+    let backend = Edited::new(root.join("crates/demo-backend/src/main.rs"))?;
+    let tests = Edited::new(root.join("crates/e2e-tests/tests/gateway.rs"))?;
+    let unused = root.join("docs/.bench-watch-notes.md");
+    let marker = "backend listening on {addr}";
+    anyhow::ensure!(
+        backend.original.contains(marker),
+        "{}: no `{marker}` to change",
+        backend.path
+    );
+    // Each edit is new: its bytes were never built.
+    let mut n = 0;
+    let mut edit_backend = || {
+        n += 1;
+        backend.write(&backend.original.replacen(
+            marker,
+            &format!("{marker} (bench edit {n} {})", std::process::id()),
+            1,
+        ))
+    };
+    let mut m = 0;
+    let mut edit_tests = || {
+        m += 1;
+        tests.write(&format!("{}\n// bench edit {m}\n", tests.original))
+    };
+    let Demo { port, ca, url, .. } = &demo;
+    let whole = || {
+        time(|| {
+            run_step(
+                cmd!(sh, "{xtask} e2e --project {PROJECT} --teardown keep")
+                    .env("E2E_GATEWAY_PORT", port),
+            )
+        })
+    };
+    let bare = || {
+        time(|| {
+            run_step(
+                cmd!(sh, "cargo nextest run -p e2e-tests --profile e2e")
+                    .env("E2E_GATEWAY_URL", url)
+                    .env("E2E_CA_CERT", ca),
+            )
+        })
+    };
+    let mut backend_c = Comparison::new("watch-backend", "whole kept run");
+    let mut tests_c = Comparison::new("watch-test", "bare cargo nextest run");
+    let mut unused_c = Comparison::new("watch-unused", "whole kept run, no change");
+    let result = (|| -> anyhow::Result<()> {
+        // Warm: the stack up and kept, every binary built.
+        whole()?;
+        bare()?;
+        for round in 0..runs {
+            let theirs = |b: &mut Comparison,
+                          t: &mut Comparison,
+                          u: &mut Comparison,
+                          edit_backend: &mut dyn FnMut() -> anyhow::Result<()>,
+                          edit_tests: &mut dyn FnMut() -> anyhow::Result<()>|
+             -> anyhow::Result<()> {
+                edit_backend()?;
+                b.theirs.push(whole()?);
+                edit_tests()?;
+                t.theirs.push(bare()?);
+                u.theirs.push(whole()?);
+                Ok(())
+            };
+            let ours = |b: &mut Comparison,
+                        t: &mut Comparison,
+                        u: &mut Comparison,
+                        edit_backend: &mut dyn FnMut() -> anyhow::Result<()>,
+                        edit_tests: &mut dyn FnMut() -> anyhow::Result<()>|
+             -> anyhow::Result<()> {
+                let w = Watching::start(xtask, port)?;
+                let measured = (|| -> anyhow::Result<()> {
+                    b.ours.push(w.cycle(&mut *edit_backend, "built: backend")?);
+                    b.phases.push(w.last_phases());
+                    t.ours.push(w.cycle(
+                        &mut *edit_tests,
+                        "built: nothing; containers recreated or started: 0",
+                    )?);
+                    let start = Instant::now();
+                    std::fs::write(&unused, format!("round {round}\n"))?;
+                    let line = w.wait_for("the no-cycle line", |l| l.starts_with("no cycle"))?;
+                    u.ours.push(start.elapsed().as_secs_f64());
+                    anyhow::ensure!(line.contains(".bench-watch-notes.md"), "{line}");
+                    let _ = std::fs::remove_file(&unused);
+                    w.wait_for("the no-cycle line", |l| l.starts_with("no cycle"))?;
+                    Ok(())
+                })();
+                w.stop()?;
+                measured
+            };
+            if round % 2 == 0 {
+                theirs(
+                    &mut backend_c,
+                    &mut tests_c,
+                    &mut unused_c,
+                    &mut edit_backend,
+                    &mut edit_tests,
+                )?;
+                ours(
+                    &mut backend_c,
+                    &mut tests_c,
+                    &mut unused_c,
+                    &mut edit_backend,
+                    &mut edit_tests,
+                )?;
+            } else {
+                ours(
+                    &mut backend_c,
+                    &mut tests_c,
+                    &mut unused_c,
+                    &mut edit_backend,
+                    &mut edit_tests,
+                )?;
+                theirs(
+                    &mut backend_c,
+                    &mut tests_c,
+                    &mut unused_c,
+                    &mut edit_backend,
+                    &mut edit_tests,
+                )?;
+            }
+            eprintln!(
+                "watch: round {}/{runs}: backend change {:.1} s vs {:.1} s, test change {:.1} s vs {:.1} s, unused file {:.2} s vs {:.1} s",
+                round + 1,
+                backend_c.ours[round],
+                backend_c.theirs[round],
+                tests_c.ours[round],
+                tests_c.theirs[round],
+                unused_c.ours[round],
+                unused_c.theirs[round],
+            );
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&unused);
+    demo.remove(PROJECT);
+    result?;
+    Ok(vec![backend_c, tests_c, unused_c])
+}
