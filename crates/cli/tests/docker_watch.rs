@@ -144,3 +144,234 @@ fn each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy() {
     let left = compose::leftovers(&project).unwrap();
     assert!(left.is_empty(), "{left:?}\n{output}");
 }
+
+/// `cargo e2e --watch --project PROJECT --teardown POLICY EXTRA...` in the fixture.
+fn watch_cmd(
+    fixture: &support::Fixture,
+    project: &str,
+    policy: &str,
+    extra: &[&str],
+) -> duct::Expression {
+    let mut args = vec![
+        "e2e",
+        "e2e",
+        "--watch",
+        "--project",
+        project,
+        "--teardown",
+        policy,
+    ];
+    args.extend_from_slice(extra);
+    fixture
+        .cargo(&args)
+        .env("PAGE_PORT", support::free_port().to_string())
+}
+
+/// Whether a process with this exact command line runs on this machine.
+fn running(command_line: &str) -> bool {
+    duct::cmd("pgrep", ["-f", &format!("^{command_line}$")])
+        .stdout_null()
+        .unchecked()
+        .run()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Waits up to a minute for such a process.
+fn wait_for_process(command_line: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if running(command_line) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+/// Waits until the engine holds what `policy` promises for `project` (a
+/// reaper acts a moment after the run is gone), or a minute passed.
+fn promise_kept(project: &str, policy: compose::Policy) -> Option<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let left = compose::leftovers(project).unwrap();
+        let broken = left.broken_promise(policy);
+        if broken.is_none() || std::time::Instant::now() > deadline {
+            return broken;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn ctrl_c_during_a_build_ends_with_the_policy_and_new_folders_are_watched() {
+    let test = "ctrl_c_during_a_build_ends_with_the_policy_and_new_folders_are_watched";
+    if !compose::testing::image_or_skip(test, BASE_IMAGE) {
+        return;
+    }
+    let fixture = support::Fixture::new("watch", BIN);
+    let root = fixture.root.clone();
+    let project = format!("t{}-watchbuild", std::process::id());
+    let dockerfile = std::fs::read_to_string(root.join("docker/Dockerfile")).unwrap();
+    let mut step = 0;
+    let (code, output) = support::watch_until(
+        watch_cmd(&fixture, &project, "purge", &[]),
+        std::time::Duration::from_secs(300),
+        |line| {
+            match step {
+                0 if line.starts_with("watching ") => {
+                    // A top-level folder made after the start, with a file in it.
+                    std::fs::create_dir(root.join("later")).unwrap();
+                    std::fs::write(root.join("later/first.md"), "1\n").unwrap();
+                    step = 1;
+                }
+                1 if line.starts_with("no cycle") && line.contains("later/first.md") => {
+                    // Seen only if the new folder is watched.
+                    std::fs::write(root.join("later/second.md"), "2\n").unwrap();
+                    step = 2;
+                }
+                2 if line.starts_with("no cycle") && line.contains("later/second.md") => {
+                    // A build that takes a minute: Ctrl-C lands in it.
+                    let slow = dockerfile.replace(
+                        "COPY page.txt /srv/page.txt",
+                        "COPY page.txt /srv/page.txt\nRUN sleep 120",
+                    );
+                    std::fs::write(root.join("docker/Dockerfile"), slow).unwrap();
+                    step = 3;
+                }
+                // Ctrl-C once BuildKit runs the slow step (its process is
+                // this machine's: the engine is local).
+                3 if line.contains("build      started") => {
+                    step = 4;
+                    if wait_for_process("sleep 120") {
+                        step = 5;
+                        return Some(Signal::SIGINT);
+                    }
+                }
+                _ => {}
+            }
+            None
+        },
+    );
+    assert_eq!(step, 5, "stopped at step {step}:\n{output}");
+    assert_eq!(code, Some(130), "{output}");
+    assert!(output.contains("watch ended: purge done"), "{output}");
+    assert!(!running("sleep 120"), "the build's step was stopped too");
+    let broken = promise_kept(&project, compose::Policy::Purge);
+    assert_eq!(broken, None, "{output}");
+}
+
+#[test]
+fn only_the_failed_tests_rerun_and_ctrl_c_during_the_tests_ends_with_the_policy() {
+    let test = "only_the_failed_tests_rerun_and_ctrl_c_during_the_tests_ends_with_the_policy";
+    if !compose::testing::image_or_skip(test, BASE_IMAGE) {
+        return;
+    }
+    let fixture = support::Fixture::new("watch", BIN);
+    let root = fixture.root.clone();
+    let project = format!("t{}-watchtests", std::process::id());
+    let tests = root.join("page-e2e/tests/more.rs");
+    let with_test = |body: &str| {
+        std::fs::write(
+            &tests,
+            format!("#[test]\nfn another_check() {{\n    {body}\n}}\n"),
+        )
+        .unwrap()
+    };
+    let mut step = 0;
+    let mut seen = Vec::new();
+    let (code, output) = support::watch_until(
+        watch_cmd(&fixture, &project, "down", &["--only-failed"]),
+        std::time::Duration::from_secs(300),
+        |line| {
+            if line.starts_with("cycle ") && line.contains(" done in ") {
+                seen.push(line.trim_end().to_owned());
+            }
+            match step {
+                0 if line.starts_with("watching ") => {
+                    with_test("assert_eq!(1 + 1, 3, \"a failing check\");");
+                    step = 1;
+                }
+                // Both tests ran, one failed: the next cycle runs only it.
+                1 if line.starts_with("cycle 1 done") => {
+                    std::fs::write(root.join("page.txt"), "a new page\n").unwrap();
+                    step = 2;
+                }
+                2 if line.starts_with("cycle 2 done") => {
+                    with_test("assert_eq!(1 + 1, 2);");
+                    step = 3;
+                }
+                // It passes: the next cycle runs them all again.
+                3 if line.starts_with("cycle 3 done") => {
+                    std::fs::write(root.join("page.txt"), "another page\n").unwrap();
+                    step = 4;
+                }
+                4 if line.starts_with("cycle 4 done") => {
+                    with_test("std::thread::sleep(std::time::Duration::from_secs(120));");
+                    step = 5;
+                }
+                // nextest has started the slow test: Ctrl-C lands in the tests.
+                5 if line.contains("Starting 2 tests") => {
+                    step = 6;
+                    return Some(Signal::SIGINT);
+                }
+                _ => {}
+            }
+            None
+        },
+    );
+    let cycles = seen.join("\n");
+    assert_eq!(step, 6, "stopped at step {step}:\n{output}");
+    assert_eq!(code, Some(130), "{output}");
+    assert!(seen[1].contains("1 passed, 1 failed"), "{cycles}");
+    assert!(
+        output.contains(
+            "cycle 2: page.txt (sent by page's build); running only the tests that failed last"
+        ),
+        "{output}"
+    );
+    assert!(
+        seen[2].contains("built: page") && seen[2].contains("0 passed, 1 failed"),
+        "{cycles}"
+    );
+    assert!(
+        seen[3].contains("1 passed, 0 failed"),
+        "only the fixed one ran: {cycles}"
+    );
+    assert!(
+        seen[4].contains("2 passed, 0 failed"),
+        "all again: {cycles}"
+    );
+    assert!(output.contains("watch ended: down done"), "{output}");
+    let broken = promise_kept(&project, compose::Policy::Down);
+    assert_eq!(broken, None, "{output}");
+    // `down` keeps the image: removing it is the test's own cleanup.
+    let _ = compose::docker(["image", "rm", "-f", &format!("{project}-page")])
+        .text(camino::Utf8Path::new("/"));
+}
+
+#[test]
+fn a_watch_killed_outright_leaves_what_its_policy_says() {
+    let test = "a_watch_killed_outright_leaves_what_its_policy_says";
+    if !compose::testing::image_or_skip(test, BASE_IMAGE) {
+        return;
+    }
+    let fixture = support::Fixture::new("watch", BIN);
+    let project = format!("t{}-watchkill", std::process::id());
+    let mut killed = false;
+    let (code, output) = support::watch_until(
+        watch_cmd(&fixture, &project, "purge", &[]),
+        std::time::Duration::from_secs(300),
+        |line| {
+            if !killed && line.starts_with("watching ") {
+                killed = true;
+                return Some(Signal::SIGKILL);
+            }
+            None
+        },
+    );
+    assert!(killed, "{output}");
+    assert_eq!(code, None, "killed by a signal: {output}");
+    // The session's reaper saw it go and applied the policy.
+    let broken = promise_kept(&project, compose::Policy::Purge);
+    assert_eq!(broken, None, "{output}");
+}
