@@ -194,6 +194,15 @@ impl Project {
             let mut child =
                 (!skip_up).then(|| std::thread::spawn(move || cmd.run_group(&dir, group)));
             let level_started = Instant::now();
+            // Said at once: the quiet second below asks nothing yet.
+            if child.is_some() {
+                let starting: Vec<(String, String)> = level
+                    .iter()
+                    .map(|s| (s.clone(), "starting".to_owned()))
+                    .collect();
+                waiting(&starting);
+                last = starting;
+            }
             // Stops `up` if it still runs, and waits for its thread: nothing outlives the wait.
             let stop_up = |child: &mut Option<std::thread::JoinHandle<_>>| {
                 process::interrupt::terminate_running();
