@@ -123,6 +123,11 @@ fn each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy() {
         done[1].contains("1 passed, 0 failed"),
         "the new page is served: {cycles}"
     );
+    // perl as PID 1 ignores SIGTERM: its old container is not given the grace.
+    assert!(
+        output.contains("old containers killed at once (PID 1 ignores its stop signal): page"),
+        "{output}"
+    );
     assert!(
         done[2].contains("tests page-e2e")
             && done[2].contains("built: nothing")

@@ -326,9 +326,27 @@ impl Project {
             .filter(|c| c.state == "running")
             .map(|c| c.id)
             .collect();
+        Ok(self.split_by_stop_signal(running))
+    }
+
+    /// Kills at once the running containers among `ids` whose PID 1 would
+    /// not act on its stop signal: `up` is about to replace them, and would
+    /// wait the whole grace for nothing. Returns their services.
+    pub(crate) fn kill_deaf(&self, ids: Vec<String>) -> Result<Vec<String>> {
+        let plan = self.split_by_stop_signal(ids);
+        if !plan.kill.is_empty() {
+            crate::docker(["kill".to_owned()].into_iter().chain(plan.kill))
+                .output(&self.spec.dir)?;
+        }
+        Ok(plan.killed)
+    }
+
+    /// `running` (container IDs) split into those that get their stop
+    /// signal and the grace, and those killed at once.
+    fn split_by_stop_signal(&self, running: Vec<String>) -> StopPlan {
         let mut plan = StopPlan::default();
         if running.is_empty() {
-            return Ok(plan);
+            return plan;
         }
         // The whole JSON: a template naming `.Config.StopSignal` fails on
         // containers that never set one (the key is then absent).
@@ -363,7 +381,7 @@ impl Project {
                 _ => plan.stop.push(id),
             }
         }
-        Ok(plan)
+        plan
     }
 
     /// Writes every service's logs, `ps --all` and each container's state

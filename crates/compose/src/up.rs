@@ -69,6 +69,10 @@ pub struct UpSummary {
     /// then failed with "network ... is ambiguous").
     #[serde(default)]
     pub repaired_networks: Vec<String>,
+    /// Services whose old container `up` was about to replace were killed
+    /// at once: their PID 1 ignores its stop signal (a watch cycle's).
+    #[serde(default)]
+    pub killed: Vec<String>,
     /// The project's containers as the last look at them found them (what
     /// the tests are told: published ports).
     #[serde(skip)]
@@ -150,6 +154,19 @@ impl Project {
         } else {
             self.remove_duplicate_networks()?
         };
+        let mut killed = Vec::new();
+        // A watch cycle replaces these containers: one whose PID 1 is deaf
+        // to its stop signal would cost the whole grace for nothing.
+        if let Some(only) = &opts.only {
+            let replaced: Vec<String> = found
+                .iter()
+                .filter(|c| c.state == "running" && only.contains(&c.service))
+                .map(|c| c.id.clone())
+                .collect();
+            if !replaced.is_empty() {
+                killed = self.kill_deaf(replaced)?;
+            }
+        }
         let mut reuse_listing = skip_up.then(|| found.clone());
         let mut plan = self.start_plan(&opts.probes);
         if skip_up {
@@ -315,6 +332,7 @@ impl Project {
             levels: if skip_up { 0 } else { plan.levels.len() },
             unchanged: skip_up,
             repaired_networks,
+            killed,
             conditions: containers
                 .iter()
                 .map(|c| (c.id.clone(), c.condition()))

@@ -744,6 +744,12 @@ pub(crate) fn up_phase(
     if up.levels > 1 {
         note.push_str(&format!("; started in {} dependency levels", up.levels));
     }
+    if !up.killed.is_empty() {
+        note.push_str(&format!(
+            "; old containers killed at once (PID 1 ignores its stop signal): {}",
+            up.killed.join(", ")
+        ));
+    }
     if !up.repaired_networks.is_empty() {
         note.push_str(&format!(
             "; repaired: removed duplicate networks {}",
