@@ -58,6 +58,7 @@ fn each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy() {
 
     let mut step = 0;
     let mut ids: Vec<String> = Vec::new();
+    let mut images: Vec<String> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     let deadline = std::time::Duration::from_secs(300);
     let (code, output) = support::watch_until(expr, deadline, |line| {
@@ -69,6 +70,7 @@ fn each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy() {
             // The first run is up: a file nothing uses.
             0 if line.starts_with("watching ") => {
                 ids.push(container(&project, "page"));
+                images.push(image(&project, "page"));
                 write("notes.md", "more notes\n");
                 step = 1;
             }
@@ -81,6 +83,7 @@ fn each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy() {
             }
             2 if line.starts_with("cycle 1 done") => {
                 ids.push(container(&project, "page"));
+                images.push(image(&project, "page"));
                 write(
                     "page-e2e/tests/page.rs",
                     &(std::fs::read_to_string(root.join("page-e2e/tests/page.rs")).unwrap()
@@ -90,6 +93,7 @@ fn each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy() {
             }
             3 if line.starts_with("cycle 2 done") => {
                 ids.push(container(&project, "page"));
+                images.push(image(&project, "page"));
                 write(
                     "docker/Dockerfile",
                     &dockerfile.replace("COPY page.txt", "COPY missing.txt"),
@@ -145,6 +149,8 @@ fn each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy() {
     // On the engine: the page change replaced the container, the test change did not.
     assert_ne!(ids[0], ids[1], "{cycles}");
     assert_eq!(ids[1], ids[2], "{cycles}");
+    assert_ne!(images[0], images[1], "the page change built a new image: {cycles}");
+    assert_eq!(images[1], images[2], "the test change built none: {cycles}");
     // Ctrl-C applied the policy: purge leaves nothing.
     let left = compose::leftovers(&project).unwrap();
     assert!(left.is_empty(), "{left:?}\n{output}");
@@ -377,6 +383,106 @@ fn a_watch_killed_outright_leaves_what_its_policy_says() {
     assert!(killed, "{output}");
     assert_eq!(code, None, "killed by a signal: {output}");
     // The session's reaper saw it go and applied the policy.
+    let broken = promise_kept(&project, compose::Policy::Purge);
+    assert_eq!(broken, None, "{output}");
+}
+
+/// The ID of the image `up` runs for the project's `service`.
+fn image(project: &str, service: &str) -> String {
+    compose::docker([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        &format!("{project}-{service}"),
+    ])
+    .text(camino::Utf8Path::new("/"))
+    .unwrap()
+}
+
+/// tests/fixtures/watch-staged: `hello`, a static binary built on the host
+/// and staged into a FROM scratch image. A change to its sources rebuilds
+/// and restages it; the image follows only when its bytes changed.
+#[test]
+fn a_staged_binary_s_image_follows_only_when_its_bytes_changed() {
+    let test = "a_staged_binary_s_image_follows_only_when_its_bytes_changed";
+    if compose::testing::engine_or_skip(test).is_none() {
+        return;
+    }
+    let fixture = support::Fixture::new("watch-staged", BIN);
+    let root = fixture.root.clone();
+    let project = format!("t{}-watchstaged", std::process::id());
+    let main_rs = root.join("hello/src/main.rs");
+    let source = std::fs::read_to_string(&main_rs).unwrap();
+    let expr = fixture
+        .cargo(&[
+            "e2e",
+            "e2e",
+            "--watch",
+            "--project",
+            &project,
+            "--teardown",
+            "purge",
+        ])
+        .env("HELLO_PORT", support::free_port().to_string());
+    let mut step = 0;
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut done = Vec::new();
+    let (code, output) = support::watch_until(expr, std::time::Duration::from_secs(300), |line| {
+        if line.starts_with("cycle ") && line.contains(" done in ") {
+            done.push(line.trim_end().to_owned());
+        }
+        match step {
+            0 if line.starts_with("watching ") => {
+                seen.push((container(&project, "hello"), image(&project, "hello")));
+                // A comment: cargo builds again, the bytes stay.
+                std::fs::write(&main_rs, format!("{source}// a comment\n")).unwrap();
+                step = 1;
+            }
+            1 if line.starts_with("cycle 1 done") => {
+                seen.push((container(&project, "hello"), image(&project, "hello")));
+                let changed = source.replace("hello from the staged binary", "hello again");
+                assert_ne!(changed, source);
+                std::fs::write(&main_rs, changed).unwrap();
+                step = 2;
+            }
+            2 if line.starts_with("cycle 2 done") => {
+                seen.push((container(&project, "hello"), image(&project, "hello")));
+                step = 3;
+                return Some(Signal::SIGINT);
+            }
+            _ => {}
+        }
+        None
+    });
+    let cycles = done.join("\n");
+    assert_eq!(step, 3, "stopped at step {step}:\n{output}");
+    assert_eq!(code, Some(130), "{output}");
+    assert!(
+        output.contains("staged binaries: 0 of 1 changed"),
+        "the comment left the binary as it was: {output}"
+    );
+    assert!(
+        done[1].contains("staged binary hello")
+            && done[1].contains("built: nothing; containers recreated or started: 0")
+            && done[1].contains("1 passed, 0 failed"),
+        "{cycles}"
+    );
+    assert_eq!(
+        seen[0], seen[1],
+        "no new image, no new container:\n{cycles}"
+    );
+    assert!(
+        output.contains("staged binaries: 1 of 1 changed"),
+        "{output}"
+    );
+    assert!(
+        done[2].contains("built: hello; containers recreated or started: 1")
+            && done[2].contains("1 passed, 0 failed"),
+        "{cycles}"
+    );
+    assert_ne!(seen[1].1, seen[2].1, "a new image:\n{cycles}");
+    assert_ne!(seen[1].0, seen[2].0, "a new container:\n{cycles}");
     let broken = promise_kept(&project, compose::Policy::Purge);
     assert_eq!(broken, None, "{output}");
 }
