@@ -107,6 +107,25 @@ pub fn run(opts: &Options, policy: Policy, only_failed: bool) -> anyhow::Result<
             }
             continue;
         }
+        // The config file itself: read again, or the cycle would run with
+        // the one the watch started with.
+        let config_path = session.options().config.path.clone();
+        let config_file = config_path.canonicalize_utf8().ok();
+        if paths
+            .iter()
+            .any(|p| config_file.is_some() && p.canonicalize_utf8().ok() == config_file)
+        {
+            match pipeline::Config::load(&config_path, &opts.workspace) {
+                Ok(config) => session.use_config(config),
+                Err(e) => {
+                    say(&format!(
+                        "no cycle: {e}; fix it and save again (the last config stays in use)"
+                    ));
+                    said = true;
+                    continue;
+                }
+            }
+        }
         let cycle = session.cycles();
         let narrowed = only_failed && session.narrowed();
         say(&format!(
@@ -124,7 +143,7 @@ pub fn run(opts: &Options, policy: Policy, only_failed: bool) -> anyhow::Result<
         lock_text = std::fs::read(&lock_file).ok();
         if work.whole {
             // The stack, its contexts or its Dockerfiles may differ now.
-            match Map::new(opts) {
+            match Map::new(session.options()) {
                 Ok(m) => map = m,
                 Err(e) => say(&format!(
                     "the configuration does not load ({e}); keeping the last one"

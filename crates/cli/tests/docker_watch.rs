@@ -149,7 +149,10 @@ fn each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy() {
     // On the engine: the page change replaced the container, the test change did not.
     assert_ne!(ids[0], ids[1], "{cycles}");
     assert_eq!(ids[1], ids[2], "{cycles}");
-    assert_ne!(images[0], images[1], "the page change built a new image: {cycles}");
+    assert_ne!(
+        images[0], images[1],
+        "the page change built a new image: {cycles}"
+    );
     assert_eq!(images[1], images[2], "the test change built none: {cycles}");
     // Ctrl-C applied the policy: purge leaves nothing.
     let left = compose::leftovers(&project).unwrap();
@@ -214,8 +217,8 @@ fn promise_kept(project: &str, policy: compose::Policy) -> Option<String> {
 }
 
 #[test]
-fn ctrl_c_during_a_build_ends_with_the_policy_and_new_folders_are_watched() {
-    let test = "ctrl_c_during_a_build_ends_with_the_policy_and_new_folders_are_watched";
+fn config_changes_new_folders_and_ctrl_c_during_a_build() {
+    let test = "config_changes_new_folders_and_ctrl_c_during_a_build";
     if !compose::testing::image_or_skip(test, BASE_IMAGE) {
         return;
     }
@@ -223,11 +226,16 @@ fn ctrl_c_during_a_build_ends_with_the_policy_and_new_folders_are_watched() {
     let root = fixture.root.clone();
     let project = format!("t{}-watchbuild", std::process::id());
     let dockerfile = std::fs::read_to_string(root.join("docker/Dockerfile")).unwrap();
+    let config = std::fs::read_to_string(root.join("e2e.yaml")).unwrap();
     let mut step = 0;
+    let mut done = Vec::new();
     let (code, output) = support::watch_until(
         watch_cmd(&fixture, &project, "purge", &[]),
         std::time::Duration::from_secs(300),
         |line| {
+            if line.starts_with("cycle ") && line.contains(" done in ") {
+                done.push(line.trim_end().to_owned());
+            }
             match step {
                 0 if line.starts_with("watching ") => {
                     // A top-level folder made after the start, with a file in it.
@@ -241,20 +249,41 @@ fn ctrl_c_during_a_build_ends_with_the_policy_and_new_folders_are_watched() {
                     step = 2;
                 }
                 2 if line.starts_with("no cycle") && line.contains("later/second.md") => {
+                    // A config that does not load: said, and nothing runs.
+                    std::fs::write(root.join("e2e.yaml"), format!("{config}readiness: [\n"))
+                        .unwrap();
+                    step = 3;
+                }
+                3 if line.starts_with("no cycle") && line.contains("e2e.yaml:") => {
+                    // One that loads is used: the page is judged by a line it never says.
+                    std::fs::write(
+                        root.join("e2e.yaml"),
+                        config
+                            .replace("{ log: listening }", "{ log: never said }")
+                            .replace("readiness:\n", "readiness:\n  timeout_s: 3\n"),
+                    )
+                    .unwrap();
+                    step = 4;
+                }
+                4 if line.starts_with("cycle 1 done") => {
+                    std::fs::write(root.join("e2e.yaml"), &config).unwrap();
+                    step = 5;
+                }
+                5 if line.starts_with("cycle 2 done") => {
                     // A build that takes a minute: Ctrl-C lands in it.
                     let slow = dockerfile.replace(
                         "COPY page.txt /srv/page.txt",
                         "COPY page.txt /srv/page.txt\nRUN sleep 120",
                     );
                     std::fs::write(root.join("docker/Dockerfile"), slow).unwrap();
-                    step = 3;
+                    step = 6;
                 }
                 // Ctrl-C once BuildKit runs the slow step (its process is
                 // this machine's: the engine is local).
-                3 if line.contains("build      started") => {
-                    step = 4;
+                6 if line.contains("build      started") => {
+                    step = 7;
                     if wait_for_process("sleep 120") {
-                        step = 5;
+                        step = 8;
                         return Some(Signal::SIGINT);
                     }
                 }
@@ -263,8 +292,14 @@ fn ctrl_c_during_a_build_ends_with_the_policy_and_new_folders_are_watched() {
             None
         },
     );
-    assert_eq!(step, 5, "stopped at step {step}:\n{output}");
+    assert_eq!(step, 8, "stopped at step {step}:\n{output}");
     assert_eq!(code, Some(130), "{output}");
+    let cycles = done.join("\n");
+    assert!(
+        done[1].contains("e2e.yaml (config)") && done[1].contains("never said"),
+        "the changed config was used: {cycles}"
+    );
+    assert!(done[2].contains("1 passed, 0 failed"), "{cycles}");
     assert!(output.contains("watch ended: purge done"), "{output}");
     assert!(!running("sleep 120"), "the build's step was stopped too");
     let broken = promise_kept(&project, compose::Policy::Purge);

@@ -271,6 +271,18 @@ impl Session {
         }
     }
 
+    /// The config file changed and loads: the next cycle is a whole run
+    /// with it (the project name and policy stay the session's).
+    pub fn use_config(&mut self, config: crate::Config) {
+        self.opts.config = config;
+        self.whole_due = true;
+    }
+
+    /// The options cycles run with (the config as last loaded).
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
     /// How many cycles ran.
     pub fn cycles(&self) -> usize {
         self.cycles

@@ -77,6 +77,24 @@ impl Comparison {
             .collect()
     }
 
+    /// `build 0.99, up 0.81, test 0.40`: the phase medians, for the report.
+    pub fn phase_line(&self) -> String {
+        let parts: Vec<String> = self
+            .phase_medians()
+            .iter()
+            .map(|(n, t)| format!("{n} {t:.2}"))
+            .collect();
+        parts.join(", ")
+    }
+
+    /// The phase medians as a JSON object, for bench.json.
+    pub fn phase_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.phase_medians()
+            .into_iter()
+            .map(|(n, t)| (n, json!(t)))
+            .collect()
+    }
+
     /// How many times faster ours is: theirs / ours (below 1: slower).
     pub fn speedup(&self) -> f64 {
         self.theirs_s() / self.ours_s()
@@ -125,7 +143,7 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
         doc["scenarios"] = scenarios
             .iter()
             .map(|c| json!({ "name": c.name, "naive_s": c.theirs_s(), "tool_s": c.ours_s(), "speedup": c.speedup(),
-                             "runs": c.ours.len(), "naive_runs_s": c.theirs, "tool_runs_s": c.ours, "tool_phase_medians_s": c.phase_medians().into_iter().map(|(n, t)| (n, json!(t))).collect::<serde_json::Map<_, _>>() }))
+                             "runs": c.ours.len(), "naive_runs_s": c.theirs, "tool_runs_s": c.ours, "tool_phase_medians_s": c.phase_json() }))
             .collect();
         chart::draw(&scenarios, &machine, &out.join("bench.svg"))?;
     }
@@ -155,18 +173,10 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
             "\na run on a kept demo stack, nothing changed, against its tests alone ({n} runs each, medians)\n"
         );
         report += &table(std::slice::from_ref(&c), "nextest", "tool");
-        let parts: Vec<String> = c
-            .phase_medians()
-            .iter()
-            .map(|(n, t)| format!("{n} {t:.2}"))
-            .collect();
-        report += &format!(
-            "  the tool's phases (median seconds): {}\n",
-            parts.join(", ")
-        );
+        report += &format!("  the tool's phases (median seconds): {}\n", c.phase_line());
         doc["kept"] = json!({ "nextest_s": c.theirs_s(), "tool_s": c.ours_s(), "ratio": c.ours_s() / c.theirs_s(),
                                "runs": c.ours.len(), "nextest_runs_s": c.theirs, "tool_runs_s": c.ours,
-                               "tool_phase_medians_s": c.phase_medians().into_iter().map(|(n, t)| (n, json!(t))).collect::<serde_json::Map<_, _>>() });
+                               "tool_phase_medians_s": c.phase_json() });
     }
     if wants(BenchPart::Watch) {
         let n = runs(3, 5);
@@ -176,21 +186,16 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
         );
         report += &table(&rows, "without", "watch");
         if let Some(c) = rows.first() {
-            let parts: Vec<String> = c
-                .phase_medians()
-                .iter()
-                .map(|(n, t)| format!("{n} {t:.2}"))
-                .collect();
             report += &format!(
                 "  a backend change's cycle, by phase (median seconds): {}\n",
-                parts.join(", ")
+                c.phase_line()
             );
         }
         doc["watch"] = rows
             .iter()
             .map(|c| json!({ "name": c.name, "baseline": c.theirs_label, "baseline_s": c.theirs_s(), "watch_s": c.ours_s(),
                              "ratio": c.ours_s() / c.theirs_s(), "runs": c.ours.len(), "baseline_runs_s": c.theirs, "watch_runs_s": c.ours,
-                             "cycle_phase_medians_s": c.phase_medians().into_iter().map(|(n, t)| (n, json!(t))).collect::<serde_json::Map<_, _>>() }))
+                             "cycle_phase_medians_s": c.phase_json() }))
             .collect();
     }
     if wants(BenchPart::Walk) {

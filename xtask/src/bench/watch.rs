@@ -168,35 +168,61 @@ impl Watching {
     }
 }
 
+/// The two files the scenarios change, each edit new (its bytes never built).
+struct Edits {
+    backend: Edited,
+    tests: Edited,
+    made: usize,
+}
+
+impl Edits {
+    const MARKER: &str = "backend listening on {addr}";
+
+    fn new(root: &Utf8Path) -> anyhow::Result<Edits> {
+        let backend = Edited::new(root.join("crates/demo-backend/src/main.rs"))?;
+        anyhow::ensure!(
+            backend.original.contains(Self::MARKER),
+            "{}: no `{}` to change",
+            backend.path,
+            Self::MARKER
+        );
+        Ok(Edits {
+            backend,
+            tests: Edited::new(root.join("crates/e2e-tests/tests/gateway.rs"))?,
+            made: 0,
+        })
+    }
+
+    /// A one-line change of the backend's source.
+    fn backend(&mut self) -> anyhow::Result<()> {
+        self.made += 1;
+        let line = format!(
+            "{} (bench edit {} {})",
+            Self::MARKER,
+            self.made,
+            std::process::id()
+        );
+        self.backend
+            .write(&self.backend.original.replacen(Self::MARKER, &line, 1))
+    }
+
+    /// A change of a test file.
+    fn tests(&mut self) -> anyhow::Result<()> {
+        self.made += 1;
+        self.tests.write(&format!(
+            "{}\n// bench edit {}\n",
+            self.tests.original, self.made
+        ))
+    }
+}
+
 /// Three comparisons: backend change, test change, unused file.
 pub fn run(runs: usize, xtask: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
     let sh = crate::shell()?;
     let demo = Demo::new()?;
     let root = crate::project_root();
-    let backend = Edited::new(root.join("crates/demo-backend/src/main.rs"))?;
-    let tests = Edited::new(root.join("crates/e2e-tests/tests/gateway.rs"))?;
+    let mut edits = Edits::new(&root)?;
     let unused = root.join("docs/.bench-watch-notes.md");
-    let marker = "backend listening on {addr}";
-    anyhow::ensure!(
-        backend.original.contains(marker),
-        "{}: no `{marker}` to change",
-        backend.path
-    );
-    // Each edit is new: its bytes were never built.
-    let mut n = 0;
-    let mut edit_backend = || {
-        n += 1;
-        backend.write(&backend.original.replacen(
-            marker,
-            &format!("{marker} (bench edit {n} {})", std::process::id()),
-            1,
-        ))
-    };
-    let mut m = 0;
-    let mut edit_tests = || {
-        m += 1;
-        tests.write(&format!("{}\n// bench edit {m}\n", tests.original))
-    };
     let Demo { port, ca, url, .. } = &demo;
     let whole = || {
         time(|| {
@@ -215,93 +241,66 @@ pub fn run(runs: usize, xtask: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
             )
         })
     };
-    let mut backend_c = Comparison::new("watch-backend", "whole kept run");
-    let mut tests_c = Comparison::new("watch-test", "bare cargo nextest run");
-    let mut unused_c = Comparison::new("watch-unused", "whole kept run, no change");
+    let mut rows = [
+        Comparison::new("watch-backend", "whole kept run"),
+        Comparison::new("watch-test", "bare cargo nextest run"),
+        Comparison::new("watch-unused", "whole kept run, no change"),
+    ];
+    // Without the watch: the same changes, then what one would run.
+    let theirs = |[b, t, u]: &mut [Comparison; 3], edits: &mut Edits| -> anyhow::Result<()> {
+        edits.backend()?;
+        b.theirs.push(whole()?);
+        edits.tests()?;
+        t.theirs.push(bare()?);
+        u.theirs.push(whole()?);
+        Ok(())
+    };
+    // With it: from each change to the line that reports its result.
+    let ours =
+        |[b, t, u]: &mut [Comparison; 3], edits: &mut Edits, round: usize| -> anyhow::Result<()> {
+            let w = Watching::start(xtask, port)?;
+            let measured = (|| -> anyhow::Result<()> {
+                b.ours.push(w.cycle(|| edits.backend(), "built: backend")?);
+                b.phases.push(w.last_phases());
+                t.ours.push(w.cycle(
+                    || edits.tests(),
+                    "built: nothing; containers recreated or started: 0",
+                )?);
+                let start = Instant::now();
+                std::fs::write(&unused, format!("round {round}\n"))?;
+                let line = w.wait_for("the no-cycle line", |l| l.starts_with("no cycle"))?;
+                u.ours.push(start.elapsed().as_secs_f64());
+                anyhow::ensure!(line.contains(".bench-watch-notes.md"), "{line}");
+                let _ = std::fs::remove_file(&unused);
+                w.wait_for("the no-cycle line", |l| l.starts_with("no cycle"))?;
+                Ok(())
+            })();
+            w.stop()?;
+            measured
+        };
     let result = (|| -> anyhow::Result<()> {
         // Warm: the stack up and kept, every binary built.
         whole()?;
         bare()?;
         for round in 0..runs {
-            let theirs = |b: &mut Comparison,
-                          t: &mut Comparison,
-                          u: &mut Comparison,
-                          edit_backend: &mut dyn FnMut() -> anyhow::Result<()>,
-                          edit_tests: &mut dyn FnMut() -> anyhow::Result<()>|
-             -> anyhow::Result<()> {
-                edit_backend()?;
-                b.theirs.push(whole()?);
-                edit_tests()?;
-                t.theirs.push(bare()?);
-                u.theirs.push(whole()?);
-                Ok(())
-            };
-            let ours = |b: &mut Comparison,
-                        t: &mut Comparison,
-                        u: &mut Comparison,
-                        edit_backend: &mut dyn FnMut() -> anyhow::Result<()>,
-                        edit_tests: &mut dyn FnMut() -> anyhow::Result<()>|
-             -> anyhow::Result<()> {
-                let w = Watching::start(xtask, port)?;
-                let measured = (|| -> anyhow::Result<()> {
-                    b.ours.push(w.cycle(&mut *edit_backend, "built: backend")?);
-                    b.phases.push(w.last_phases());
-                    t.ours.push(w.cycle(
-                        &mut *edit_tests,
-                        "built: nothing; containers recreated or started: 0",
-                    )?);
-                    let start = Instant::now();
-                    std::fs::write(&unused, format!("round {round}\n"))?;
-                    let line = w.wait_for("the no-cycle line", |l| l.starts_with("no cycle"))?;
-                    u.ours.push(start.elapsed().as_secs_f64());
-                    anyhow::ensure!(line.contains(".bench-watch-notes.md"), "{line}");
-                    let _ = std::fs::remove_file(&unused);
-                    w.wait_for("the no-cycle line", |l| l.starts_with("no cycle"))?;
-                    Ok(())
-                })();
-                w.stop()?;
-                measured
-            };
-            if round % 2 == 0 {
-                theirs(
-                    &mut backend_c,
-                    &mut tests_c,
-                    &mut unused_c,
-                    &mut edit_backend,
-                    &mut edit_tests,
-                )?;
-                ours(
-                    &mut backend_c,
-                    &mut tests_c,
-                    &mut unused_c,
-                    &mut edit_backend,
-                    &mut edit_tests,
-                )?;
-            } else {
-                ours(
-                    &mut backend_c,
-                    &mut tests_c,
-                    &mut unused_c,
-                    &mut edit_backend,
-                    &mut edit_tests,
-                )?;
-                theirs(
-                    &mut backend_c,
-                    &mut tests_c,
-                    &mut unused_c,
-                    &mut edit_backend,
-                    &mut edit_tests,
-                )?;
+            // Alternating which goes first: drift hits both alike.
+            for watch in [round % 2 == 1, round % 2 == 0] {
+                if watch {
+                    ours(&mut rows, &mut edits, round)?;
+                } else {
+                    theirs(&mut rows, &mut edits)?;
+                }
             }
+            let [b, t, u] = &rows;
             eprintln!(
                 "watch: round {}/{runs}: backend change {:.1} s vs {:.1} s, test change {:.1} s vs {:.1} s, unused file {:.2} s vs {:.1} s",
                 round + 1,
-                backend_c.ours[round],
-                backend_c.theirs[round],
-                tests_c.ours[round],
-                tests_c.theirs[round],
-                unused_c.ours[round],
-                unused_c.theirs[round],
+                b.ours[round],
+                b.theirs[round],
+                t.ours[round],
+                t.theirs[round],
+                u.ours[round],
+                u.theirs[round],
             );
         }
         Ok(())
@@ -309,5 +308,5 @@ pub fn run(runs: usize, xtask: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
     let _ = std::fs::remove_file(&unused);
     demo.remove(PROJECT);
     result?;
-    Ok(vec![backend_c, tests_c, unused_c])
+    Ok(rows.into())
 }
