@@ -147,10 +147,14 @@ impl Session {
         // The test binaries' lists, for the cycles that change none of their
         // sources; a cycle whose test build failed or was stopped has none,
         // and the next builds them.
-        self.tests_dir = opts
-            .run_dir
-            .join("binaries-metadata.json")
-            .exists()
+        // So has one whose test phase failed other than by failing tests
+        // (nextest could not run them: a `cargo clean` took the binaries).
+        let test_broke = !matches!(report.verdict, Verdict::TestsFailed(_))
+            && report
+                .phases
+                .iter()
+                .any(|p| p.phase == Phase::Test && p.status == Status::Failed);
+        self.tests_dir = (!test_broke && opts.run_dir.join("binaries-metadata.json").exists())
             .then(|| opts.run_dir.clone());
         // Each cycle's report beside its logs; losing it loses nothing else.
         if let Ok(json) = serde_json::to_string_pretty(&report) {
