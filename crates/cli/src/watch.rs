@@ -295,7 +295,8 @@ fn summary(cycle: usize, causes: &[String], r: &RunReport) -> String {
         |t| format!("{} passed, {} failed", t.passed, t.failed),
     );
     let outcome = match &r.verdict {
-        Verdict::Passed | Verdict::TestsFailed(_) => String::new(),
+        Verdict::Passed => String::new(),
+        Verdict::TestsFailed(_) => failed_names(r),
         Verdict::OverBudget(e) | Verdict::BadInput(e) | Verdict::StackFailed(e) => {
             format!("; failed, waiting for the next change: {}", telling_line(e))
         }
@@ -311,6 +312,27 @@ fn summary(cycle: usize, causes: &[String], r: &RunReport) -> String {
             built.join(", ")
         },
     )
+}
+
+/// `; failed: bin test, ...`: which tests failed, from the JUnit report
+/// (the first few; nextest's output above has them all).
+fn failed_names(r: &RunReport) -> String {
+    let Some(failed) = r
+        .junit
+        .as_ref()
+        .and_then(|j| test_runner::failures(j).ok())
+        .filter(|f| !f.is_empty())
+    else {
+        return String::new();
+    };
+    const SHOWN: usize = 3;
+    let mut names: Vec<&str> = failed.iter().take(SHOWN).map(|f| f.name.as_str()).collect();
+    let more = failed.len().saturating_sub(SHOWN);
+    let more = format!("and {more} more");
+    if failed.len() > SHOWN {
+        names.push(&more);
+    }
+    format!("; failed: {}", names.join(", "))
 }
 
 /// The line of a failure that says what went wrong: BuildKit's `ERROR:`

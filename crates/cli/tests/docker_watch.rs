@@ -192,9 +192,14 @@ fn running(command_line: &str) -> bool {
 
 /// Waits up to a minute for such a process.
 fn wait_for_process(command_line: &str) -> bool {
+    wait_for(|| running(command_line))
+}
+
+/// Waits up to a minute for `done` to hold.
+fn wait_for(done: impl Fn() -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while std::time::Instant::now() < deadline {
-        if running(command_line) {
+        if done() {
             return true;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -205,15 +210,9 @@ fn wait_for_process(command_line: &str) -> bool {
 /// Waits until the engine holds what `policy` promises for `project` (a
 /// reaper acts a moment after the run is gone), or a minute passed.
 fn promise_kept(project: &str, policy: compose::Policy) -> Option<String> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let left = compose::leftovers(project).unwrap();
-        let broken = left.broken_promise(policy);
-        if broken.is_none() || std::time::Instant::now() > deadline {
-            return broken;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
+    let broken = || compose::leftovers(project).unwrap().broken_promise(policy);
+    wait_for(|| broken().is_none());
+    broken()
 }
 
 #[test]
@@ -301,7 +300,10 @@ fn config_changes_new_folders_and_ctrl_c_during_a_build() {
     );
     assert!(done[2].contains("1 passed, 0 failed"), "{cycles}");
     assert!(output.contains("watch ended: purge done"), "{output}");
-    assert!(!running("sleep 120"), "the build's step was stopped too");
+    assert!(
+        wait_for(|| !running("sleep 120")),
+        "the build's step was stopped too"
+    );
     let broken = promise_kept(&project, compose::Policy::Purge);
     assert_eq!(broken, None, "{output}");
 }
@@ -368,7 +370,10 @@ fn only_the_failed_tests_rerun_and_ctrl_c_during_the_tests_ends_with_the_policy(
     let cycles = seen.join("\n");
     assert_eq!(step, 6, "stopped at step {step}:\n{output}");
     assert_eq!(code, Some(130), "{output}");
-    assert!(seen[1].contains("1 passed, 1 failed"), "{cycles}");
+    assert!(
+        seen[1].contains("1 passed, 1 failed; failed: page-e2e::more another_check"),
+        "{cycles}"
+    );
     assert!(
         output.contains(
             "cycle 2: page.txt (sent by page's build); running only the tests that failed last"

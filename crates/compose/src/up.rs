@@ -271,11 +271,8 @@ impl Project {
                     Some("running") => 0,
                     _ => up_started.saturating_sub(1),
                 };
-                let states: Vec<(String, Readiness)> = self
-                    .readiness(&containers, &plan.probes, &checks, fresh, since)
-                    .into_iter()
-                    .filter(|(s, _)| judged.contains(s.as_str()))
-                    .collect();
+                let states: Vec<(String, Readiness)> =
+                    self.readiness(&containers, &plan.probes, &checks, &judged, fresh, since);
                 // A service that failed explains more than Compose's own error does.
                 if let Some((service, detail)) = states.iter().find_map(|(s, r)| match r {
                     Readiness::Failed(why) => Some((s.clone(), why.clone())),
@@ -536,12 +533,15 @@ impl Project {
         containers: &[Container],
         probes: &BTreeMap<String, Vec<Probe>>,
         checks: &HealthChecks,
+        judged: &BTreeSet<&str>,
         fresh: impl Fn(&Container) -> bool,
         since: impl Fn(&Container) -> u64,
     ) -> Vec<(String, Readiness)> {
+        // Only the services in scope: judging another may run its check.
         self.stack
             .services
             .iter()
+            .filter(|(name, _)| judged.contains(name.as_str()))
             .map(|(name, service)| {
                 let mine: Vec<&Container> =
                     containers.iter().filter(|c| &c.service == name).collect();
