@@ -454,6 +454,8 @@ fn a_staged_binary_s_image_follows_only_when_its_bytes_changed() {
     let project = format!("t{}-watchstaged", std::process::id());
     let main_rs = root.join("hello/src/main.rs");
     let source = std::fs::read_to_string(&main_rs).unwrap();
+    let test_rs = root.join("hello-e2e/tests/hello.rs");
+    let test_source = std::fs::read_to_string(&test_rs).unwrap();
     let expr = fixture
         .cargo(&[
             "e2e",
@@ -486,9 +488,17 @@ fn a_staged_binary_s_image_follows_only_when_its_bytes_changed() {
                 std::fs::write(&main_rs, changed).unwrap();
                 step = 2;
             }
-            2 if line.starts_with("cycle 2 done") => {
-                seen.push((container(&project, "hello"), image(&project, "hello")));
+            // A change made while cycle 2 runs is not lost: it starts cycle 3.
+            2 if line.starts_with("cycle 2: ") => {
+                std::fs::write(&test_rs, format!("{test_source}// a comment\n")).unwrap();
                 step = 3;
+            }
+            3 if line.starts_with("cycle 2 done") => {
+                seen.push((container(&project, "hello"), image(&project, "hello")));
+                step = 4;
+            }
+            4 if line.starts_with("cycle 3 done") => {
+                step = 5;
                 return Some(Signal::SIGINT);
             }
             _ => {}
@@ -496,8 +506,13 @@ fn a_staged_binary_s_image_follows_only_when_its_bytes_changed() {
         None
     });
     let cycles = done.join("\n");
-    assert_eq!(step, 3, "stopped at step {step}:\n{output}");
+    assert_eq!(step, 5, "stopped at step {step}:\n{output}");
     assert_eq!(code, Some(130), "{output}");
+    assert!(
+        done[3].contains("hello-e2e/tests/hello.rs (tests hello-e2e)")
+            && done[3].contains("built: nothing"),
+        "the change made during cycle 2: {cycles}"
+    );
     assert!(
         output.contains("staged binaries: 0 of 1 changed"),
         "the comment left the binary as it was: {output}"
