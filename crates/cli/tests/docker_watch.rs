@@ -1,13 +1,15 @@
-//! `cargo e2e --watch` driven with real file changes, on the watch fixture
-//! (tests/fixtures/watch: a service built FROM the Debian base that serves
-//! page.txt, which its Dockerfile copies, and a test that checks it serves
-//! what the file says). Each change must do exactly what it should, checked
-//! on the engine: a file nothing uses starts no cycle; a burst of writes to
-//! a transferred file gives one cycle that rebuilds and recreates that
-//! service; a test file reruns the tests only; a broken build is reported
-//! and the next good change recovers; Ctrl-C ends with the policy.
+//! `cargo e2e --watch` driven with real file changes, on two fixtures from
+//! workspaces that are not this one: tests/fixtures/watch (a service built
+//! FROM the Debian base that serves page.txt, which its Dockerfile copies,
+//! and a test that checks it serves what the file says) and
+//! tests/fixtures/watch-staged (a static binary built on the host and staged
+//! into a FROM scratch image). Each change must do exactly what it should,
+//! checked on the engine (container and image IDs); Ctrl-C at any point and
+//! SIGKILL leave what the policy promises.
 
 mod support;
+
+use std::cell::Cell;
 
 use nix::sys::signal::Signal;
 
@@ -33,6 +35,126 @@ fn container(project: &str, service: &str) -> String {
     .unwrap()
 }
 
+/// The ID of the image `up` runs for the project's `service`.
+fn image(project: &str, service: &str) -> String {
+    compose::docker([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        &format!("{project}-{service}"),
+    ])
+    .text(camino::Utf8Path::new("/"))
+    .unwrap()
+}
+
+/// `cargo e2e --watch --project PROJECT --teardown POLICY EXTRA...` in the
+/// fixture; `port` is the variable its compose file publishes on.
+fn watch_cmd(
+    fixture: &support::Fixture,
+    port: &str,
+    project: &str,
+    policy: &str,
+    extra: &[&str],
+) -> duct::Expression {
+    let mut args = vec![
+        "e2e",
+        "e2e",
+        "--watch",
+        "--project",
+        project,
+        "--teardown",
+        policy,
+    ];
+    args.extend_from_slice(extra);
+    fixture
+        .cargo(&args)
+        .env(port, support::free_port().to_string())
+}
+
+/// One step of a scripted watch: on the first output line (after the
+/// previous step's) that contains `when`, `then` acts, and may return the
+/// signal to send the watch.
+struct Step<'a> {
+    when: &'a str,
+    then: Box<dyn FnMut() -> Option<Signal> + 'a>,
+}
+
+fn on<'a>(when: &'a str, then: impl FnMut() -> Option<Signal> + 'a) -> Step<'a> {
+    Step {
+        when,
+        then: Box::new(then),
+    }
+}
+
+/// What a scripted watch did.
+struct Watched {
+    code: Option<i32>,
+    output: String,
+    /// The cycles' summary lines (`cycle N done in ...`), the first run's first.
+    done: Vec<String>,
+    /// How many steps ran.
+    steps: usize,
+}
+
+impl Watched {
+    fn cycles(&self) -> String {
+        self.done.join("\n")
+    }
+}
+
+/// Drives a watch through `steps`, in order (five minutes at most).
+fn script(expr: duct::Expression, mut steps: Vec<Step>) -> Watched {
+    let mut at = 0;
+    let mut done = Vec::new();
+    let (code, output) = support::watch_until(expr, std::time::Duration::from_secs(300), |line| {
+        if line.starts_with("cycle ") && line.contains(" done in ") {
+            done.push(line.trim_end().to_owned());
+        }
+        let step = steps.get_mut(at)?;
+        if !line.contains(step.when) {
+            return None;
+        }
+        at += 1;
+        (step.then)()
+    });
+    Watched {
+        code,
+        output,
+        done,
+        steps: at,
+    }
+}
+
+/// Whether a process with this exact command line runs on this machine.
+fn running(command_line: &str) -> bool {
+    duct::cmd("pgrep", ["-f", &format!("^{command_line}$")])
+        .stdout_null()
+        .unchecked()
+        .run()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Waits up to a minute for `done` to hold.
+fn wait_for(done: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+/// Waits until the engine holds what `policy` promises for `project` (a
+/// reaper acts a moment after the run is gone), or a minute passed.
+fn promise_kept(project: &str, policy: compose::Policy) -> Option<String> {
+    let broken = || compose::leftovers(project).unwrap().broken_promise(policy);
+    wait_for(|| broken().is_none());
+    broken()
+}
+
 #[test]
 fn each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy() {
     let test = "each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy";
@@ -40,83 +162,60 @@ fn each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy() {
         return;
     }
     let fixture = support::Fixture::new("watch", BIN);
-    let root = fixture.root.clone();
+    let root = &fixture.root;
     let project = format!("t{}-watch", std::process::id());
-    let expr = fixture
-        .cargo(&[
-            "e2e",
-            "e2e",
-            "--watch",
-            "--project",
-            &project,
-            "--teardown",
-            "purge",
-        ])
-        .env("PAGE_PORT", support::free_port().to_string());
     let write = |path: &str, text: &str| std::fs::write(root.join(path), text).unwrap();
     let dockerfile = std::fs::read_to_string(root.join("docker/Dockerfile")).unwrap();
-
-    let mut step = 0;
-    let mut ids: Vec<String> = Vec::new();
-    let mut images: Vec<String> = Vec::new();
-    let mut seen: Vec<String> = Vec::new();
-    let deadline = std::time::Duration::from_secs(300);
-    let (code, output) = support::watch_until(expr, deadline, |line| {
-        let line = line.trim_end();
-        if line.starts_with("cycle ") || line.starts_with("no cycle") {
-            seen.push(line.to_owned());
-        }
-        match step {
+    let test_file = std::fs::read_to_string(root.join("page-e2e/tests/page.rs")).unwrap();
+    // (container, image) when the first run is up, after the page change, after the test change.
+    let seen = std::cell::RefCell::new(Vec::new());
+    let look = || {
+        seen.borrow_mut()
+            .push((container(&project, "page"), image(&project, "page")))
+    };
+    let w = script(
+        watch_cmd(&fixture, "PAGE_PORT", &project, "purge", &[]),
+        vec![
             // The first run is up: a file nothing uses.
-            0 if line.starts_with("watching ") => {
-                ids.push(container(&project, "page"));
-                images.push(image(&project, "page"));
+            on("watching ", || {
+                look();
                 write("notes.md", "more notes\n");
-                step = 1;
-            }
+                None
+            }),
             // A burst of writes to the page: one cycle.
-            1 if line.starts_with("no cycle: nothing uses") && line.contains("notes.md") => {
+            on("nothing uses notes.md", || {
                 for text in ["draft\n", "second draft\n", "second page\n"] {
                     write("page.txt", text);
                 }
-                step = 2;
-            }
-            2 if line.starts_with("cycle 1 done") => {
-                ids.push(container(&project, "page"));
-                images.push(image(&project, "page"));
+                None
+            }),
+            on("cycle 1 done", || {
+                look();
                 write(
                     "page-e2e/tests/page.rs",
-                    &(std::fs::read_to_string(root.join("page-e2e/tests/page.rs")).unwrap()
-                        + "// a comment\n"),
+                    &format!("{test_file}// a comment\n"),
                 );
-                step = 3;
-            }
-            3 if line.starts_with("cycle 2 done") => {
-                ids.push(container(&project, "page"));
-                images.push(image(&project, "page"));
+                None
+            }),
+            on("cycle 2 done", || {
+                look();
                 write(
                     "docker/Dockerfile",
                     &dockerfile.replace("COPY page.txt", "COPY missing.txt"),
                 );
-                step = 4;
-            }
-            4 if line.starts_with("cycle 3 done") => {
+                None
+            }),
+            on("cycle 3 done", || {
                 write("docker/Dockerfile", &dockerfile);
-                step = 5;
-            }
-            5 if line.starts_with("cycle 4 done") => {
-                step = 6;
-                return Some(Signal::SIGINT);
-            }
-            _ => {}
-        }
-        None
-    });
-    let cycles = seen.join("\n");
+                None
+            }),
+            on("cycle 4 done", || Some(Signal::SIGINT)),
+        ],
+    );
+    let (cycles, output, done) = (w.cycles(), &w.output, &w.done);
     println!("{cycles}");
-    assert_eq!(step, 6, "stopped at step {step}:\n{cycles}\n{output}");
-    assert_eq!(code, Some(130), "Ctrl-C ends the watch: {output}");
-    let done: Vec<&String> = seen.iter().filter(|l| l.contains(" done in ")).collect();
+    assert_eq!(w.steps, 6, "stopped at step {}:\n{output}", w.steps);
+    assert_eq!(w.code, Some(130), "Ctrl-C ends the watch: {output}");
     // The first run, then exactly the four cycles (one for the burst).
     assert_eq!(done.len(), 5, "{cycles}");
     assert!(
@@ -146,73 +245,14 @@ fn each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy() {
         done[4].contains("1 passed, 0 failed"),
         "recovered: {cycles}"
     );
-    // On the engine: the page change replaced the container, the test change did not.
-    assert_ne!(ids[0], ids[1], "{cycles}");
-    assert_eq!(ids[1], ids[2], "{cycles}");
-    assert_ne!(
-        images[0], images[1],
-        "the page change built a new image: {cycles}"
-    );
-    assert_eq!(images[1], images[2], "the test change built none: {cycles}");
+    // On the engine: the page change replaced container and image, the test change neither.
+    let seen = seen.borrow();
+    assert_ne!(seen[0].0, seen[1].0, "{cycles}");
+    assert_ne!(seen[0].1, seen[1].1, "{cycles}");
+    assert_eq!(seen[1], seen[2], "{cycles}");
     // Ctrl-C applied the policy: purge leaves nothing.
     let left = compose::leftovers(&project).unwrap();
     assert!(left.is_empty(), "{left:?}\n{output}");
-}
-
-/// `cargo e2e --watch --project PROJECT --teardown POLICY EXTRA...` in the fixture.
-fn watch_cmd(
-    fixture: &support::Fixture,
-    project: &str,
-    policy: &str,
-    extra: &[&str],
-) -> duct::Expression {
-    let mut args = vec![
-        "e2e",
-        "e2e",
-        "--watch",
-        "--project",
-        project,
-        "--teardown",
-        policy,
-    ];
-    args.extend_from_slice(extra);
-    fixture
-        .cargo(&args)
-        .env("PAGE_PORT", support::free_port().to_string())
-}
-
-/// Whether a process with this exact command line runs on this machine.
-fn running(command_line: &str) -> bool {
-    duct::cmd("pgrep", ["-f", &format!("^{command_line}$")])
-        .stdout_null()
-        .unchecked()
-        .run()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Waits up to a minute for such a process.
-fn wait_for_process(command_line: &str) -> bool {
-    wait_for(|| running(command_line))
-}
-
-/// Waits up to a minute for `done` to hold.
-fn wait_for(done: impl Fn() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    false
-}
-
-/// Waits until the engine holds what `policy` promises for `project` (a
-/// reaper acts a moment after the run is gone), or a minute passed.
-fn promise_kept(project: &str, policy: compose::Policy) -> Option<String> {
-    let broken = || compose::leftovers(project).unwrap().broken_promise(policy);
-    wait_for(|| broken().is_none());
-    broken()
 }
 
 #[test]
@@ -222,78 +262,68 @@ fn config_changes_new_folders_and_ctrl_c_during_a_build() {
         return;
     }
     let fixture = support::Fixture::new("watch", BIN);
-    let root = fixture.root.clone();
+    let root = &fixture.root;
     let project = format!("t{}-watchbuild", std::process::id());
+    let write = |path: &str, text: &str| std::fs::write(root.join(path), text).unwrap();
     let dockerfile = std::fs::read_to_string(root.join("docker/Dockerfile")).unwrap();
     let config = std::fs::read_to_string(root.join("e2e.yaml")).unwrap();
-    let mut step = 0;
-    let mut done = Vec::new();
-    let (code, output) = support::watch_until(
-        watch_cmd(&fixture, &project, "purge", &[]),
-        std::time::Duration::from_secs(300),
-        |line| {
-            if line.starts_with("cycle ") && line.contains(" done in ") {
-                done.push(line.trim_end().to_owned());
-            }
-            match step {
-                0 if line.starts_with("watching ") => {
-                    // A top-level folder made after the start, with a file in it.
-                    std::fs::create_dir(root.join("later")).unwrap();
-                    std::fs::write(root.join("later/first.md"), "1\n").unwrap();
-                    step = 1;
-                }
-                1 if line.starts_with("no cycle") && line.contains("later/first.md") => {
-                    // Seen only if the new folder is watched.
-                    std::fs::write(root.join("later/second.md"), "2\n").unwrap();
-                    step = 2;
-                }
-                2 if line.starts_with("no cycle") && line.contains("later/second.md") => {
-                    // A config that does not load: said, and nothing runs.
-                    std::fs::write(root.join("e2e.yaml"), format!("{config}readiness: [\n"))
-                        .unwrap();
-                    step = 3;
-                }
-                3 if line.starts_with("no cycle") && line.contains("e2e.yaml:") => {
-                    // One that loads is used: the page is judged by a line it never says.
-                    std::fs::write(
-                        root.join("e2e.yaml"),
-                        config
-                            .replace("{ log: listening }", "{ log: never said }")
-                            .replace("readiness:\n", "readiness:\n  timeout_s: 3\n"),
-                    )
-                    .unwrap();
-                    step = 4;
-                }
-                4 if line.starts_with("cycle 1 done") => {
-                    std::fs::write(root.join("e2e.yaml"), &config).unwrap();
-                    step = 5;
-                }
-                5 if line.starts_with("cycle 2 done") => {
-                    // A build that takes a minute: Ctrl-C lands in it.
-                    let slow = dockerfile.replace(
+    let in_build = Cell::new(false);
+    let w = script(
+        watch_cmd(&fixture, "PAGE_PORT", &project, "purge", &[]),
+        vec![
+            // A top-level folder made after the start, with a file in it.
+            on("watching ", || {
+                std::fs::create_dir(root.join("later")).unwrap();
+                write("later/first.md", "1\n");
+                None
+            }),
+            // Seen only if the new folder is watched.
+            on("later/first.md", || {
+                write("later/second.md", "2\n");
+                None
+            }),
+            // A config that does not load: said, and nothing runs.
+            on("later/second.md", || {
+                write("e2e.yaml", &format!("{config}readiness: [\n"));
+                None
+            }),
+            // One that loads is used: the page is judged by a line it never says.
+            on("fix it and save again", || {
+                write(
+                    "e2e.yaml",
+                    &config
+                        .replace("{ log: listening }", "{ log: never said }")
+                        .replace("readiness:\n", "readiness:\n  timeout_s: 3\n"),
+                );
+                None
+            }),
+            on("cycle 1 done", || {
+                write("e2e.yaml", &config);
+                None
+            }),
+            // A build that takes a minute: Ctrl-C lands in it.
+            on("cycle 2 done", || {
+                write(
+                    "docker/Dockerfile",
+                    &dockerfile.replace(
                         "COPY page.txt /srv/page.txt",
                         "COPY page.txt /srv/page.txt\nRUN sleep 120",
-                    );
-                    std::fs::write(root.join("docker/Dockerfile"), slow).unwrap();
-                    step = 6;
-                }
-                // Ctrl-C once BuildKit runs the slow step (its process is
-                // this machine's: the engine is local).
-                6 if line.contains("build      started") => {
-                    step = 7;
-                    if wait_for_process("sleep 120") {
-                        step = 8;
-                        return Some(Signal::SIGINT);
-                    }
-                }
-                _ => {}
-            }
-            None
-        },
+                    ),
+                );
+                None
+            }),
+            // Once BuildKit runs the slow step (its process is this
+            // machine's: the engine is local).
+            on("build      started", || {
+                in_build.set(wait_for(|| running("sleep 120")));
+                in_build.get().then_some(Signal::SIGINT)
+            }),
+        ],
     );
-    assert_eq!(step, 8, "stopped at step {step}:\n{output}");
-    assert_eq!(code, Some(130), "{output}");
-    let cycles = done.join("\n");
+    let (cycles, output, done) = (w.cycles(), &w.output, &w.done);
+    assert_eq!(w.steps, 7, "stopped at step {}:\n{output}", w.steps);
+    assert!(in_build.get(), "the slow step never ran:\n{output}");
+    assert_eq!(w.code, Some(130), "{output}");
     assert!(
         done[1].contains("e2e.yaml (config)") && done[1].contains("never said"),
         "the changed config was used: {cycles}"
@@ -315,63 +345,47 @@ fn only_the_failed_tests_rerun_and_ctrl_c_during_the_tests_ends_with_the_policy(
         return;
     }
     let fixture = support::Fixture::new("watch", BIN);
-    let root = fixture.root.clone();
+    let root = &fixture.root;
     let project = format!("t{}-watchtests", std::process::id());
-    let tests = root.join("page-e2e/tests/more.rs");
-    let with_test = |body: &str| {
-        std::fs::write(
-            &tests,
-            format!("#[test]\nfn another_check() {{\n    {body}\n}}\n"),
-        )
-        .unwrap()
+    let page = |text: &str| std::fs::write(root.join("page.txt"), text).unwrap();
+    let another_check = |body: &str| {
+        let test = format!("#[test]\nfn another_check() {{\n    {body}\n}}\n");
+        std::fs::write(root.join("page-e2e/tests/more.rs"), test).unwrap();
     };
-    let mut step = 0;
-    let mut seen = Vec::new();
-    let (code, output) = support::watch_until(
-        watch_cmd(&fixture, &project, "down", &["--only-failed"]),
-        std::time::Duration::from_secs(300),
-        |line| {
-            if line.starts_with("cycle ") && line.contains(" done in ") {
-                seen.push(line.trim_end().to_owned());
-            }
-            match step {
-                0 if line.starts_with("watching ") => {
-                    with_test("assert_eq!(1 + 1, 3, \"a failing check\");");
-                    step = 1;
-                }
-                // Both tests ran, one failed: the next cycle runs only it.
-                1 if line.starts_with("cycle 1 done") => {
-                    std::fs::write(root.join("page.txt"), "a new page\n").unwrap();
-                    step = 2;
-                }
-                2 if line.starts_with("cycle 2 done") => {
-                    with_test("assert_eq!(1 + 1, 2);");
-                    step = 3;
-                }
-                // It passes: the next cycle runs them all again.
-                3 if line.starts_with("cycle 3 done") => {
-                    std::fs::write(root.join("page.txt"), "another page\n").unwrap();
-                    step = 4;
-                }
-                4 if line.starts_with("cycle 4 done") => {
-                    with_test("std::thread::sleep(std::time::Duration::from_secs(120));");
-                    step = 5;
-                }
-                // nextest has started the slow test: Ctrl-C lands in the tests.
-                5 if line.contains("Starting 2 tests") => {
-                    step = 6;
-                    return Some(Signal::SIGINT);
-                }
-                _ => {}
-            }
-            None
-        },
+    let w = script(
+        watch_cmd(&fixture, "PAGE_PORT", &project, "down", &["--only-failed"]),
+        vec![
+            on("watching ", || {
+                another_check("assert_eq!(1 + 1, 3, \"a failing check\");");
+                None
+            }),
+            // Both tests ran, one failed: the next cycle runs only it.
+            on("cycle 1 done", || {
+                page("a new page\n");
+                None
+            }),
+            on("cycle 2 done", || {
+                another_check("assert_eq!(1 + 1, 2);");
+                None
+            }),
+            // It passes: the next cycle runs them all again.
+            on("cycle 3 done", || {
+                page("another page\n");
+                None
+            }),
+            on("cycle 4 done", || {
+                another_check("std::thread::sleep(std::time::Duration::from_secs(120));");
+                None
+            }),
+            // nextest has started the slow test: Ctrl-C lands in the tests.
+            on("Starting 2 tests", || Some(Signal::SIGINT)),
+        ],
     );
-    let cycles = seen.join("\n");
-    assert_eq!(step, 6, "stopped at step {step}:\n{output}");
-    assert_eq!(code, Some(130), "{output}");
+    let (cycles, output, done) = (w.cycles(), &w.output, &w.done);
+    assert_eq!(w.steps, 6, "stopped at step {}:\n{output}", w.steps);
+    assert_eq!(w.code, Some(130), "{output}");
     assert!(
-        seen[1].contains("1 passed, 1 failed; failed: page-e2e::more another_check"),
+        done[1].contains("1 passed, 1 failed; failed: page-e2e::more another_check"),
         "{cycles}"
     );
     assert!(
@@ -381,15 +395,15 @@ fn only_the_failed_tests_rerun_and_ctrl_c_during_the_tests_ends_with_the_policy(
         "{output}"
     );
     assert!(
-        seen[2].contains("built: page") && seen[2].contains("0 passed, 1 failed"),
+        done[2].contains("built: page") && done[2].contains("0 passed, 1 failed"),
         "{cycles}"
     );
     assert!(
-        seen[3].contains("1 passed, 0 failed"),
+        done[3].contains("1 passed, 0 failed"),
         "only the fixed one ran: {cycles}"
     );
     assert!(
-        seen[4].contains("2 passed, 0 failed"),
+        done[4].contains("2 passed, 0 failed"),
         "all again: {cycles}"
     );
     assert!(output.contains("watch ended: down done"), "{output}");
@@ -408,41 +422,19 @@ fn a_watch_killed_outright_leaves_what_its_policy_says() {
     }
     let fixture = support::Fixture::new("watch", BIN);
     let project = format!("t{}-watchkill", std::process::id());
-    let mut killed = false;
-    let (code, output) = support::watch_until(
-        watch_cmd(&fixture, &project, "purge", &[]),
-        std::time::Duration::from_secs(300),
-        |line| {
-            if !killed && line.starts_with("watching ") {
-                killed = true;
-                return Some(Signal::SIGKILL);
-            }
-            None
-        },
+    let w = script(
+        watch_cmd(&fixture, "PAGE_PORT", &project, "purge", &[]),
+        vec![on("watching ", || Some(Signal::SIGKILL))],
     );
-    assert!(killed, "{output}");
-    assert_eq!(code, None, "killed by a signal: {output}");
+    assert_eq!(w.steps, 1, "{}", w.output);
+    assert_eq!(w.code, None, "killed by a signal: {}", w.output);
     // The session's reaper saw it go and applied the policy.
     let broken = promise_kept(&project, compose::Policy::Purge);
-    assert_eq!(broken, None, "{output}");
+    assert_eq!(broken, None, "{}", w.output);
 }
 
-/// The ID of the image `up` runs for the project's `service`.
-fn image(project: &str, service: &str) -> String {
-    compose::docker([
-        "image",
-        "inspect",
-        "--format",
-        "{{.Id}}",
-        &format!("{project}-{service}"),
-    ])
-    .text(camino::Utf8Path::new("/"))
-    .unwrap()
-}
-
-/// tests/fixtures/watch-staged: `hello`, a static binary built on the host
-/// and staged into a FROM scratch image. A change to its sources rebuilds
-/// and restages it; the image follows only when its bytes changed.
+/// A change to a staged binary's sources rebuilds and restages it; the
+/// image follows only when its bytes changed.
 #[test]
 fn a_staged_binary_s_image_follows_only_when_its_bytes_changed() {
     let test = "a_staged_binary_s_image_follows_only_when_its_bytes_changed";
@@ -450,69 +442,47 @@ fn a_staged_binary_s_image_follows_only_when_its_bytes_changed() {
         return;
     }
     let fixture = support::Fixture::new("watch-staged", BIN);
-    let root = fixture.root.clone();
+    let root = &fixture.root;
     let project = format!("t{}-watchstaged", std::process::id());
     let main_rs = root.join("hello/src/main.rs");
     let source = std::fs::read_to_string(&main_rs).unwrap();
     let test_rs = root.join("hello-e2e/tests/hello.rs");
     let test_source = std::fs::read_to_string(&test_rs).unwrap();
-    let expr = fixture
-        .cargo(&[
-            "e2e",
-            "e2e",
-            "--watch",
-            "--project",
-            &project,
-            "--teardown",
-            "purge",
-        ])
-        .env("HELLO_PORT", support::free_port().to_string());
-    let mut step = 0;
-    let mut seen: Vec<(String, String)> = Vec::new();
-    let mut done = Vec::new();
-    let (code, output) = support::watch_until(expr, std::time::Duration::from_secs(300), |line| {
-        if line.starts_with("cycle ") && line.contains(" done in ") {
-            done.push(line.trim_end().to_owned());
-        }
-        match step {
-            0 if line.starts_with("watching ") => {
-                seen.push((container(&project, "hello"), image(&project, "hello")));
-                // A comment: cargo builds again, the bytes stay.
+    let seen = std::cell::RefCell::new(Vec::new());
+    let look = || {
+        seen.borrow_mut()
+            .push((container(&project, "hello"), image(&project, "hello")))
+    };
+    let w = script(
+        watch_cmd(&fixture, "HELLO_PORT", &project, "purge", &[]),
+        vec![
+            // A comment: cargo builds again, the bytes stay.
+            on("watching ", || {
+                look();
                 std::fs::write(&main_rs, format!("{source}// a comment\n")).unwrap();
-                step = 1;
-            }
-            1 if line.starts_with("cycle 1 done") => {
-                seen.push((container(&project, "hello"), image(&project, "hello")));
+                None
+            }),
+            on("cycle 1 done", || {
+                look();
                 let changed = source.replace("hello from the staged binary", "hello again");
-                assert_ne!(changed, source);
                 std::fs::write(&main_rs, changed).unwrap();
-                step = 2;
-            }
+                None
+            }),
             // A change made while cycle 2 runs is not lost: it starts cycle 3.
-            2 if line.starts_with("cycle 2: ") => {
+            on("cycle 2: ", || {
                 std::fs::write(&test_rs, format!("{test_source}// a comment\n")).unwrap();
-                step = 3;
-            }
-            3 if line.starts_with("cycle 2 done") => {
-                seen.push((container(&project, "hello"), image(&project, "hello")));
-                step = 4;
-            }
-            4 if line.starts_with("cycle 3 done") => {
-                step = 5;
-                return Some(Signal::SIGINT);
-            }
-            _ => {}
-        }
-        None
-    });
-    let cycles = done.join("\n");
-    assert_eq!(step, 5, "stopped at step {step}:\n{output}");
-    assert_eq!(code, Some(130), "{output}");
-    assert!(
-        done[3].contains("hello-e2e/tests/hello.rs (tests hello-e2e)")
-            && done[3].contains("built: nothing"),
-        "the change made during cycle 2: {cycles}"
+                None
+            }),
+            on("cycle 2 done", || {
+                look();
+                None
+            }),
+            on("cycle 3 done", || Some(Signal::SIGINT)),
+        ],
     );
+    let (cycles, output, done) = (w.cycles(), &w.output, &w.done);
+    assert_eq!(w.steps, 5, "stopped at step {}:\n{output}", w.steps);
+    assert_eq!(w.code, Some(130), "{output}");
     assert!(
         output.contains("staged binaries: 0 of 1 changed"),
         "the comment left the binary as it was: {output}"
@@ -523,6 +493,7 @@ fn a_staged_binary_s_image_follows_only_when_its_bytes_changed() {
             && done[1].contains("1 passed, 0 failed"),
         "{cycles}"
     );
+    let seen = seen.borrow();
     assert_eq!(
         seen[0], seen[1],
         "no new image, no new container:\n{cycles}"
@@ -538,6 +509,11 @@ fn a_staged_binary_s_image_follows_only_when_its_bytes_changed() {
     );
     assert_ne!(seen[1].1, seen[2].1, "a new image:\n{cycles}");
     assert_ne!(seen[1].0, seen[2].0, "a new container:\n{cycles}");
+    assert!(
+        done[3].contains("hello-e2e/tests/hello.rs (tests hello-e2e)")
+            && done[3].contains("built: nothing"),
+        "the change made during cycle 2: {cycles}"
+    );
     let broken = promise_kept(&project, compose::Policy::Purge);
     assert_eq!(broken, None, "{output}");
 }
