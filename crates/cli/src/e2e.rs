@@ -45,7 +45,7 @@ pub fn run(flags: &E2e) -> anyhow::Result<()> {
     };
     on_signals(project, teardown)?;
     if flags.watch {
-        return crate::watch::run(&opts, teardown, flags.only_failed);
+        return crate::watch::run(&opts, flags.only_failed);
     }
     let ci_host = CiHost::detect(|k| std::env::var(k).ok());
     let report = pipeline::e2e::run(&opts, &mut crate::progress::Progress::new(ci_host));

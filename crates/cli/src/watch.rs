@@ -27,10 +27,12 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 
 type Events = std::sync::mpsc::Receiver<notify::Result<notify::Event>>;
 
-/// Runs the loop; `policy` is applied when it ends. With `only_failed`, a
-/// cycle after one whose tests failed runs only those that failed.
-pub fn run(opts: &Options, policy: Policy, only_failed: bool) -> anyhow::Result<()> {
+/// Runs the loop; the teardown policy (`opts.teardown`) applies when it
+/// ends. With `only_failed`, a cycle after one whose tests failed runs only
+/// those that failed.
+pub fn run(opts: &Options, only_failed: bool) -> anyhow::Result<()> {
     let root = &opts.workspace.root;
+    let policy = opts.teardown;
     let mut map = Map::new(opts).map_err(|e| anyhow::anyhow!(e))?;
     let (tx, rx) = std::sync::mpsc::channel();
     let mut watcher = notify::recommended_watcher(tx).context("starting the file watcher")?;
@@ -93,7 +95,7 @@ pub fn run(opts: &Options, policy: Policy, only_failed: bool) -> anyhow::Result<
             for c in &changes {
                 let effects = map.effects(c);
                 work.whole |= *c == Change::Config;
-                work.build |= matches!(c, Change::Service(_)) || effects.stage;
+                work.build |= matches!(c, Change::Service(_));
                 work.stage |= effects.stage;
                 work.tests |= effects.tests;
             }
@@ -326,13 +328,12 @@ fn failed_names(r: &RunReport) -> String {
         return String::new();
     };
     const SHOWN: usize = 3;
-    let mut names: Vec<&str> = failed.iter().take(SHOWN).map(|f| f.name.as_str()).collect();
-    let more = failed.len().saturating_sub(SHOWN);
-    let more = format!("and {more} more");
-    if failed.len() > SHOWN {
-        names.push(&more);
-    }
-    format!("; failed: {}", names.join(", "))
+    let names: Vec<&str> = failed.iter().take(SHOWN).map(|f| f.name.as_str()).collect();
+    let more = match failed.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    format!("; failed: {}{more}", names.join(", "))
 }
 
 /// The line of a failure that says what went wrong: BuildKit's `ERROR:`
@@ -358,7 +359,7 @@ fn say(line: &str) {
 
 /// The teardown policy, once the loop ends, checked as a run's teardown is.
 fn finish(session: Session, policy: Policy) -> anyhow::Result<()> {
-    session.end(policy).map_err(|e| {
+    session.end().map_err(|e| {
         crate::exit::Exit::environment(format!("watch ended; teardown ({policy}): {e}"))
     })?;
     if policy == Policy::Keep {

@@ -122,14 +122,14 @@ impl Project {
     /// conditions it depends on hold by that measure.
     pub fn up_and_wait(
         &self,
-        opts: UpOptions,
+        mut opts: UpOptions,
         mut waiting: impl FnMut(&[(String, String)]),
     ) -> Result<UpSummary> {
         let start = Instant::now();
         let up_started = unix_time();
         // A container a previous run stopped still says `exited`: until `up`
         // has returned, such a container is not judged.
-        let found = match opts.known.clone() {
+        let found = match opts.known.take() {
             Some(known) => known,
             None => self.ps()?,
         };

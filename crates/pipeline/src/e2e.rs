@@ -114,22 +114,7 @@ pub fn run(opts: &Options, progress: &mut dyn Progress) -> RunReport {
     let body = std::panic::catch_unwind(AssertUnwindSafe(|| {
         body(opts, &project, &mut phases, background)
     }));
-    let verdict = match body {
-        Ok(Ok(())) => Verdict::Passed,
-        Ok(Err(v)) => v,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-            Verdict::StackFailed(format!("panic: {}", what.unwrap_or_default()))
-        }
-    };
-    let verdict = if process::interrupt::is_requested() {
-        Verdict::Interrupted
-    } else {
-        verdict
-    };
+    let verdict = verdict_of(body);
     let teardown_failure = teardown(opts, &project, &verdict, &mut phases);
     report.verdict = match (verdict, teardown_failure) {
         // A teardown that failed after a passing run fails the run.
@@ -147,6 +132,25 @@ pub fn run(opts: &Options, progress: &mut dyn Progress) -> RunReport {
         report.pruned_runs = prune_runs(runs, &opts.run_dir, r.keep, max_age);
     }
     report
+}
+
+/// How the phases ended, whatever they returned or however they panicked;
+/// an interruption wins, whatever it made them return.
+pub(crate) fn verdict_of(body: std::thread::Result<Result<(), Verdict>>) -> Verdict {
+    if process::interrupt::is_requested() {
+        return Verdict::Interrupted;
+    }
+    match body {
+        Ok(Ok(())) => Verdict::Passed,
+        Ok(Err(v)) => v,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            Verdict::StackFailed(format!("panic: {}", what.unwrap_or_default()))
+        }
+    }
 }
 
 /// The projects this workspace ran (those with a record in
@@ -294,7 +298,7 @@ impl Phases<'_> {
         outcome
     }
 
-    pub fn skip(&mut self, phase: Phase, why: &str) {
+    fn skip(&mut self, phase: Phase, why: &str) {
         self.record(phase, Status::Skipped, 0.0, why.into());
     }
 

@@ -485,7 +485,8 @@ impl<T> Drop for Beside<T> {
 /// build phase joins it.
 #[derive(Debug)]
 pub(crate) struct Staging {
-    work: Beside<Result<usize, String>>,
+    /// `None`: nothing to build (see [`Staging::skip`]).
+    work: Option<Beside<Result<usize, String>>>,
     count: usize,
 }
 
@@ -503,7 +504,9 @@ impl Staging {
             opts.workspace.target_dir.clone(),
         );
         Staging {
-            work: Beside::spawn(move || crate::stage::stage(&root, &target, &stages)),
+            work: Some(Beside::spawn(move || {
+                crate::stage::stage(&root, &target, &stages)
+            })),
             count,
         }
     }
@@ -512,14 +515,16 @@ impl Staging {
     /// watch cycle's), so none of their bytes did.
     pub(crate) fn skip(opts: &Options) -> Staging {
         Staging {
-            work: Beside::spawn(|| Ok(0)),
+            work: None,
             count: opts.config.stage.len(),
         }
     }
 
     /// How many staged binaries changed.
     fn finish(self) -> Result<usize, Failure> {
-        self.work.join().map_err(Failure::Stack)
+        self.work
+            .map_or(Ok(0), Beside::join)
+            .map_err(Failure::Stack)
     }
 }
 

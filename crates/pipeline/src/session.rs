@@ -14,9 +14,11 @@ use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use camino::Utf8PathBuf;
-use compose::{Container, Policy, Project};
+use compose::{Container, Project};
 
-use crate::e2e::{Background, Options, Phases, Progress, apply_policy, arm_reaper, body};
+use crate::e2e::{
+    Background, Options, Phases, Progress, apply_policy, arm_reaper, body, verdict_of,
+};
 use crate::fingerprint::Store;
 use crate::lock::ProjectLock;
 use crate::phases::{Prebuild, Staging, build_phase, preflight, up_phase};
@@ -28,10 +30,10 @@ use crate::report::{Phase, RunReport, Status, Verdict};
 pub struct Work {
     /// A whole run: the config, a compose file or a Dockerfile changed.
     pub whole: bool,
-    /// Something a build uses changed (a context's file, a staged binary's
-    /// or another crate's sources): the build phase runs.
+    /// A file a build context sends changed: the build phase runs.
     pub build: bool,
-    /// A staged binary's sources changed: cargo builds them again.
+    /// A staged binary's sources changed: cargo builds them again, then
+    /// the build phase runs.
     pub stage: bool,
     /// The test binaries' sources changed: cargo builds them again.
     pub tests: bool,
@@ -103,7 +105,7 @@ impl Session {
     ) -> RunReport {
         let started = Instant::now();
         let mut opts = self.opts.clone();
-        opts.run_dir = self.opts.run_dir.join(format!("cycle-{}", self.cycles));
+        opts.run_dir = self.opts.run_dir.join(format!("{CYCLE}{}", self.cycles));
         self.cycles += 1;
         let narrowed = match (&self.failed, only_failed) {
             (Some(f), true) => {
@@ -113,7 +115,8 @@ impl Session {
             _ => false,
         };
         let mut report = RunReport::new(&opts.project, opts.run_dir.clone());
-        let whole = work.whole || self.whole_due || self.project.is_none();
+        // Due until a preflight passed, which loads the project.
+        let whole = work.whole || self.whole_due;
         let mut phases = Phases {
             progress,
             report: &mut report,
@@ -127,28 +130,15 @@ impl Session {
             }
         }));
         self.lock = phases.lock.take();
-        report.verdict = match outcome {
-            _ if process::interrupt::is_requested() => Verdict::Interrupted,
-            Ok(Ok(())) => Verdict::Passed,
-            Ok(Err(v)) => v,
-            Err(panic) => Verdict::StackFailed(format!(
-                "panic: {}",
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default()
-            )),
-        };
+        report.verdict = verdict_of(outcome);
         report.seconds = started.elapsed().as_secs_f64();
         if report.phases.iter().any(|p| p.phase == Phase::Test) {
             self.remember_failures(&report, narrowed);
         }
         // The test binaries' lists, for the cycles that change none of their
-        // sources; a cycle whose test build failed or was stopped has none,
-        // and the next builds them.
-        // So has one whose test phase failed other than by failing tests
-        // (nextest could not run them: a `cargo clean` took the binaries).
+        // sources. A cycle whose test build failed or was stopped has none,
+        // and one whose test phase failed other than by failing tests (a
+        // `cargo clean` took the binaries) drops them: the next builds them.
         let test_broke = !matches!(report.verdict, Verdict::TestsFailed(_))
             && report
                 .phases
@@ -258,19 +248,10 @@ impl Session {
     /// Cycle folders beyond the newest few go, never the one the project's
     /// override files are in.
     fn prune_cycles(&self) {
-        let Ok(entries) = self.opts.run_dir.read_dir_utf8() else {
-            return;
-        };
-        let mut cycles: Vec<(usize, Utf8PathBuf)> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let n = e.file_name().strip_prefix("cycle-")?.parse().ok()?;
-                Some((n, e.into_path()))
-            })
-            .filter(|(_, p)| Some(p) != self.spec_dir.as_ref())
-            .collect();
-        cycles.sort_by_key(|c| std::cmp::Reverse(c.0));
-        for (_, dir) in cycles.iter().skip(KEPT_CYCLES) {
+        let cycles = cycle_dirs(&self.opts.run_dir)
+            .into_iter()
+            .filter(|p| Some(p) != self.spec_dir.as_ref());
+        for dir in cycles.skip(KEPT_CYCLES) {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
@@ -297,9 +278,10 @@ impl Session {
         self.failed.is_some()
     }
 
-    /// Ends the session: `policy` under the session's lock, checked as a
+    /// Ends the session: its teardown policy under its lock, checked as a
     /// run's teardown is; then the reaper stands down.
-    pub fn end(mut self, policy: Policy) -> Result<(), String> {
+    pub fn end(mut self) -> Result<(), String> {
+        let policy = self.opts.teardown;
         if let Some(lock) = &mut self.lock {
             lock.doing(Phase::Teardown.name());
         }
@@ -319,4 +301,23 @@ impl Session {
         }
         failure.map_or(Ok(()), Err)
     }
+}
+
+/// A cycle's folder in its session's: `cycle-N`.
+const CYCLE: &str = "cycle-";
+
+/// A session's cycle folders, the newest first.
+pub fn cycle_dirs(session_dir: &camino::Utf8Path) -> Vec<Utf8PathBuf> {
+    let Ok(entries) = session_dir.read_dir_utf8() else {
+        return Vec::new();
+    };
+    let mut cycles: Vec<(usize, Utf8PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let n = e.file_name().strip_prefix(CYCLE)?.parse().ok()?;
+            Some((n, e.into_path()))
+        })
+        .collect();
+    cycles.sort_by_key(|c| std::cmp::Reverse(c.0));
+    cycles.into_iter().map(|(_, dir)| dir).collect()
 }

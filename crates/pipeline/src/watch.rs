@@ -25,9 +25,11 @@ pub enum Change {
     /// A test package's sources.
     Tests(String),
     /// Another crate of the workspace that the tests or a staged binary
-    /// build on (one neither uses is `Nothing`), or the workspace's own
-    /// manifest, lock file or cargo config.
+    /// build on (one neither uses is `Nothing`).
     Crate(String),
+    /// The workspace's own manifest, lock file or cargo config: every
+    /// cargo build may differ.
+    Manifest,
     /// Nothing the run uses.
     Nothing,
     /// The run's own output (target, staged binaries, certificates): never a cause.
@@ -42,6 +44,7 @@ impl std::fmt::Display for Change {
             Change::Staged(p) => write!(f, "staged binary {p}"),
             Change::Tests(p) => write!(f, "tests {p}"),
             Change::Crate(p) => write!(f, "crate {p}"),
+            Change::Manifest => f.write_str("the workspace's manifest"),
             Change::Nothing => f.write_str("nothing uses it"),
             Change::Output => f.write_str("the run's own output"),
         }
@@ -175,11 +178,8 @@ impl Map {
                 tests: true,
                 ..uses(p)
             },
-            Change::Crate(p) if self.tests_use.contains(p) || self.staged_use.contains(p) => {
-                uses(p)
-            }
-            // The workspace's manifest, lock file or cargo config.
-            Change::Crate(_) => Effects {
+            Change::Crate(p) => uses(p),
+            Change::Manifest => Effects {
                 stage: true,
                 tests: true,
             },
@@ -222,7 +222,7 @@ impl Map {
             out.insert(kind.clone());
         }
         if self.workspace_files.iter().any(|f| path.starts_with(f)) {
-            out.insert(Change::Crate("the workspace".into()));
+            out.insert(Change::Manifest);
         }
         if out.is_empty() {
             out.insert(Change::Nothing);

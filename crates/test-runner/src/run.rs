@@ -310,37 +310,36 @@ pub struct Failure {
 pub fn failures(path: &Utf8Path) -> Result<Vec<Failure>> {
     let report = load_junit(path)?;
     let mut out = Vec::new();
-    for suite in &report.test_suites {
-        for case in &suite.test_cases {
-            if let quick_junit::TestCaseStatus::NonSuccess {
-                message,
-                description,
-                ..
-            } = &case.status
-            {
-                let message = message
-                    .as_ref()
-                    .map(|m| m.to_string())
-                    .filter(|m| !m.is_empty())
-                    .or_else(|| {
-                        description.as_ref().and_then(|d| {
-                            d.to_string()
-                                .lines()
-                                .find(|l| !l.trim().is_empty())
-                                .map(str::to_owned)
-                        })
-                    })
-                    .unwrap_or_else(|| "failed".to_owned());
-                let class = case
-                    .classname
-                    .as_ref()
-                    .map_or_else(String::new, |c| c.to_string());
-                out.push(Failure {
-                    name: format!("{class} {}", case.name.as_str()).trim().to_owned(),
-                    message,
-                });
-            }
-        }
+    for (_, case) in failed_cases(&report) {
+        let quick_junit::TestCaseStatus::NonSuccess {
+            message,
+            description,
+            ..
+        } = &case.status
+        else {
+            continue;
+        };
+        let message = message
+            .as_ref()
+            .map(|m| m.to_string())
+            .filter(|m| !m.is_empty())
+            .or_else(|| {
+                description.as_ref().and_then(|d| {
+                    d.to_string()
+                        .lines()
+                        .find(|l| !l.trim().is_empty())
+                        .map(str::to_owned)
+                })
+            })
+            .unwrap_or_else(|| "failed".to_owned());
+        let class = case
+            .classname
+            .as_ref()
+            .map_or_else(String::new, |c| c.to_string());
+        out.push(Failure {
+            name: format!("{class} {}", case.name.as_str()).trim().to_owned(),
+            message,
+        });
     }
     Ok(out)
 }
@@ -360,11 +359,7 @@ pub fn failed_filterset(path: &Utf8Path) -> Result<Option<String>> {
             out
         })
     };
-    let failed: Vec<String> = report
-        .test_suites
-        .iter()
-        .flat_map(|suite| suite.test_cases.iter().map(move |case| (suite, case)))
-        .filter(|(_, case)| matches!(case.status, quick_junit::TestCaseStatus::NonSuccess { .. }))
+    let failed: Vec<String> = failed_cases(&report)
         .map(|(suite, case)| {
             let binary = case
                 .classname
@@ -378,6 +373,17 @@ pub fn failed_filterset(path: &Utf8Path) -> Result<Option<String>> {
         })
         .collect();
     Ok((!failed.is_empty()).then(|| failed.join(" | ")))
+}
+
+/// The report's failed cases (a failure or an error), each with its suite.
+fn failed_cases(
+    report: &quick_junit::Report,
+) -> impl Iterator<Item = (&quick_junit::TestSuite, &quick_junit::TestCase)> {
+    report
+        .test_suites
+        .iter()
+        .flat_map(|suite| suite.test_cases.iter().map(move |case| (suite, case)))
+        .filter(|(_, case)| matches!(case.status, quick_junit::TestCaseStatus::NonSuccess { .. }))
 }
 
 /// Writes one JUnit report holding every test suite of `inputs` (the shards

@@ -140,19 +140,8 @@ impl Watching {
                         .is_some_and(|n| n.contains(&format!("-{pid}-")))
                 })
         });
-        let Some(session) = session else {
-            return Vec::new();
-        };
-        let last = session.read_dir_utf8().ok().and_then(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|e| {
-                    let n: usize = e.file_name().strip_prefix("cycle-")?.parse().ok()?;
-                    Some((n, e.into_path()))
-                })
-                .max_by_key(|(n, _)| *n)
-        });
-        last.and_then(|(_, dir)| pipeline::RunReport::read(&dir.join("report.json")).ok())
+        let last = session.and_then(|s| pipeline::session::cycle_dirs(&s).into_iter().next());
+        last.and_then(|dir| pipeline::RunReport::read(&dir.join("report.json")).ok())
             .map(|r| r.phase_seconds())
             .unwrap_or_default()
     }
