@@ -487,6 +487,14 @@ fn a_staged_binary_s_image_follows_only_when_its_bytes_changed() {
         output.contains("staged binaries: 0 of 1 changed"),
         "the comment left the binary as it was: {output}"
     );
+    // No test source changed in cycles 1 and 2: their test binaries ran as built.
+    assert_eq!(
+        output
+            .matches("test binaries as an earlier cycle built them")
+            .count(),
+        2,
+        "{output}"
+    );
     assert!(
         done[1].contains("staged binary hello")
             && done[1].contains("built: nothing; containers recreated or started: 0")

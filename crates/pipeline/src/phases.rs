@@ -991,6 +991,7 @@ pub(crate) fn test_phase(
     containers: Option<Vec<Container>>,
     counted: &mut Option<test_runner::Outcome>,
 ) -> PhaseResult<()> {
+    let reused = prebuild.as_ref().is_some_and(|p| p.built);
     let binaries = match prebuild {
         Some(p) => p.finish()?,
         None => None,
@@ -1033,9 +1034,14 @@ pub(crate) fn test_phase(
              then run again: the next run takes over what this one left"
         )));
     }
-    let counts = outcome
+    let mut counts = outcome
         .counts
         .map_or_else(|| "no JUnit report to count from".into(), |c| c.to_string());
+    if reused && invocation.reuse.is_some() {
+        counts.push_str(
+            "; test binaries as an earlier cycle built them (none of their sources changed)",
+        );
+    }
     let verdict = outcome.verdict.clone();
     *counted = Some(outcome);
     match verdict {
