@@ -155,15 +155,26 @@ fn promise_kept(project: &str, policy: compose::Policy) -> Option<String> {
     broken()
 }
 
+/// The watch fixture in a workspace of its own and a project name for
+/// `test`, or `None` (said) when the engine or the Debian base is missing.
+fn page_fixture(test: &str, suffix: &str) -> Option<(support::Fixture, String)> {
+    compose::testing::image_or_skip(test, BASE_IMAGE).then(|| {
+        (
+            support::Fixture::new("watch", BIN),
+            format!("t{}-{suffix}", std::process::id()),
+        )
+    })
+}
+
 #[test]
 fn each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy() {
-    let test = "each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy";
-    if !compose::testing::image_or_skip(test, BASE_IMAGE) {
+    let Some((fixture, project)) = page_fixture(
+        "each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy",
+        "watch",
+    ) else {
         return;
-    }
-    let fixture = support::Fixture::new("watch", BIN);
+    };
     let root = &fixture.root;
-    let project = format!("t{}-watch", std::process::id());
     let write = |path: &str, text: &str| std::fs::write(root.join(path), text).unwrap();
     let dockerfile = std::fs::read_to_string(root.join("docker/Dockerfile")).unwrap();
     let test_file = std::fs::read_to_string(root.join("page-e2e/tests/page.rs")).unwrap();
@@ -257,13 +268,13 @@ fn each_change_does_what_it_should_and_ctrl_c_ends_with_the_policy() {
 
 #[test]
 fn config_changes_new_folders_and_ctrl_c_during_a_build() {
-    let test = "config_changes_new_folders_and_ctrl_c_during_a_build";
-    if !compose::testing::image_or_skip(test, BASE_IMAGE) {
+    let Some((fixture, project)) = page_fixture(
+        "config_changes_new_folders_and_ctrl_c_during_a_build",
+        "watchbuild",
+    ) else {
         return;
-    }
-    let fixture = support::Fixture::new("watch", BIN);
+    };
     let root = &fixture.root;
-    let project = format!("t{}-watchbuild", std::process::id());
     let write = |path: &str, text: &str| std::fs::write(root.join(path), text).unwrap();
     let dockerfile = std::fs::read_to_string(root.join("docker/Dockerfile")).unwrap();
     let config = std::fs::read_to_string(root.join("e2e.yaml")).unwrap();
@@ -340,13 +351,13 @@ fn config_changes_new_folders_and_ctrl_c_during_a_build() {
 
 #[test]
 fn only_the_failed_tests_rerun_and_ctrl_c_during_the_tests_ends_with_the_policy() {
-    let test = "only_the_failed_tests_rerun_and_ctrl_c_during_the_tests_ends_with_the_policy";
-    if !compose::testing::image_or_skip(test, BASE_IMAGE) {
+    let Some((fixture, project)) = page_fixture(
+        "only_the_failed_tests_rerun_and_ctrl_c_during_the_tests_ends_with_the_policy",
+        "watchtests",
+    ) else {
         return;
-    }
-    let fixture = support::Fixture::new("watch", BIN);
+    };
     let root = &fixture.root;
-    let project = format!("t{}-watchtests", std::process::id());
     let page = |text: &str| std::fs::write(root.join("page.txt"), text).unwrap();
     let another_check = |body: &str| {
         let test = format!("#[test]\nfn another_check() {{\n    {body}\n}}\n");
@@ -416,12 +427,12 @@ fn only_the_failed_tests_rerun_and_ctrl_c_during_the_tests_ends_with_the_policy(
 
 #[test]
 fn a_watch_killed_outright_leaves_what_its_policy_says() {
-    let test = "a_watch_killed_outright_leaves_what_its_policy_says";
-    if !compose::testing::image_or_skip(test, BASE_IMAGE) {
+    let Some((fixture, project)) = page_fixture(
+        "a_watch_killed_outright_leaves_what_its_policy_says",
+        "watchkill",
+    ) else {
         return;
-    }
-    let fixture = support::Fixture::new("watch", BIN);
-    let project = format!("t{}-watchkill", std::process::id());
+    };
     let w = script(
         watch_cmd(&fixture, "PAGE_PORT", &project, "purge", &[]),
         vec![on("watching ", || Some(Signal::SIGKILL))],
