@@ -29,7 +29,7 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 pub fn run(flags: &crate::Ci) -> anyhow::Result<()> {
     let sh = crate::shell()?;
     if flags.dry_run {
-        for step in plan(&sh)? {
+        for step in plan(&sh, flags)? {
             println!("{:<30} {}", step.name, step.cmd);
         }
         return Ok(());
@@ -41,7 +41,7 @@ pub fn run(flags: &crate::Ci) -> anyhow::Result<()> {
     // Ctrl-C reaches the step running now (same process group), which handles
     // it (the e2e step tears down); we only stop starting new steps.
     ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))?;
-    let results = execute(plan(&sh)?);
+    let results = execute(plan(&sh, flags)?);
     eprintln!("\nci summary");
     for r in &results {
         eprintln!(
@@ -57,11 +57,42 @@ pub fn run(flags: &crate::Ci) -> anyhow::Result<()> {
     summary(&results)
 }
 
+/// The Docker-backed tests that touch image IDs: on the containerd image
+/// store an image ID is a manifest digest, not a config digest.
+pub const IMAGE_ID_TESTS: &str = "binary(/^docker_/) & test(/a_dockerfile_change_builds_again|a_build_arg_change_builds_that_service_again|purge_also_removes_the_images_rebuilds_left_behind|an_unchanged_stack_is_neither_built_nor_started|a_service_config_change_starts_again_without_building|an_image_budget_removes|each_policy_leaves_what_it_promises|a_staged_binary_s_image_follows|each_change_does_what_it_should/)";
+
 /// fmt, clippy, unit and Docker-backed tests (JUnit in target/nextest/ci/),
 /// then the e2e run of the demo stack, purged afterwards (JUnit in target/nextest/e2e/).
-pub fn plan(sh: &Shell) -> anyhow::Result<Vec<Step<'_>>> {
+/// With `--engine-only`, the Docker-backed tests and the e2e run alone.
+pub fn plan<'a>(sh: &'a Shell, flags: &crate::Ci) -> anyhow::Result<Vec<Step<'a>>> {
     let xtask = std::env::current_exe()?;
     let pid = std::process::id().to_string();
+    let e2e = Step {
+        name: "e2e (demo stack, purge)",
+        cmd: cmd!(
+            sh,
+            "{xtask} e2e --teardown purge --project e2e-ci-{pid} --ephemeral-ports"
+        ),
+        fix: "rerun it with `cargo xtask e2e --keep-on-failure` and read the bundle it names",
+    };
+    if flags.engine_only {
+        let filter = if flags.image_ids {
+            IMAGE_ID_TESTS
+        } else {
+            "binary(/^docker_/)"
+        };
+        return Ok(vec![
+            Step {
+                name: "Docker-backed tests",
+                cmd: cmd!(
+                    sh,
+                    "cargo nextest run --workspace --locked --profile ci -E {filter}"
+                ),
+                fix: "rerun one with `cargo nextest run --profile ci -E 'test(NAME)'` on the same engine (E2E_ENGINE=... bash .ci/engine)",
+            },
+            e2e,
+        ]);
+    }
     Ok(vec![
         Step {
             name: "fmt",
@@ -84,14 +115,7 @@ pub fn plan(sh: &Shell) -> anyhow::Result<Vec<Step<'_>>> {
         // Its own project name and host ports the engine picks: a developer's
         // kept stack (`e2e-<checkout>`, on the fixed port) is neither purged
         // nor in the way.
-        Step {
-            name: "e2e (demo stack, purge)",
-            cmd: cmd!(
-                sh,
-                "{xtask} e2e --teardown purge --project e2e-ci-{pid} --ephemeral-ports"
-            ),
-            fix: "rerun it with `cargo xtask e2e --keep-on-failure` and read the bundle it names",
-        },
+        e2e,
     ])
 }
 
@@ -144,7 +168,12 @@ mod tests {
     #[test]
     fn the_e2e_step_leaves_a_kept_stack_alone() {
         let sh = Shell::new().unwrap();
-        let steps = plan(&sh).unwrap();
+        let flags = crate::Ci {
+            dry_run: true,
+            engine_only: false,
+            image_ids: false,
+        };
+        let steps = plan(&sh, &flags).unwrap();
         let e2e = steps.iter().find(|s| s.name.starts_with("e2e")).unwrap();
         let shown = e2e.cmd.to_string();
         assert!(shown.contains("--project e2e-ci-"), "{shown}");

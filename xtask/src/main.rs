@@ -3,6 +3,7 @@
 
 mod bench;
 mod ci;
+mod repeat;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,16 @@ enum Command {
     Bench(Bench),
     /// Everything CI checks: formatting, clippy, unit and Docker-backed tests, an e2e run.
     Ci(Ci),
+    /// The demo stack and the shop fixture from nothing N times each on the
+    /// engine that answers: a failure count per stack, failed runs' folders kept.
+    Repeat(Repeat),
+}
+
+#[derive(Debug, Args)]
+pub struct Repeat {
+    /// Runs of each stack.
+    #[arg(long, default_value_t = 20)]
+    pub runs: usize,
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +72,15 @@ pub struct Ci {
     /// Print the steps and their commands; run nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Only what depends on the engine: the Docker-backed tests and the e2e
+    /// run (what CI runs again on each further engine of the matrix).
+    #[arg(long)]
+    pub engine_only: bool,
+    /// With --engine-only: only the Docker-backed tests that touch image IDs
+    /// (fingerprints, purge, dangling images, "nothing changed"), for the
+    /// containerd image store, where image IDs are manifest digests.
+    #[arg(long, requires = "engine_only")]
+    pub image_ids: bool,
 }
 
 fn main() -> ExitCode {
@@ -68,6 +88,7 @@ fn main() -> ExitCode {
         Command::Tool(cmd) => cargo_e2e::run(cmd),
         Command::Bench(f) => bench::run(&f),
         Command::Ci(f) => ci::run(&f),
+        Command::Repeat(f) => repeat::run(&f),
     };
     cargo_e2e::finish(result)
 }
