@@ -1,7 +1,8 @@
 //! `cargo e2e doctor`: what this machine has for e2e runs, and for each
 //! gap the command that fixes it. Exit 3 when anything is missing.
 
-use compose::{ComposeFlavor, Engine, PortState};
+use compose::versions::Builder;
+use compose::{ComposeFlavor, Engine, ImageStore, PortState, Product};
 use process::Cmd;
 
 use crate::exit::Exit;
@@ -34,17 +35,10 @@ pub fn run(flags: &Doctor) -> anyhow::Result<()> {
         ),
         None => row("engine machine", "this one"),
     }
-    match &engine.daemon_error {
-        None => row(
-            "docker engine",
-            &format!(
-                "{} ({}, {})",
-                engine.server_version.as_deref().unwrap_or("?"),
-                engine.server_os.as_deref().unwrap_or("?"),
-                engine.storage_driver.as_deref().unwrap_or("?")
-            ),
-        ),
-        Some(e) => {
+    match (&engine.facts, &engine.daemon_error) {
+        (Some(facts), _) => engine_rows(facts, &row),
+        (None, e) => {
+            let e = e.as_deref().unwrap_or("no answer");
             row("docker engine", &format!("not answering: {e}"));
             match compose::versions::api_refusal(e) {
                 Some((client, min)) => {
@@ -70,31 +64,12 @@ pub fn run(flags: &Doctor) -> anyhow::Result<()> {
         }
     };
     row("compose", &compose);
-    if let ComposeFlavor::Plugin(v) | ComposeFlavor::StandaloneV2(v) = &engine.compose {
-        let bake = std::env::var("COMPOSE_BAKE").ok();
-        let builder = compose::versions::builder(v, bake.as_deref());
-        let shown = match &builder {
-            compose::versions::Builder::Embedded => {
-                "Compose's own BuildKit client (no buildx needed)".to_owned()
-            }
-            compose::versions::Builder::Bake { buildx } => format!(
-                "buildx bake, buildx {}",
-                buildx.as_deref().unwrap_or("missing")
-            ),
-        };
-        row("builder", &shown);
+    if let Some(builder) = &engine.builder {
+        row("builder", &builder_row(builder));
         if let Some(why) = builder.refusal() {
             problems.push(why);
         }
     }
-    row(
-        "buildkit",
-        if engine.buildkit {
-            "yes (Compose v2 builds with BuildKit)"
-        } else {
-            "no (needs Compose v2)"
-        },
-    );
 
     let here = camino::Utf8Path::new(".");
     let nextest = Cmd::cargo(["nextest", "--version"]).text(here).ok();
@@ -190,7 +165,7 @@ fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String
     if !daemon {
         return;
     }
-    let api = Engine::api_version();
+    let api = Engine::detect().facts.and_then(|f| f.api);
     for line in health_timing_notes(&project.stack, api.as_deref()) {
         row("health checks", &line);
     }
@@ -245,6 +220,69 @@ fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String
 /// the start. An e2e run checks at once by itself (`docker exec`); these lines
 /// say what the setting would save where Docker's own timer still counts:
 /// plain `docker compose up --wait`, and checks the run leaves to Docker.
+/// The engine's facts, each with what it means for this tool.
+fn engine_rows(facts: &compose::Facts, row: &impl Fn(&str, &str)) {
+    row(
+        "docker engine",
+        &format!(
+            "{} {} ({})",
+            match facts.product {
+                Product::Docker => "Docker",
+                Product::Podman => "Podman",
+            },
+            facts.version,
+            facts.os
+        ),
+    );
+    let api = facts.api.as_deref().unwrap_or("?");
+    row(
+        "engine API",
+        &match facts.honours_start_interval() {
+            Some(true) => format!("{api}: healthcheck.start_interval is honoured"),
+            Some(false) => format!(
+                "{api}: refuses healthcheck.start_interval (API 1.44, Docker 25, and later honour it)"
+            ),
+            None => format!("{api}: unknown"),
+        },
+    );
+    let meaning = match &facts.image_store {
+        ImageStore::GraphDriver(_) => "image IDs are config digests",
+        ImageStore::Containerd(_) => {
+            "image IDs are manifest digests; fingerprints record the ID the engine reports for each tag"
+        }
+        ImageStore::Storage(_) => "Podman's own store; image IDs are config digests",
+    };
+    row("image store", &format!("{}: {meaning}", facts.image_store));
+    row(
+        "rootless",
+        if facts.rootless {
+            "yes: ports below 1024 need net.ipv4.ip_unprivileged_port_start; a PID 1 deaf to \
+             its stop signal is killed at once only where /proc here shows the container"
+        } else {
+            "no"
+        },
+    );
+}
+
+/// How Compose builds, and what that means for the run.
+fn builder_row(builder: &Builder) -> String {
+    match builder {
+        Builder::Embedded => {
+            "Compose's own BuildKit client (no buildx needed); built/cached read per step"
+                .to_owned()
+        }
+        Builder::Bake { buildx } => format!(
+            "buildx bake, buildx {}: BuildKit in the engine; built/cached read per step; \
+             Ctrl-C cancels the build in the engine",
+            buildx.as_deref().unwrap_or("missing")
+        ),
+        Builder::Classic => "the engine's classic /build API (Podman serves no BuildKit): \
+             the tool builds with COMPOSE_BAKE=false DOCKER_BUILDKIT=0; built/cached read per \
+             step from its `Using cache` lines"
+            .to_owned(),
+    }
+}
+
 fn health_timing_notes(stack: &compose::Stack, api: Option<&str>) -> Vec<String> {
     let supported = api.and_then(|v| {
         let (major, minor) = v.split_once('.')?;

@@ -699,16 +699,41 @@ fn doctor_reports_the_engine_compose_and_nextest() {
         .run()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let version = engine.server_version.unwrap();
+    let facts = engine.facts.unwrap();
+    let product = match facts.product {
+        compose::Product::Docker => "Docker",
+        compose::Product::Podman => "Podman",
+    };
     assert!(
-        stdout.contains(&format!("docker engine    {version} (")),
+        stdout.contains(&format!("docker engine    {product} {} (", facts.version)),
         "{stdout}"
     );
+    // The engine's own API version, and what it means for start_interval.
+    let api = facts.api.clone().unwrap();
+    let start_interval = if facts.honours_start_interval() == Some(true) {
+        "healthcheck.start_interval is honoured"
+    } else {
+        "refuses healthcheck.start_interval"
+    };
+    assert!(
+        stdout.contains(&format!("engine API       {api}: {start_interval}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("image store      {}: ", facts.image_store)),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rootless         no"), "{stdout}");
     assert!(
         stdout.contains("compose          docker compose 2."),
         "{stdout}"
     );
-    assert!(stdout.contains("buildkit         yes"), "{stdout}");
+    let builder = match engine.builder.unwrap() {
+        compose::versions::Builder::Embedded => "builder          Compose's own BuildKit client",
+        compose::versions::Builder::Bake { .. } => "builder          buildx bake, buildx 0.",
+        compose::versions::Builder::Classic => "builder          the engine's classic /build API",
+    };
+    assert!(stdout.contains(builder), "{stdout}");
     assert!(
         stdout.contains("nextest          cargo-nextest 0.9."),
         "{stdout}"

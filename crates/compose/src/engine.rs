@@ -4,7 +4,12 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::facts::Facts;
+use crate::versions::Builder;
 use process::Cmd;
+
+const INFO: [&str; 3] = ["info", "--format", "{{json .}}"];
+const VERSION: [&str; 3] = ["version", "--format", "{{json .Server}}"];
 
 /// Which Compose answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,26 +28,16 @@ pub enum ComposeFlavor {
 #[derive(Debug, Clone, Serialize)]
 pub struct Engine {
     pub client_version: Option<String>,
-    pub server_version: Option<String>,
-    pub server_os: Option<String>,
-    pub storage_driver: Option<String>,
+    /// The daemon's account of itself, when it answers.
+    pub facts: Option<Facts>,
     pub compose: ComposeFlavor,
-    /// Compose v2 builds with BuildKit always; older paths need `DOCKER_BUILDKIT=1`.
-    pub buildkit: bool,
+    /// How Compose builds against this engine, when Compose v2 answers.
+    pub builder: Option<Builder>,
     /// Why the daemon did not answer, when it did not.
     pub daemon_error: Option<String>,
 }
 
-/// What `docker info` says of the daemon.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Server {
-    pub version: String,
-    /// Where the daemon keeps images, containers, volumes and BuildKit's
-    /// cache, on the daemon's own machine.
-    pub root_dir: String,
-}
-
-impl Server {
+impl Facts {
     /// Free bytes where the daemon keeps its data, when that folder is on
     /// this machine: the engine is reached through a local socket and the
     /// folder exists here. `None` for a remote engine.
@@ -162,16 +157,17 @@ impl Engine {
     /// process start and a round trip); never fails, only reports.
     pub fn detect() -> Engine {
         let here = Utf8Path::new(".");
-        let (client, info, compose) = std::thread::scope(|s| {
+        let (client, info, version, compose) = std::thread::scope(|s| {
             // `docker --version` answers without a daemon; `docker version` does not.
             let client = s.spawn(|| crate::docker(["--version"]).text(here));
-            let fmt = "{{.ServerVersion}}|{{.OSType}}|{{.Driver}}";
-            let info = s.spawn(move || crate::docker(["info", "--format", fmt]).text(here));
+            let info = s.spawn(|| crate::docker(INFO).text(here));
+            let version = s.spawn(|| crate::docker(VERSION).text(here));
             let compose = s.spawn(|| detect_compose(here));
             let lost = "detection does not panic";
             (
                 client.join().expect(lost),
                 info.join().expect(lost),
+                version.join().expect(lost),
                 compose.join().expect(lost),
             )
         });
@@ -179,50 +175,41 @@ impl Engine {
             let v = v.strip_prefix("Docker version ")?;
             Some(v.split(',').next().unwrap_or(v).to_owned())
         });
-        let (server_version, server_os, storage_driver, daemon_error) = match info {
-            Ok(line) => {
-                let mut parts = line.splitn(3, '|').map(|s| Some(s.to_owned()));
-                (
-                    parts.next().flatten(),
-                    parts.next().flatten(),
-                    parts.next().flatten(),
-                    None,
-                )
-            }
+        let (facts, daemon_error) = match info {
+            Ok(text) => match Facts::parse(&text, version.ok().as_deref()) {
+                Ok(f) => (Some(f), None),
+                Err(e) => (None, Some(format!("cannot read `docker info`: {e}"))),
+            },
             // Docker's own words say why (no socket, permission, TLS), not our command line.
-            Err(process::Error::Failed { stderr, .. }) => {
-                (None, None, None, Some(first_line(&stderr)))
-            }
-            Err(e) => (None, None, None, Some(first_line(&e.to_string()))),
+            Err(process::Error::Failed { stderr, .. }) => (None, Some(first_line(&stderr))),
+            Err(e) => (None, Some(first_line(&e.to_string()))),
         };
-        let buildkit = matches!(
-            compose,
-            ComposeFlavor::Plugin(_) | ComposeFlavor::StandaloneV2(_)
-        );
+        let builder = match &compose {
+            ComposeFlavor::Plugin(v) | ComposeFlavor::StandaloneV2(v) => {
+                let bake = std::env::var("COMPOSE_BAKE").ok();
+                let product = facts.as_ref().map(|f| f.product);
+                Some(crate::versions::builder(v, bake.as_deref(), product))
+            }
+            _ => None,
+        };
         Engine {
             client_version,
-            server_version,
-            server_os,
-            storage_driver,
+            facts,
             compose,
-            buildkit,
+            builder,
             daemon_error,
         }
     }
 
-    /// The daemon's version and data folder, or why it does not answer: one
+    /// The daemon's account of itself, or why it does not answer: one
     /// `docker info`. What a run needs before it starts; Compose proves
     /// itself by loading the stack (see [`Engine::require`] for the full check).
-    pub fn server() -> Result<Server> {
-        let format = "{{.ServerVersion}}\t{{.DockerRootDir}}";
-        match crate::docker(["info", "--format", format]).text(Utf8Path::new(".")) {
-            Ok(v) => {
-                let (version, root) = v.trim().split_once('\t').unwrap_or((v.trim(), ""));
-                Ok(Server {
-                    version: version.to_owned(),
-                    root_dir: root.to_owned(),
-                })
-            }
+    pub fn server() -> Result<Facts> {
+        match crate::docker(INFO).text(Utf8Path::new(".")) {
+            Ok(text) => Facts::parse(&text, None).map_err(|e| Error::Parse {
+                command: format!("docker {}", INFO.join(" ")),
+                detail: e.to_string(),
+            }),
             Err(process::Error::Failed { stderr, .. }) => Err(daemon_error(&stderr)),
             Err(e) => Err(Error::NoDaemon {
                 detail: first_line(&e.to_string()),
@@ -237,15 +224,6 @@ impl Engine {
             return Some(format!("{h} (DOCKER_HOST)"));
         }
         current_context().map(|(host, name)| format!("{host} (context {name})"))
-    }
-
-    /// The engine's API version (`1.41`), when it answers.
-    pub fn api_version() -> Option<String> {
-        crate::docker(["version", "--format", "{{.Server.APIVersion}}"])
-            .text(Utf8Path::new("."))
-            .ok()
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
     }
 
     /// An engine and Compose v2 answer, or the error that says what to do.

@@ -5,6 +5,7 @@
 
 mod engine;
 mod error;
+pub mod facts;
 pub mod model;
 #[cfg(feature = "testing")]
 pub mod oracle;
@@ -20,8 +21,9 @@ mod up;
 pub mod versions;
 mod volume;
 
-pub use engine::{ComposeFlavor, Engine, Server};
+pub use engine::{ComposeFlavor, Engine};
 pub use error::{Error, Result};
+pub use facts::{Facts, ImageStore, Product};
 pub use model::{HealthTiming, ProjectSpec, Stack};
 pub use ports::{PortState, PortStatus};
 pub use project::{Container, ImageBuild, Project, Publisher, image_ids, image_key};

@@ -30,6 +30,10 @@ pub enum Builder {
     /// `buildx bake` (Compose 5, or 2.x with `COMPOSE_BAKE=true`), with the
     /// buildx version found (`None`: no buildx).
     Bake { buildx: Option<String> },
+    /// The engine's classic `/build` API: Podman serves no BuildKit, and
+    /// Compose's BuildKit paths would start a `moby/buildkit` container
+    /// (a pull) instead of building on Podman.
+    Classic,
 }
 
 impl Builder {
@@ -54,9 +58,17 @@ impl Builder {
 /// Which builder Compose `compose_version` uses, asking `docker buildx
 /// version` once. Compose 5 always bakes. Compose 2.40 bakes unless
 /// `COMPOSE_BAKE=false`, and without a usable buildx falls back to its own
-/// client with a warning (measured here: no buildx, 2.40.3).
-pub fn builder(compose_version: &str, compose_bake: Option<&str>) -> Builder {
+/// client with a warning (measured here: no buildx, 2.40.3). On Podman the
+/// tool builds through the classic API (see [`Builder::Classic`]).
+pub fn builder(
+    compose_version: &str,
+    compose_bake: Option<&str>,
+    product: Option<crate::Product>,
+) -> Builder {
     let major = version(compose_version).map_or(2, |v| v.0);
+    if product == Some(crate::Product::Podman) && major < 5 {
+        return Builder::Classic;
+    }
     let off = compose_bake.is_some_and(|b| b.eq_ignore_ascii_case("false") || b == "0");
     if major < 5 && off {
         return Builder::Embedded;
@@ -148,7 +160,11 @@ mod tests {
 
     #[test]
     fn which_builder_and_why_it_is_refused() {
-        assert_eq!(builder("2.40.3", Some("false")), Builder::Embedded);
+        assert_eq!(builder("2.40.3", Some("false"), None), Builder::Embedded);
+        assert_eq!(
+            builder("2.40.3", None, Some(crate::Product::Podman)),
+            Builder::Classic
+        );
         // Compose 2 falls back to its own client without a usable buildx; 5 cannot.
         assert_eq!(choose(2, None), Builder::Embedded);
         assert_eq!(choose(2, Some("0.13.1+ds1-3".into())), Builder::Embedded);

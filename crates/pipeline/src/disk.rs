@@ -5,13 +5,13 @@
 //! build cache and 5.7 GB of images, most of it reclaimable.
 
 use camino::Utf8Path;
-use compose::Server;
+use compose::Facts;
 
 use crate::config::DiskConfig;
 
 /// Fails when the engine's data folder has less free space than the floor;
 /// says nothing for a remote engine (its free space cannot be read from here).
-pub fn check_floor(server: &Server, config: &DiskConfig, file: &Utf8Path) -> Result<(), String> {
+pub fn check_floor(server: &Facts, config: &DiskConfig, file: &Utf8Path) -> Result<(), String> {
     let Some(free) = server.free_bytes() else {
         return Ok(());
     };
@@ -156,10 +156,8 @@ mod tests {
     #[test]
     fn a_floor_above_the_free_space_fails_with_the_numbers_and_the_fix() {
         let tmp = tempfile::tempdir().unwrap();
-        let server = Server {
-            version: "27.0".into(),
-            root_dir: tmp.path().to_str().unwrap().into(),
-        };
+        let info = serde_json::json!({"ServerVersion": "27.0", "DockerRootDir": tmp.path()});
+        let server = Facts::parse(&info.to_string(), None).unwrap();
         // No test machine has 1 PiB free.
         let config = DiskConfig {
             min_free: build_context::Size(1 << 50),

@@ -408,9 +408,9 @@ fn machine() -> String {
                     .map(|v| v.trim_matches('"').to_owned())
             })
         });
-    let docker = compose::Engine::detect().server_version;
+    let docker = compose::Engine::detect().facts.map(|f| f.summary());
     format!(
-        "{cores} cores ({}), {}, {}, Docker Engine {}",
+        "{cores} cores ({}), {}, {}, {}",
         cpu.unwrap_or_else(|| std::env::consts::ARCH.into()),
         os.unwrap_or_else(|| std::env::consts::OS.into()),
         std::env::consts::ARCH,
