@@ -105,9 +105,50 @@ pub fn engine_gone(output: &str) -> Option<String> {
         .map(|l| l.trim().to_owned())
 }
 
+/// What the engine lacks, said with the fix, when a build's log shows a
+/// failure of the engine's own making rather than of the Dockerfile's.
+pub fn engine_capability(log: &str) -> Option<&'static str> {
+    const KNOWN: [(&str, &str); 2] = [
+        (
+            "error setting rlimit type 7: operation not permitted",
+            "the engine cannot give RUN steps the open-file limit its builder asks for (Podman's \
+             buildah asks 1048576 for root): raise the engine's hard limit (LimitNOFILE=1048576 in \
+             podman.service, or `ulimit -Hn 1048576` before `podman system service`)",
+        ),
+        (
+            "moby/buildkit",
+            "Compose tried to start a BuildKit container (a pull of moby/buildkit): the engine serves \
+             no BuildKit of its own (Podman); build with COMPOSE_BAKE=false DOCKER_BUILDKIT=0, which \
+             the e2e run does by itself on Podman",
+        ),
+    ];
+    KNOWN
+        .iter()
+        .find(|(sign, _)| log.contains(sign))
+        .map(|(_, fix)| *fix)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_engine_that_lacks_a_capability_is_named_with_the_fix() {
+        // Recorded: Podman 5.8.6's classic build on a machine whose hard
+        // RLIMIT_NOFILE is 20000.
+        let log = "error running container: from /usr/bin/runc creating container for [/bin/sh -c cat /a.txt > /b.txt]: time=\"2026-12-02T06:59:55Z\" level=error msg=\"runc create failed: unable to start container process: error during container init: error setting rlimits for ready process: error setting rlimit type 7: operation not permitted\"";
+        assert!(
+            engine_capability(log)
+                .unwrap()
+                .contains("LimitNOFILE=1048576")
+        );
+        assert_eq!(
+            engine_capability(
+                "#8 ERROR: process \"/bin/sh -c false\" did not complete successfully"
+            ),
+            None
+        );
+    }
 
     #[test]
     fn a_daemon_that_went_away_is_told_apart_from_a_failing_command() {

@@ -87,7 +87,14 @@ pub struct ImageBuild {
     /// Not built at all: nothing it is built from changed since the last run.
     #[serde(default)]
     pub unchanged: bool,
+    /// Whether the build log named any instruction step after this service.
+    /// bake runs a step that several targets share once, under one target's
+    /// name: a service with no step of its own is judged by its image ID.
+    #[serde(skip)]
+    pub steps_named: bool,
 }
+
+const NO_DEFAULT_ATTESTATIONS: &str = "BUILDX_NO_DEFAULT_ATTESTATIONS";
 
 /// A loaded project.
 #[derive(Debug, Clone)]
@@ -117,11 +124,22 @@ impl Project {
             all.extend(["-p".to_owned(), self.stack.name.clone()]);
         }
         all.extend(args.into_iter().map(Into::into));
-        crate::docker(all)
+        let cmd = crate::docker(all)
             .envs(&self.spec.env)
             // Older tools build with BuildKit only when asked; Compose v2 always does.
             .env("DOCKER_BUILDKIT", "1")
-            .env("COMPOSE_DOCKER_CLI_BUILD", "1")
+            .env("COMPOSE_DOCKER_CLI_BUILD", "1");
+        // buildx attaches a provenance attestation, with the build's times, to
+        // every image it exports to the containerd image store: a build that
+        // the cache answered whole still gets a new image ID, and Compose then
+        // recreates containers nothing changed in (measured on Engine 28's
+        // containerd store: two cached builds, two IDs; with this, one). A
+        // compose file's own `provenance:` still asks for one.
+        if std::env::var_os(NO_DEFAULT_ATTESTATIONS).is_none() {
+            cmd.env(NO_DEFAULT_ATTESTATIONS, "1")
+        } else {
+            cmd
+        }
     }
 
     /// Builds the images of `services` (every service that builds, when
@@ -152,19 +170,35 @@ impl Project {
                     detail,
                 });
             }
+            let lacks = crate::error::engine_capability(&text)
+                .map(|fix| format!("\nthe engine, not the Dockerfile: {fix}"))
+                .unwrap_or_default();
             return Err(Error::Failed {
                 command: cmd.to_string(),
                 status: status(&out),
-                stderr: format!("{}\n(whole log: {log})", tail(&text, 40)),
+                stderr: format!("{}\n(whole log: {log}){lacks}", tail(&text, 40)),
             });
         }
-        let ran = services_that_ran_steps(&text);
-        Ok(self
+        let building: Vec<(String, String)> = self
             .images()
             .into_iter()
             .filter(|(service, _)| services.is_none() || only.contains(service))
+            .collect();
+        let names: Vec<&str> = building.iter().map(|(s, _)| s.as_str()).collect();
+        // The classic builder (Podman) prints `STEP k/n` lines of parallel
+        // builds interleaved and unnamed: no step is anyone's, and each
+        // image is judged by its ID.
+        let classic = text.lines().any(|l| l.starts_with("STEP 1/"));
+        let steps = if classic {
+            Steps::default()
+        } else {
+            steps_of(&text, &names)
+        };
+        Ok(building
+            .into_iter()
             .map(|(service, image)| ImageBuild {
-                built: ran.contains(&service),
+                built: steps.ran.contains(&service),
+                steps_named: steps.named.contains(&service),
                 unchanged: false,
                 service,
                 image,
@@ -256,34 +290,63 @@ fn parse_ps(text: &str) -> Result<Vec<Container>, serde_json::Error> {
         .collect()
 }
 
-/// The services for which BuildKit ran at least one Dockerfile instruction,
-/// read from `--progress plain`: `#4 [backend 1/2] COPY ...` names step 4 and
+/// What a build log says of each service's Dockerfile instructions.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Steps {
+    /// Services for which BuildKit ran at least one instruction.
+    ran: BTreeSet<String>,
+    /// Services that at least one instruction step is named after.
+    named: BTreeSet<String>,
+}
+
+/// Read from `--progress plain`: `#4 [backend 1/2] COPY ...` names step 4 and
 /// its service, and `#4 CACHED` says the cache answered it. Image IDs cannot
 /// tell this: two projects building one tag at once can each miss the cache,
-/// and later hits may return either of the two equal images.
-fn services_that_ran_steps(log: &str) -> BTreeSet<String> {
+/// and later hits may return either of the two equal images. bake names no
+/// target when it builds one (`#4 [1/2] COPY ...`): such a step is the one
+/// service's in `building`.
+fn steps_of(log: &str, building: &[&str]) -> Steps {
     let mut service_of: BTreeMap<&str, &str> = BTreeMap::new();
     let mut cached: BTreeSet<&str> = BTreeSet::new();
+    let only = match building {
+        [one] => Some(*one),
+        _ => None,
+    };
     for line in log.lines() {
         let Some((step, rest)) = line.strip_prefix('#').and_then(|l| l.split_once(' ')) else {
             continue;
         };
         if rest == "CACHED" {
             cached.insert(step);
-        } else if let Some((label, instruction)) = rest.strip_prefix('[').and_then(|r| r.split_once("] "))
-            // `[service k/n]` or `[service stage k/n]`; `[service internal]` is no instruction.
-            && label.rsplit(' ').next().is_some_and(|k| k.contains('/'))
-            // FROM resolves a base image; it runs nothing.
-            && !instruction.starts_with("FROM ")
-        {
-            service_of.insert(step, label.split(' ').next().unwrap_or_default());
+            continue;
         }
+        let Some((label, instruction)) = rest.strip_prefix('[').and_then(|r| r.split_once("] "))
+        else {
+            continue;
+        };
+        // `[service k/n]`, `[service stage k/n]`, bake's lone `[k/n]` or
+        // `[stage k/n]`; `[service internal]` is no instruction, and FROM
+        // resolves a base image: it runs nothing.
+        let words: Vec<&str> = label.split(' ').collect();
+        if !words.last().is_some_and(|k| k.contains('/')) || instruction.starts_with("FROM ") {
+            continue;
+        }
+        let service = match (words.first(), only) {
+            (Some(first), _) if building.contains(first) => *first,
+            (_, Some(one)) => one,
+            (Some(first), None) => *first,
+            (None, None) => continue,
+        };
+        service_of.insert(step, service);
     }
-    service_of
-        .into_iter()
-        .filter(|(step, _)| !cached.contains(step))
-        .map(|(_, s)| s.to_owned())
-        .collect()
+    Steps {
+        named: service_of.values().map(|s| (*s).to_owned()).collect(),
+        ran: service_of
+            .iter()
+            .filter(|(step, _)| !cached.contains(*step))
+            .map(|(_, s)| (*s).to_owned())
+            .collect(),
+    }
 }
 
 pub(crate) fn write_file(path: &Utf8Path, text: &str) -> Result<()> {
@@ -340,9 +403,27 @@ mod tests {
     }
 
     #[test]
+    fn ps_output_recorded_on_each_engine() {
+        // Recorded: `docker compose ps --all --format json` (Compose 2.40.3)
+        // of a running service publishing 8080 on 127.0.0.1 and a one-shot
+        // that exited 3, on each engine of the matrix.
+        for engine in ["engine-20.10", "engine-28", "podman-5"] {
+            let got = parse_ps(&recorded(&format!("{engine}/ps.json"))).unwrap();
+            assert_eq!(got.len(), 2, "{engine}");
+            let job = got.iter().find(|c| c.service == "job").unwrap();
+            assert_eq!(job.condition(), "exited 3", "{engine}");
+            let web = got.iter().find(|c| c.service == "web").unwrap();
+            assert_eq!(web.state, "running", "{engine}");
+            let published = web.published(8080).unwrap_or_default();
+            assert!(published.starts_with("127.0.0.1:"), "{engine}: {published}");
+        }
+    }
+
+    #[test]
     fn ps_output_of_old_and_new_compose() {
-        // Compose 2.40 and 5.x: one object per line (fields trimmed; newer
-        // versions add more, which are ignored).
+        // Not recorded (neither runs here): Compose 5.x prints one object per
+        // line as 2.40 does, with more fields, which are ignored; Compose up
+        // to 2.20 printed one array. Written from their documented formats.
         let lines = r#"{"Command":"\"/demo-backend\"","CreatedAt":"2026-11-23 10:00:00 +0000 UTC","ExitCode":0,"Health":"healthy","ID":"0f1e","Image":"e2e-main-backend","Labels":"com.docker.compose.project=e2e-main","Name":"e2e-main-backend-1","Project":"e2e-main","Publishers":[],"Service":"backend","State":"running","Status":"Up 2 seconds (healthy)"}
 {"ExitCode":0,"Health":"","ID":"9a8b","Name":"e2e-main-gateway-1","Project":"e2e-main","Publishers":[{"URL":"127.0.0.1","TargetPort":8443,"PublishedPort":18443,"Protocol":"tcp"},{"URL":"::1","TargetPort":8443,"PublishedPort":18443,"Protocol":"tcp"}],"Service":"gateway","State":"running"}
 "#;
@@ -383,8 +464,56 @@ mod tests {
 #13 [api stage-1 3/3] COPY --from=builder /app /app
 #13 CACHED
 ";
-        let ran: Vec<String> = services_that_ran_steps(log).into_iter().collect();
-        assert_eq!(ran, ["gateway"]);
-        assert!(services_that_ran_steps("").is_empty());
+        let steps = steps_of(log, &["backend", "gateway", "api"]);
+        assert_eq!(steps.ran.into_iter().collect::<Vec<_>>(), ["gateway"]);
+        assert_eq!(
+            steps.named.into_iter().collect::<Vec<_>>(),
+            ["api", "backend", "gateway"]
+        );
+        assert_eq!(steps_of("", &["api"]), Steps::default());
+    }
+
+    fn recorded(name: &str) -> String {
+        let path = format!("{}/tests/recorded/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn ran(log: &str, building: &[&str]) -> Vec<String> {
+        steps_of(log, building).ran.into_iter().collect()
+    }
+
+    #[test]
+    fn bake_progress_on_engine_28_tells_which_services_ran_steps() {
+        // Recorded: Compose 2.40.3 through buildx 0.29.1 bake on Engine 28,
+        // two services from one Dockerfile and context (`web` has an unused
+        // build argument), then one of them alone.
+        let both = ["api", "web"];
+        let built = recorded("engine-28/bake-two-built.log");
+        // bake ran the shared steps once, under api's name: web has no step
+        // of its own, so the build phase judges it by its image ID.
+        assert_eq!(ran(&built, &both), ["api"]);
+        assert!(!steps_of(&built, &both).named.contains("web"));
+        let cached = recorded("engine-28/bake-two-cached.log");
+        assert!(ran(&cached, &both).is_empty());
+        // One target: bake names no service (`#7 [2/3] COPY a.txt /a.txt`).
+        let one = recorded("engine-28/bake-one-built.log");
+        assert!(one.contains("] COPY a.txt") && !one.contains("[web 2/3]"));
+        assert_eq!(ran(&one, &["web"]), ["web"]);
+        assert!(ran(&recorded("engine-28/bake-one-cached.log"), &["web"]).is_empty());
+    }
+
+    #[test]
+    fn embedded_builder_progress_on_engine_20_10_tells_which_services_ran_steps() {
+        // Recorded: Compose 2.40.3's own BuildKit client on Engine 20.10.
+        // Its BuildKit shares the steps of two equal targets too.
+        let both = ["api", "web"];
+        let built = recorded("engine-20.10/build-two-built.log");
+        assert_eq!(ran(&built, &both), ["api"]);
+        assert!(!steps_of(&built, &both).named.contains("web"));
+        assert!(ran(&recorded("engine-20.10/build-two-cached.log"), &both).is_empty());
+        assert_eq!(
+            ran(&recorded("engine-20.10/build-one-built.log"), &["web"]),
+            ["web"]
+        );
     }
 }

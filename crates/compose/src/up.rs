@@ -259,11 +259,23 @@ impl Project {
                     }
                     other => other?,
                 };
+                // A container that ran before `up` and has exited while `up`
+                // still runs is the one Compose stops to replace it (a changed
+                // image or config): its exit is no verdict on the service. Seen
+                // on the containerd image store, where db's "accepting
+                // connections" was followed by "db-1 exited with code 0".
+                let being_replaced = |c: &Container| {
+                    up_out.is_none()
+                        && !skip_up
+                        && c.state == "exited"
+                        && before.get(&c.id).map(String::as_str) == Some("running")
+                };
                 let fresh = |c: &Container| {
-                    settled.contains(&c.service)
-                        || skip_up
-                        || up_out.is_some()
-                        || before.get(&c.id) != Some(&c.state)
+                    !being_replaced(c)
+                        && (settled.contains(&c.service)
+                            || skip_up
+                            || up_out.is_some()
+                            || before.get(&c.id) != Some(&c.state))
                 };
                 // A container that ran before `up` keeps its old log: a line from
                 // an earlier start must not count as ready now.

@@ -94,7 +94,7 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Fa
         .map_err(stack)?;
     crate::disk::check_floor(&server, &opts.config.disk, &opts.config.path)
         .map_err(Failure::Stack)?;
-    let engine = server.version;
+    let engine = server.summary();
     let mut project = match project {
         Ok(p) => p,
         Err(e) => {
@@ -106,6 +106,15 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Fa
             )));
         }
     };
+    if server.product == compose::Product::Podman {
+        // Podman serves no BuildKit: Compose's BuildKit paths would start a
+        // `moby/buildkit` container (a pull) instead of building on Podman.
+        // Its classic `/build` API builds there (buildah).
+        project.spec.env.extend(
+            [("DOCKER_BUILDKIT", "0"), ("COMPOSE_BAKE", "false")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+    }
     // A `{service:port}` that names nothing is a config error: found now, not after `up`.
     let model_ports = |service: &str, port: u16| {
         let s = project.stack.services.get(service)?;
@@ -563,6 +572,7 @@ pub(crate) fn build_phase(
             image: image.clone(),
             built: false,
             unchanged: true,
+            steps_named: false,
         })
         .collect();
     let mut changed = Vec::new();
@@ -582,6 +592,11 @@ pub(crate) fn build_phase(
             if before.get(&key) != image_ids.get(&key) {
                 changed.push(service.clone());
             }
+        }
+        // bake runs a step several targets share once, under one target's
+        // name: a service with no step of its own was built if its image is new.
+        for i in images.iter_mut().filter(|i| !i.unchanged && !i.steps_named) {
+            i.built |= changed.contains(&i.service);
         }
         for (service, image) in &to_build {
             match (keys.get(service), image_ids.get(&compose::image_key(image))) {
