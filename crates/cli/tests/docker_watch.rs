@@ -135,6 +135,29 @@ fn running(command_line: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The status BuildKit's own history gives the newest build of `project`
+/// (`completed`, `canceled`, `error`), where Compose builds through bake
+/// (buildx keeps the history); `None` without buildx (Engine 20.10 here).
+fn newest_build_status(project: &str) -> Option<String> {
+    let here = camino::Utf8Path::new(".");
+    let list = compose::docker(["buildx", "history", "ls", "--format", "json"])
+        .text(here)
+        .ok()?;
+    // Newest first.
+    for line in list.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).ok()?;
+        let id = entry["ref"].as_str()?.rsplit('/').next()?.to_owned();
+        let shown = compose::docker(["buildx", "history", "inspect", &id, "--format", "json"])
+            .text(here)
+            .ok()?;
+        let build: serde_json::Value = serde_json::from_str(&shown).ok()?;
+        if build["Labels"]["com.docker.compose.project"] == project {
+            return build["Status"].as_str().map(str::to_owned);
+        }
+    }
+    None
+}
+
 /// Waits up to a minute for `done` to hold.
 fn wait_for(done: impl Fn() -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -341,10 +364,20 @@ fn config_changes_new_folders_and_ctrl_c_during_a_build() {
     );
     assert!(done[2].contains("1 passed, 0 failed"), "{cycles}");
     assert!(output.contains("watch ended: purge done"), "{output}");
+    let step_gone = wait_for(|| !running("sleep 120"));
+    // The engine's own account: bake's build was cancelled, not completed later.
+    let status = newest_build_status(&project);
     assert!(
-        wait_for(|| !running("sleep 120")),
-        "the build's step was stopped too"
+        step_gone,
+        "the build's step was stopped too (BuildKit's history says {status:?}); \
+         processes now:\n{}",
+        duct::cmd!("ps", "-eo", "pid,pgid,etimes,args")
+            .read()
+            .unwrap_or_default()
     );
+    if let Some(status) = status {
+        assert_eq!(status, "canceled", "BuildKit's history of the build");
+    }
     let broken = promise_kept(&project, compose::Policy::Purge);
     assert_eq!(broken, None, "{output}");
 }
