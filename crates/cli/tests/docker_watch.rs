@@ -477,6 +477,71 @@ fn a_watch_killed_outright_leaves_what_its_policy_says() {
     assert_eq!(broken, None, "{}", w.output);
 }
 
+/// Whether a process whose command line contains `part` runs.
+fn running_with(part: &str) -> bool {
+    duct::cmd("pgrep", ["-f", part])
+        .stdout_null()
+        .unchecked()
+        .run()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// SIGKILL of the tool while BuildKit runs a slow step: the run's reaper
+/// stops the build's process group (Compose and buildx get the SIGTERM a
+/// Ctrl-C would send), so the step, buildx and Compose are gone, the
+/// engine's history says cancelled, and the policy holds.
+#[test]
+fn sigkill_during_a_slow_build_stops_the_build_in_the_engine() {
+    let Some((fixture, project)) = page_fixture(
+        "sigkill_during_a_slow_build_stops_the_build_in_the_engine",
+        "killbuild",
+    ) else {
+        return;
+    };
+    let root = &fixture.root;
+    let dockerfile = root.join("docker/Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    std::fs::write(
+        &dockerfile,
+        text.replace(
+            "COPY page.txt /srv/page.txt",
+            "COPY page.txt /srv/page.txt\nRUN sleep 121",
+        ),
+    )
+    .unwrap();
+    let args = ["e2e", "--project", &project, "--teardown", "purge"];
+    let run = fixture
+        .cargo(&args)
+        .env("PAGE_PORT", support::free_port().to_string());
+    let mut killed = false;
+    let (code, output) = support::watch(run, |line| {
+        if killed || !line.contains("build      started") {
+            return None;
+        }
+        killed = wait_for(|| running("sleep 121"));
+        killed.then_some(Signal::SIGKILL)
+    });
+    assert!(killed, "the slow step never ran:\n{output}");
+    assert_eq!(code, None, "killed by a signal:\n{output}");
+    // Compose names the project; bake, the fixture's folder (`--allow fs.read=...`).
+    let compose_of_it = format!("-p {project} ");
+    let gone = wait_for(|| {
+        !running("sleep 121") && !running_with(&compose_of_it) && !running_with(root.as_str())
+    });
+    assert!(
+        gone,
+        "still running a minute after kill -9:\n{}",
+        duct::cmd!("ps", "-eo", "pid,pgid,etimes,args")
+            .read()
+            .unwrap_or_default()
+    );
+    if let Some(status) = newest_build_status(&project) {
+        assert_eq!(status, "canceled", "BuildKit's history of the build");
+    }
+    let broken = promise_kept(&project, compose::Policy::Purge);
+    assert_eq!(broken, None, "{output}");
+}
+
 /// A change to a staged binary's sources rebuilds and restages it; the
 /// image follows only when its bytes changed.
 #[test]

@@ -70,6 +70,10 @@ impl Reaper {
         child
             .send(&line)
             .map_err(|e| format!("cannot hand the reaper its order: {e}"))?;
+        // The build, `up` and nextest groups the run starts from now on.
+        if let Ok(w) = child.stdin_clone() {
+            process::interrupt::report_groups(Some(w));
+        }
         ARMED.store(child.pid, Ordering::SeqCst);
         Ok(Reaper { child })
     }
@@ -77,27 +81,90 @@ impl Reaper {
     /// The run finished and applied its policy itself: the reaper exits.
     pub fn disarm(self) {
         ARMED.store(0, Ordering::SeqCst);
+        process::interrupt::report_groups(None);
         let _ = self.child.finish(DONE);
     }
 }
 
-/// The reaper's side: reads the order, then waits. `None` when the run said
-/// it is done; the order when the run went away without saying so.
-pub fn wait_for_the_run(mut input: impl BufRead) -> Result<Option<Order>, String> {
+/// What a run that went away left: its order, and the process groups it had
+/// running (a build, an `up`, the tests), which outlive it.
+#[derive(Debug, Clone)]
+pub struct Orphaned {
+    pub order: Order,
+    pub groups: Vec<i32>,
+}
+
+/// The reaper's side: reads the order, then waits, keeping count of the
+/// run's process groups. `None` when the run said it is done; what it left
+/// when it went away without saying so.
+pub fn wait_for_the_run(mut input: impl BufRead) -> Result<Option<Orphaned>, String> {
     let mut line = String::new();
     input
         .read_line(&mut line)
         .map_err(|e| format!("reading the order: {e}"))?;
     let order: Order =
         serde_json::from_str(line.trim()).map_err(|e| format!("not an order: {e}: {line}"))?;
+    let mut groups: Vec<i32> = Vec::new();
     loop {
         line.clear();
         match input.read_line(&mut line) {
-            Ok(0) | Err(_) => return Ok(Some(order)),
+            Ok(0) | Err(_) => return Ok(Some(Orphaned { order, groups })),
             Ok(_) if line.trim() == DONE => return Ok(None),
-            Ok(_) => {}
+            Ok(_) => match line.trim().split_once(' ') {
+                Some(("group", g)) => groups.extend(g.parse::<i32>().ok()),
+                Some(("gone", g)) => groups.retain(|p| g.parse() != Ok(*p)),
+                _ => {}
+            },
         }
     }
+}
+
+/// Whether any process of group `pgid` runs (is not a zombie), from /proc.
+fn group_runs(pgid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .any(|stat| {
+            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+            let Some((_, rest)) = stat.rsplit_once(") ") else {
+                return false;
+            };
+            let mut fields = rest.split(' ');
+            let state = fields.next();
+            let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
+            pgrp == Some(pgid) && state != Some("Z")
+        })
+}
+
+/// Stops the process groups a dead run left (SIGTERM, as the run's own
+/// Ctrl-C would: buildx then cancels its build in the engine; SIGKILL for
+/// what is left after `grace`). Returns how many there were.
+pub fn stop_groups(groups: &[i32], grace: Duration) -> usize {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    // A killed process stays a zombie until its new parent reaps it: only
+    // a member that is not one counts as running.
+    let alive = |g: &i32| group_runs(*g);
+    let live: Vec<i32> = groups.iter().copied().filter(alive).collect();
+    for g in &live {
+        let _ = killpg(Pid::from_raw(*g), Signal::SIGTERM);
+    }
+    let start = std::time::Instant::now();
+    while live.iter().any(alive) && start.elapsed() < grace {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for g in live.iter().filter(|g| alive(g)) {
+        let _ = killpg(Pid::from_raw(*g), Signal::SIGKILL);
+    }
+    live.len()
 }
 
 /// Applies the order's policy to a run that went away; `lock` is the
@@ -160,9 +227,30 @@ mod tests {
         let line = serde_json::to_string(&order).unwrap();
         let done = format!("{line}\ndone\n");
         assert!(wait_for_the_run(done.as_bytes()).unwrap().is_none());
-        let gone = format!("{line}\n");
+        // The groups the run had running when it went away: started and not gone.
+        let gone = format!("{line}\ngroup 700\ngroup 701\ngone 700\ngroup 702\n");
         let got = wait_for_the_run(gone.as_bytes()).unwrap().unwrap();
-        assert_eq!((got.run_pid, got.policy), (42, Policy::Purge));
+        assert_eq!((got.order.run_pid, got.order.policy), (42, Policy::Purge));
+        assert_eq!(got.groups, [701, 702]);
         assert!(wait_for_the_run("garbage\n".as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_dead_run_s_groups_are_stopped_hard_when_they_ignore_sigterm() {
+        // A real process group that ignores SIGTERM (as a PID 1 might): the
+        // grace passes, then SIGKILL.
+        let deaf = duct::cmd!("sh", "-c", "trap '' TERM; sleep 30 & wait")
+            .before_spawn(|c| {
+                std::os::unix::process::CommandExt::process_group(c, 0);
+                Ok(())
+            })
+            .start()
+            .unwrap();
+        let pgid = deaf.pids()[0] as i32;
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(stop_groups(&[pgid, 999_999], Duration::from_millis(500)), 1);
+        let status = deaf.into_output();
+        assert!(status.is_err() || !status.unwrap().status.success());
+        assert_eq!(stop_groups(&[pgid], Duration::from_millis(100)), 0);
     }
 }

@@ -59,6 +59,15 @@ impl Detached {
         }
     }
 
+    /// A second write end of its stdin (close-on-exec, as the first): the
+    /// child sees end-of-file only once both are closed.
+    pub fn stdin_clone(&self) -> std::io::Result<std::io::PipeWriter> {
+        match &self.stdin {
+            Some(w) => w.try_clone(),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
     /// Sends `line`, closes its stdin and waits for it to exit.
     pub fn finish(mut self, line: &str) -> std::io::Result<()> {
         let sent = self.send(line);

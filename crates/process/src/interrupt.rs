@@ -44,10 +44,36 @@ fn signal_groups(which: impl Fn(bool) -> bool) {
     }
 }
 
+/// Where each interruptible group's start (`group PGID`) and end (`gone
+/// PGID`) is written as it happens: the reaper's pipe, so that a run killed
+/// outright still has its builds and tests stopped (they run in groups of
+/// their own, which a SIGKILL of the run does not reach).
+static REPORT: Mutex<Option<std::io::PipeWriter>> = Mutex::new(None);
+
+/// Reports interruptible groups to `to` from now on (`None`: no longer).
+pub fn report_groups(to: Option<std::io::PipeWriter>) {
+    if let Ok(mut r) = REPORT.lock() {
+        *r = to;
+    }
+}
+
+fn report(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Ok(mut r) = REPORT.lock()
+        && let Some(w) = r.as_mut()
+    {
+        // A reaper that is gone reads nothing: nothing to do about it here.
+        let _ = writeln!(w, "{line}");
+    }
+}
+
 pub(crate) fn register(pid: u32, interruptible: bool) {
     let pgid = pid as i32;
     if let Ok(mut g) = RUNNING.lock() {
         g.push((pgid, interruptible));
+    }
+    if interruptible {
+        report(format_args!("group {pgid}"));
     }
     // A signal that came between spawn and registration still stops the child.
     if interruptible && is_requested() {
@@ -59,4 +85,5 @@ pub(crate) fn unregister(pid: u32) {
     if let Ok(mut g) = RUNNING.lock() {
         g.retain(|&(p, _)| p != pid as i32);
     }
+    report(format_args!("gone {pid}"));
 }
