@@ -37,6 +37,9 @@ pub struct Repeat {
     /// Runs of each stack.
     #[arg(long, default_value_t = 20)]
     pub runs: usize,
+    /// Only these stacks [default: both].
+    #[arg(long, value_parser = ["demo", "shop"])]
+    pub stack: Vec<String>,
 }
 
 #[derive(Debug, Args)]

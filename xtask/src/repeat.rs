@@ -35,8 +35,10 @@ pub fn run(flags: &Repeat) -> anyhow::Result<()> {
     cmd!(sh, "cargo build --quiet -p cargo-e2e").run()?;
     let bin = crate::target_dir().join("debug/cargo-e2e");
     let shop = shop_workspace(&sh, &bin)?;
+    eprintln!("the shop's workspace: {}", shop.root);
     let mut rows = Vec::new();
-    for stack in ["demo", "shop"] {
+    let wanted = |s: &str| flags.stack.is_empty() || flags.stack.iter().any(|w| w == s);
+    for stack in ["demo", "shop"].into_iter().filter(|s| wanted(s)) {
         let mut outcomes = Vec::new();
         for i in 1..=flags.runs {
             let project = format!("e2e-repeat-{stack}-{}-{i}", std::process::id());

@@ -277,8 +277,8 @@ fn builder_row(builder: &Builder) -> String {
             buildx.as_deref().unwrap_or("missing")
         ),
         Builder::Classic => "the engine's classic /build API (Podman serves no BuildKit): \
-             the tool builds with COMPOSE_BAKE=false DOCKER_BUILDKIT=0; built/cached read per \
-             step from its `Using cache` lines"
+             the tool builds with COMPOSE_BAKE=false DOCKER_BUILDKIT=0; built or cached judged \
+             by image ID (its log interleaves parallel builds, unnamed)"
             .to_owned(),
     }
 }
