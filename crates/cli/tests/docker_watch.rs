@@ -128,7 +128,12 @@ fn script(expr: duct::Expression, mut steps: Vec<Step>) -> Watched {
 
 /// Whether a process with this exact command line runs on this machine.
 fn running(command_line: &str) -> bool {
-    duct::cmd("pgrep", ["-f", &format!("^{command_line}$")])
+    running_with(&format!("^{command_line}$"))
+}
+
+/// Whether a process whose command line matches `pattern` (pgrep's) runs.
+fn running_with(pattern: &str) -> bool {
+    duct::cmd("pgrep", ["-f", pattern])
         .stdout_null()
         .unchecked()
         .run()
@@ -475,15 +480,6 @@ fn a_watch_killed_outright_leaves_what_its_policy_says() {
     // The session's reaper saw it go and applied the policy.
     let broken = promise_kept(&project, compose::Policy::Purge);
     assert_eq!(broken, None, "{}", w.output);
-}
-
-/// Whether a process whose command line contains `part` runs.
-fn running_with(part: &str) -> bool {
-    duct::cmd("pgrep", ["-f", part])
-        .stdout_null()
-        .unchecked()
-        .run()
-        .is_ok_and(|o| o.status.success())
 }
 
 /// SIGKILL of the tool while BuildKit runs a slow step: the run's reaper
