@@ -2,7 +2,7 @@
 //! gap the command that fixes it. Exit 3 when anything is missing.
 
 use compose::versions::Builder;
-use compose::{ComposeFlavor, Engine, ImageStore, PortState, Product};
+use compose::{ComposeFlavor, Engine, ImageStore, PortState};
 use process::Cmd;
 
 use crate::exit::Exit;
@@ -91,7 +91,8 @@ pub fn run(flags: &Doctor) -> anyhow::Result<()> {
         Err(e) => problems.push(format!("the config does not load: {e:#}")),
         Ok((ws, config)) => {
             row("config", ws.shown(&config.path).as_str());
-            stack_rows(&config, engine.daemon_error.is_none(), &mut problems);
+            let api = engine.facts.as_ref().and_then(|f| f.api.as_deref());
+            stack_rows(&config, engine.daemon_error.is_none(), api, &mut problems);
         }
     }
 
@@ -110,7 +111,12 @@ pub fn run(flags: &Doctor) -> anyhow::Result<()> {
     .into())
 }
 
-fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String>) {
+fn stack_rows(
+    config: &pipeline::Config,
+    daemon: bool,
+    api: Option<&str>,
+    problems: &mut Vec<String>,
+) {
     let row = |what: &str, value: &str| println!("{what:<16} {value}");
     // One `docker compose config`: the service names the certificates must
     // cover, and the ports to check. It needs the CLI, not the daemon.
@@ -165,8 +171,7 @@ fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String
     if !daemon {
         return;
     }
-    let api = Engine::detect().facts.and_then(|f| f.api);
-    for line in health_timing_notes(&project.stack, api.as_deref()) {
+    for line in health_timing_notes(&project.stack, api) {
         row("health checks", &line);
     }
     match project.deaf_to_stop_signal() {
@@ -215,24 +220,11 @@ fn stack_rows(config: &pipeline::Config, daemon: bool, problems: &mut Vec<String
     }
 }
 
-/// `start_interval` (engine API 1.44, Docker 25) makes Docker run a check
-/// often while a service starts, where it would first run it `interval` after
-/// the start. An e2e run checks at once by itself (`docker exec`); these lines
-/// say what the setting would save where Docker's own timer still counts:
-/// plain `docker compose up --wait`, and checks the run leaves to Docker.
 /// The engine's facts, each with what it means for this tool.
 fn engine_rows(facts: &compose::Facts, row: &impl Fn(&str, &str)) {
     row(
         "docker engine",
-        &format!(
-            "{} {} ({})",
-            match facts.product {
-                Product::Docker => "Docker",
-                Product::Podman => "Podman",
-            },
-            facts.version,
-            facts.os
-        ),
+        &format!("{} {} ({})", facts.product, facts.version, facts.os),
     );
     let api = facts.api.as_deref().unwrap_or("?");
     row(
@@ -283,11 +275,13 @@ fn builder_row(builder: &Builder) -> String {
     }
 }
 
+/// `start_interval` (engine API 1.44, Docker 25) makes Docker run a check
+/// often while a service starts, where it would first run it `interval` after
+/// the start. An e2e run checks at once by itself (`docker exec`); these lines
+/// say what the setting would save where Docker's own timer still counts:
+/// plain `docker compose up --wait`, and checks the run leaves to Docker.
 fn health_timing_notes(stack: &compose::Stack, api: Option<&str>) -> Vec<String> {
-    let supported = api.and_then(|v| {
-        let (major, minor) = v.split_once('.')?;
-        Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?) >= (1, 44))
-    });
+    let supported = api.and_then(compose::facts::honours_start_interval);
     let mut out = Vec::new();
     for (name, s) in &stack.services {
         let Some(t) = s.health_timing() else { continue };

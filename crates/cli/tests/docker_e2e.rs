@@ -700,12 +700,11 @@ fn doctor_reports_the_engine_compose_and_nextest() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let facts = engine.facts.unwrap();
-    let product = match facts.product {
-        compose::Product::Docker => "Docker",
-        compose::Product::Podman => "Podman",
-    };
     assert!(
-        stdout.contains(&format!("docker engine    {product} {} (", facts.version)),
+        stdout.contains(&format!(
+            "docker engine    {} {} (",
+            facts.product, facts.version
+        )),
         "{stdout}"
     );
     // The engine's own API version, and what it means for start_interval.

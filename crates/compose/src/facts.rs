@@ -15,6 +15,23 @@ pub enum Product {
     Podman,
 }
 
+impl std::fmt::Display for Product {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Product::Docker => "Docker",
+            Product::Podman => "Podman",
+        })
+    }
+}
+
+/// Whether an engine of API version `api` (`1.51`) honours
+/// `healthcheck.start_interval` (API 1.44, Engine 25); an older one refuses
+/// a compose file that sets it. `None` when the version does not read.
+pub fn honours_start_interval(api: &str) -> Option<bool> {
+    let (major, minor) = api.split_once('.')?;
+    Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?) >= (1, 44))
+}
+
 /// Where the engine keeps images, which decides what an image ID is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "name", rename_all = "kebab-case")]
@@ -144,20 +161,15 @@ impl Facts {
         })
     }
 
-    /// Whether the engine honours `healthcheck.start_interval` (API 1.44,
-    /// Engine 25); an older one refuses a compose file that sets it.
+    /// Whether the engine honours `healthcheck.start_interval` (see
+    /// [`honours_start_interval`]); `None` when its API version is unknown.
     pub fn honours_start_interval(&self) -> Option<bool> {
-        let api = self.api.as_deref()?;
-        let (major, minor) = api.split_once('.')?;
-        Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?) >= (1, 44))
+        honours_start_interval(self.api.as_deref()?)
     }
 
     /// One line for a report: `Docker 28.5.2, containerd image store (overlayfs)`.
     pub fn summary(&self) -> String {
-        let product = match self.product {
-            Product::Docker => "Docker",
-            Product::Podman => "Podman",
-        };
+        let product = self.product;
         let api = self
             .api
             .as_deref()
