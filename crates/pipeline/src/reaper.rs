@@ -164,6 +164,13 @@ pub fn stop_groups(groups: &[i32], grace: Duration) -> usize {
     for g in live.iter().filter(|g| alive(g)) {
         let _ = killpg(Pid::from_raw(*g), Signal::SIGKILL);
     }
+    // SIGKILL is delivered, not done: a member may still be exiting. The
+    // policy runs only once they are gone (a build still cancelling would
+    // hold its images).
+    let start = std::time::Instant::now();
+    while live.iter().any(alive) && start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     live.len()
 }
 
