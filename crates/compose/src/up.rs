@@ -259,16 +259,10 @@ impl Project {
                     }
                     other => other?,
                 };
-                // A container that ran before `up` and has exited while `up`
-                // still runs is the one Compose stops to replace it (a changed
-                // image or config): its exit is no verdict on the service. Seen
-                // on the containerd image store, where db's "accepting
-                // connections" was followed by "db-1 exited with code 0".
                 let being_replaced = |c: &Container| {
                     up_out.is_none()
                         && !skip_up
-                        && c.state == "exited"
-                        && before.get(&c.id).map(String::as_str) == Some("running")
+                        && being_replaced(before.get(&c.id).map(String::as_str), &c.state)
                 };
                 let fresh = |c: &Container| {
                     !being_replaced(c)
@@ -686,6 +680,17 @@ fn unix_time() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Whether a container's state, listed while `up` still runs, is Compose
+/// stopping it to replace it (a changed image or config): a container that
+/// ran before `up` and runs no more. Its exit is no verdict on the service.
+/// The old container passes through `exited`, and `dead` or `removing` while
+/// the engine deletes it (the daemon marks it dead before it removes its
+/// layer). Seen on Engine 28 in CI: "api-1 exited with code 0" while its
+/// replacement was `created`, which only a `dead` state reads as.
+fn being_replaced(before: Option<&str>, now: &str) -> bool {
+    before == Some("running") && !matches!(now, "running" | "restarting")
+}
+
 /// The line of Compose's output that says what went wrong: the first that
 /// reads as an error, else the last one.
 fn first_error_line(stderr: &str) -> String {
@@ -707,6 +712,25 @@ fn first_error_line(stderr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_that_ran_before_up_and_stops_meanwhile_is_being_replaced() {
+        for (before, now, replaced) in [
+            (Some("running"), "exited", true),
+            (Some("running"), "dead", true),
+            (Some("running"), "removing", true),
+            (Some("running"), "running", false),
+            (Some("running"), "restarting", false),
+            // Stopped before `up`: `up` starts it again, its exit counts.
+            (Some("exited"), "exited", false),
+            (Some("created"), "dead", false),
+            // New: `up` made it, its exit counts.
+            (None, "exited", false),
+            (None, "dead", false),
+        ] {
+            assert_eq!(being_replaced(before, now), replaced, "{before:?} -> {now}");
+        }
+    }
 
     #[test]
     fn the_first_error_line_of_compose_is_found() {
