@@ -1368,12 +1368,27 @@ fn engine_build_cache_budget_prunes_it_down() {
 }
 
 /// Stops the shared dockerd and starts it again with `.ci/engine`; the
-/// guard makes sure an engine answers again whatever the test did.
-struct EngineBack;
+/// guard makes sure the same engine (20.10, 28, ...) answers again whatever
+/// the test did: with nothing answering, `.ci/engine` alone would start 20.10.
+struct EngineBack(String);
+
+impl EngineBack {
+    fn new() -> EngineBack {
+        let which = duct::cmd("bash", [repo_root().join(".ci/engine").as_str(), "which"])
+            .read()
+            .unwrap();
+        assert!(
+            !which.trim().is_empty(),
+            "no engine answers before the test"
+        );
+        EngineBack(which.trim().to_owned())
+    }
+}
 
 impl Drop for EngineBack {
     fn drop(&mut self) {
         let _ = duct::cmd("bash", [repo_root().join(".ci/engine").as_str()])
+            .env("E2E_ENGINE", &self.0)
             .stdout_null()
             .stderr_null()
             .run();
@@ -1395,7 +1410,7 @@ fn engine_restart_during_up_fails_the_run_and_the_next_recovers() {
     }
     let shop = Shop::new("restart");
     shop.init();
-    let _back = EngineBack;
+    let _back = EngineBack::new();
     let mut stopped = None;
     let (code, output) = support::watch(shop.cargo(&["e2e", "--teardown", "purge"]), |line| {
         if stopped.is_none() && line.contains("up         waiting") {

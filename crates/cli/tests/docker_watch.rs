@@ -142,25 +142,43 @@ fn running_with(pattern: &str) -> bool {
 
 /// The status BuildKit's own history gives the newest build of `project`
 /// (`completed`, `canceled`, `error`), where Compose builds through bake
-/// (buildx keeps the history); `None` without buildx (Engine 20.10 here).
-fn newest_build_status(project: &str) -> Option<String> {
+/// (buildx keeps the history): `Ok(None)` without buildx (Engine 20.10 here),
+/// an error where buildx is there but no build of the project is found.
+fn newest_build_status(project: &str) -> Result<Option<String>, String> {
     let here = camino::Utf8Path::new(".");
-    let list = compose::docker(["buildx", "history", "ls", "--format", "json"])
-        .text(here)
-        .ok()?;
-    // Newest first.
-    for line in list.lines() {
-        let entry: serde_json::Value = serde_json::from_str(line).ok()?;
-        let id = entry["ref"].as_str()?.rsplit('/').next()?.to_owned();
-        let shown = compose::docker(["buildx", "history", "inspect", &id, "--format", "json"])
+    let Ok(list) = compose::docker(["buildx", "history", "ls", "--format", "json"]).text(here)
+    else {
+        return Ok(None);
+    };
+    // Newest first; other tests build meanwhile, but not many in a moment.
+    for line in list.lines().take(20) {
+        let entry: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let Some(id) = entry["ref"].as_str().and_then(|r| r.rsplit('/').next()) else {
+            continue;
+        };
+        let shown = compose::docker(["buildx", "history", "inspect", id, "--format", "json"])
             .text(here)
-            .ok()?;
-        let build: serde_json::Value = serde_json::from_str(&shown).ok()?;
-        if build["Labels"]["com.docker.compose.project"] == project {
-            return build["Status"].as_str().map(str::to_owned);
+            .map_err(|e| e.to_string())?;
+        let build: serde_json::Value = serde_json::from_str(&shown).map_err(|e| e.to_string())?;
+        // Labels are a list of {Name, Value}.
+        let mine = build["Labels"].as_array().is_some_and(|labels| {
+            labels
+                .iter()
+                .any(|l| l["Name"] == "com.docker.compose.project" && l["Value"] == project)
+        });
+        if mine {
+            return Ok(build["Status"].as_str().map(str::to_owned));
         }
     }
-    None
+    Err(format!(
+        "no build of {project} among the 20 newest in buildx history:\n{list}"
+    ))
+}
+
+/// A `RUN` step no other process on this machine runs: `sleep 120.<pid>`
+/// (a plain `sleep 120` in someone's shell once passed for the step).
+fn slow_step() -> String {
+    format!("sleep 120.{}", std::process::id())
 }
 
 /// Waits up to a minute for `done` to hold.
@@ -307,6 +325,7 @@ fn config_changes_new_folders_and_ctrl_c_during_a_build() {
     let dockerfile = std::fs::read_to_string(root.join("docker/Dockerfile")).unwrap();
     let config = std::fs::read_to_string(root.join("e2e.yaml")).unwrap();
     let in_build = Cell::new(false);
+    let step = slow_step();
     let w = script(
         watch_cmd(&fixture, "PAGE_PORT", &project, "purge", &[]),
         vec![
@@ -346,7 +365,7 @@ fn config_changes_new_folders_and_ctrl_c_during_a_build() {
                     "docker/Dockerfile",
                     &dockerfile.replace(
                         "COPY page.txt /srv/page.txt",
-                        "COPY page.txt /srv/page.txt\nRUN sleep 120",
+                        &format!("COPY page.txt /srv/page.txt\nRUN {step}"),
                     ),
                 );
                 None
@@ -354,7 +373,7 @@ fn config_changes_new_folders_and_ctrl_c_during_a_build() {
             // Once BuildKit runs the slow step (its process is this
             // machine's: the engine is local).
             on("build      started", || {
-                in_build.set(wait_for(|| running("sleep 120")));
+                in_build.set(wait_for(|| running(&step)));
                 in_build.get().then_some(Signal::SIGINT)
             }),
         ],
@@ -369,18 +388,18 @@ fn config_changes_new_folders_and_ctrl_c_during_a_build() {
     );
     assert!(done[2].contains("1 passed, 0 failed"), "{cycles}");
     assert!(output.contains("watch ended: purge done"), "{output}");
-    let step_gone = wait_for(|| !running("sleep 120"));
+    let step_gone = wait_for(|| !running(&step));
     // The engine's own account: bake's build was cancelled, not completed later.
     let status = newest_build_status(&project);
     assert!(
         step_gone,
-        "the build's step was stopped too (BuildKit's history says {status:?}); \
+        "the build's step still runs (BuildKit's history says {status:?}); \
          processes now:\n{}",
         duct::cmd!("ps", "-eo", "pid,pgid,etimes,args")
             .read()
             .unwrap_or_default()
     );
-    if let Some(status) = status {
+    if let Some(status) = status.unwrap() {
         assert_eq!(status, "canceled", "BuildKit's history of the build");
     }
     let broken = promise_kept(&project, compose::Policy::Purge);
@@ -497,11 +516,12 @@ fn sigkill_during_a_slow_build_stops_the_build_in_the_engine() {
     let root = &fixture.root;
     let dockerfile = root.join("docker/Dockerfile");
     let text = std::fs::read_to_string(&dockerfile).unwrap();
+    let step = slow_step();
     std::fs::write(
         &dockerfile,
         text.replace(
             "COPY page.txt /srv/page.txt",
-            "COPY page.txt /srv/page.txt\nRUN sleep 121",
+            &format!("COPY page.txt /srv/page.txt\nRUN {step}"),
         ),
     )
     .unwrap();
@@ -514,7 +534,7 @@ fn sigkill_during_a_slow_build_stops_the_build_in_the_engine() {
         if killed || !line.contains("build      started") {
             return None;
         }
-        killed = wait_for(|| running("sleep 121"));
+        killed = wait_for(|| running(&step));
         killed.then_some(Signal::SIGKILL)
     });
     assert!(killed, "the slow step never ran:\n{output}");
@@ -522,7 +542,7 @@ fn sigkill_during_a_slow_build_stops_the_build_in_the_engine() {
     // Compose names the project; bake, the fixture's folder (`--allow fs.read=...`).
     let compose_of_it = format!("-p {project} ");
     let gone = wait_for(|| {
-        !running("sleep 121") && !running_with(&compose_of_it) && !running_with(root.as_str())
+        !running(&step) && !running_with(&compose_of_it) && !running_with(root.as_str())
     });
     assert!(
         gone,
@@ -531,7 +551,7 @@ fn sigkill_during_a_slow_build_stops_the_build_in_the_engine() {
             .read()
             .unwrap_or_default()
     );
-    if let Some(status) = newest_build_status(&project) {
+    if let Some(status) = newest_build_status(&project).unwrap() {
         assert_eq!(status, "canceled", "BuildKit's history of the build");
     }
     let broken = promise_kept(&project, compose::Policy::Purge);
