@@ -106,14 +106,19 @@ impl Fixture {
 }
 
 /// `cargo ARGS` in another workspace's `root` with `path` as PATH: no
-/// variable of this repository's run leaks in; `ci` sets `CI` as a CI job
-/// does (in duct the innermost environment change wins, so it is set here).
+/// variable of this repository's run leaks in (nextest gives a test the ones
+/// `cargo run` gives a binary; ring's build script reads `CARGO_PKG_NAME`,
+/// so a cargo that inherits them rebuilds ring in a shared target folder);
+/// `ci` sets `CI` as a CI job does (in duct the innermost environment change
+/// wins, so it is set here).
 pub fn cargo_in(root: &camino::Utf8Path, path: &str, ci: bool, args: &[&str]) -> duct::Expression {
-    let e = duct::cmd("cargo", args)
+    let mut e = duct::cmd("cargo", args)
         .dir(root)
         .env("PATH", path)
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_MANIFEST_DIR");
+        .env_remove("CARGO_TARGET_DIR");
+    for var in process::CARGO_RUN_VARS {
+        e = e.env_remove(var);
+    }
     let e = if ci {
         e.env("CI", "true")
     } else {
