@@ -4,13 +4,16 @@
 //! `running` half a second before its port answers, and tests that start then
 //! get refused or hung connections.
 
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use process::GroupOptions;
 use serde::{Deserialize, Deserializer};
 
-use crate::project::Container;
+use crate::project::{Container, Project};
 
 /// How one service is judged ready (`readiness.services.<name>` in the
 /// config): a word (`healthcheck`, `running`, `exited`) or a one-key map
@@ -247,6 +250,189 @@ fn http_status(addr: &str, path: &str) -> Option<u16> {
     }
 }
 
+/// Judging the services of a stack that is starting: each service's
+/// containers by their state, their own healthcheck run here, and the probes.
+impl Project {
+    /// How each service in `judged` stands now: `fresh` says whether a
+    /// container's state is news (not left by an earlier run or being
+    /// replaced), `since` from when its log counts.
+    pub(crate) fn readiness(
+        &self,
+        containers: &[Container],
+        probes: &BTreeMap<String, Vec<Probe>>,
+        checks: &HealthChecks,
+        judged: &BTreeSet<&str>,
+        fresh: impl Fn(&Container) -> bool,
+        since: impl Fn(&Container) -> u64,
+    ) -> Vec<(String, Readiness)> {
+        // Only the services in scope: judging another may run its check.
+        self.stack
+            .services
+            .iter()
+            .filter(|(name, _)| judged.contains(name.as_str()))
+            .map(|(name, service)| {
+                let mine: Vec<&Container> =
+                    containers.iter().filter(|c| &c.service == name).collect();
+                let probes = probes.get(name).map(Vec::as_slice).unwrap_or_default();
+                let r = if mine.is_empty() {
+                    Readiness::Waiting("not created yet".into())
+                } else {
+                    mine.iter()
+                        .map(|c| {
+                            if !fresh(c) {
+                                return Readiness::Waiting("starting".into());
+                            }
+                            judge_state(c, probes).unwrap_or_else(|| {
+                                // Its own check, run now, rather than Docker's next run of it.
+                                if c.health == "starting"
+                                    && probes.iter().any(|p| matches!(p, Probe::Healthcheck))
+                                    && let Some(cmd) = service.health_command()
+                                    && checks.passes(self, c, &cmd)
+                                {
+                                    return Readiness::Ready;
+                                }
+                                let logs = || self.logs_since(c, since(c));
+                                probes
+                                    .iter()
+                                    .map(|p| check(c, p, &logs))
+                                    .fold(Readiness::Ready, worst)
+                            })
+                        })
+                        .fold(Readiness::Ready, worst)
+                };
+                (name.clone(), r)
+            })
+            .collect()
+    }
+
+    /// A container's log since `since` (seconds since the epoch; 0: all of it).
+    fn logs_since(&self, c: &Container, since: u64) -> Option<String> {
+        let mut args = vec!["logs".to_owned()];
+        if since > 0 {
+            args.extend(["--since".to_owned(), since.to_string()]);
+        }
+        args.push(c.id.clone());
+        let out = crate::docker(args).run_group(
+            &self.spec.dir,
+            GroupOptions {
+                capture: true,
+                interruptible: false,
+            },
+        );
+        out.ok().map(|o| format!("{}{}", o.stdout, o.stderr))
+    }
+}
+
+/// Healthchecks run here with `docker exec`: which containers passed, which
+/// services' checks cannot be run from outside (left to Docker, with why).
+#[derive(Debug, Default)]
+pub(crate) struct HealthChecks {
+    passed: RefCell<BTreeSet<String>>,
+    used: RefCell<BTreeSet<String>>,
+    pub(crate) unusable: RefCell<BTreeMap<String, String>>,
+}
+
+impl HealthChecks {
+    /// Whether the container's check passes now; never waits longer than the
+    /// check's own timeout (a hung check is left to finish on its own).
+    pub(crate) fn passes(
+        &self,
+        project: &Project,
+        c: &Container,
+        cmd: &(Vec<String>, Duration),
+    ) -> bool {
+        if self.passed.borrow().contains(&c.id) {
+            return true;
+        }
+        if self.unusable.borrow().contains_key(&c.service) {
+            return false;
+        }
+        self.used.borrow_mut().insert(c.service.clone());
+        let (argv, timeout) = cmd;
+        let exec = crate::docker(
+            ["exec".to_owned(), c.id.clone()]
+                .into_iter()
+                .chain(argv.iter().cloned()),
+        );
+        let dir = project.spec.dir.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let out = exec.run_group(
+                &dir,
+                GroupOptions {
+                    capture: true,
+                    interruptible: false,
+                },
+            );
+            let _ = tx.send(out);
+        });
+        match rx.recv_timeout(*timeout) {
+            Ok(Ok(out)) if out.success() => {
+                self.passed.borrow_mut().insert(c.id.clone());
+                true
+            }
+            // The runtime could not start the command at all: only Docker can run this check.
+            Ok(Ok(out)) if matches!(out.code, Some(126 | 127)) => {
+                let why = crate::up::first_error_line(&format!("{}{}", out.stderr, out.stdout));
+                self.unusable.borrow_mut().insert(c.service.clone(), why);
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// The services whose check ran here.
+    pub(crate) fn used(&self) -> Vec<String> {
+        let unusable = self.unusable.borrow();
+        self.used
+            .borrow()
+            .iter()
+            .filter(|s| !unusable.contains_key(*s))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Whether a container's state, listed while `up` still runs, is Compose
+/// stopping it to replace it (a changed image or config): a container that
+/// ran before `up` and runs no more. Its exit is no verdict on the service.
+/// The old container passes through `exited`, and `dead` or `removing` while
+/// the engine deletes it (the daemon marks it dead before it removes its
+/// layer). Seen on Engine 28 in CI: "api-1 exited with code 0" while its
+/// replacement was `created`, which only a `dead` state reads as.
+pub(crate) fn being_replaced(before: Option<&str>, now: &str) -> bool {
+    before == Some("running") && !matches!(now, "running" | "restarting")
+}
+
+/// `docker inspect`'s `.State.Health`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Health {
+    #[serde(default)]
+    log: Vec<HealthProbe>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HealthProbe {
+    exit_code: i64,
+    output: String,
+}
+
+/// The last output of a container's healthcheck, as Docker recorded it.
+pub(crate) fn last_health(project: &Project, c: &Container) -> Option<String> {
+    let json = crate::docker(["inspect", "--format", "{{json .State.Health}}", &c.id])
+        .text(&project.spec.dir)
+        .ok()?;
+    let health = serde_json::from_str::<Health>(&json).ok()?;
+    let last = health.log.last()?;
+    Some(format!(
+        "last health check (exit {}): {}",
+        last.exit_code,
+        last.output.trim()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +457,25 @@ mod tests {
                     })
                     .collect(),
             ),
+        }
+    }
+
+    #[test]
+    fn a_container_that_ran_before_up_and_stops_meanwhile_is_being_replaced() {
+        for (before, now, replaced) in [
+            (Some("running"), "exited", true),
+            (Some("running"), "dead", true),
+            (Some("running"), "removing", true),
+            (Some("running"), "running", false),
+            (Some("running"), "restarting", false),
+            // Stopped before `up`: `up` starts it again, its exit counts.
+            (Some("exited"), "exited", false),
+            (Some("created"), "dead", false),
+            // New: `up` made it, its exit counts.
+            (None, "exited", false),
+            (None, "dead", false),
+        ] {
+            assert_eq!(being_replaced(before, now), replaced, "{before:?} -> {now}");
         }
     }
 

@@ -1,8 +1,8 @@
-//! `up` and the wait: Compose starts the stack in a thread while we poll
-//! `ps` and judge each service (`readiness.rs`), failing fast with the
-//! service's own last words, and naming Compose's real error when `up` fails.
+//! `up` and the wait: Compose starts the stack (level by level where a
+//! service waits for a healthy one) while we poll `ps` and judge each service
+//! (`readiness.rs`), failing fast with the service's own last words, and
+//! naming Compose's real error when `up` fails.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::project::{Container, Project, tail};
-use crate::readiness::{Probe, Readiness, check, default_probes, judge_state, worst};
+use crate::readiness::{HealthChecks, Probe, Readiness, being_replaced, default_probes};
 use process::{GroupOptions, GroupOutput};
 
 /// How often `up` asks `ps` while it waits (a `ps` itself takes ~0.1 s).
@@ -18,21 +18,6 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long `up` runs before the wait starts asking `ps`.
 const UP_QUIET: Duration = Duration::from_secs(1);
-
-/// `docker inspect`'s `.State.Health`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Health {
-    #[serde(default)]
-    log: Vec<HealthProbe>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct HealthProbe {
-    exit_code: i64,
-    output: String,
-}
 
 /// What `up` did to each container.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -125,31 +110,14 @@ impl Project {
         mut opts: UpOptions,
         mut waiting: impl FnMut(&[(String, String)]),
     ) -> Result<UpSummary> {
-        let start = Instant::now();
-        let up_started = unix_time();
         // A container a previous run stopped still says `exited`: until `up`
         // has returned, such a container is not judged.
         let found = match opts.known.take() {
             Some(known) => known,
             None => self.ps()?,
         };
-        let before: BTreeMap<String, String> = found
-            .iter()
-            .map(|c| (c.id.clone(), c.state.clone()))
-            .collect();
-        let stale = match opts.mounted_files_changed {
-            Some(changed) => self.any_running_started_before(&before, changed)?,
-            None => false,
-        };
-        let conditions: BTreeMap<String, String> = found
-            .iter()
-            .map(|c| (c.id.clone(), c.condition()))
-            .collect();
-        let skip_up = !stale
-            && opts.only.is_none()
-            && !conditions.is_empty()
-            && opts.unchanged.as_ref() == Some(&conditions);
-        let repaired_networks = if skip_up || opts.only.is_some() {
+        let mut wait = Wait::new(self, &opts, &found)?;
+        let repaired_networks = if wait.skip_up || opts.only.is_some() {
             Vec::new()
         } else {
             self.remove_duplicate_networks()?
@@ -167,195 +135,10 @@ impl Project {
                 killed = self.kill_deaf(replaced)?;
             }
         }
-        let mut reuse_listing = skip_up.then(|| found.clone());
-        let mut plan = self.start_plan(&opts.probes);
-        if skip_up {
-            plan.levels = vec![self.stack.services.keys().cloned().collect()];
+        for level in 0..wait.plan.levels.len() {
+            wait.level(level, &opts, &mut waiting)?;
         }
-        if let Some(only) = &opts.only {
-            plan.levels = vec![only.clone()];
-        }
-        let checks = HealthChecks::default();
-        let mut settled: BTreeSet<String> = BTreeSet::new();
-        let mut ready_at: BTreeMap<String, f64> = BTreeMap::new();
-        let mut last: Vec<(String, String)> = Vec::new();
-        let mut containers: Vec<Container> = Vec::new();
-        for (i, level) in plan.levels.iter().enumerate() {
-            let mut args: Vec<String> = ["up", "--detach", "--no-build"].map(str::to_owned).into();
-            args.extend([
-                "--timeout".to_owned(),
-                opts.replace_grace.as_secs().to_string(),
-            ]);
-            if i == 0 && opts.only.is_none() {
-                args.push("--remove-orphans".into());
-            }
-            if stale {
-                args.push("--force-recreate".into());
-            }
-            if plan.levels.len() > 1 || opts.only.is_some() {
-                args.push("--no-deps".into());
-                args.extend(level.iter().cloned());
-            }
-            let judged: BTreeSet<&str> = plan.levels[..=i]
-                .iter()
-                .flatten()
-                .map(String::as_str)
-                .collect();
-            let up = self.compose(args);
-            let dir = self.spec.dir.clone();
-            let cmd = up.clone();
-            let group = GroupOptions {
-                capture: true,
-                interruptible: true,
-            };
-            let mut child =
-                (!skip_up).then(|| std::thread::spawn(move || cmd.run_group(&dir, group)));
-            let level_started = Instant::now();
-            // Said at once: the quiet second below asks nothing yet.
-            if child.is_some() {
-                let starting: Vec<(String, String)> = level
-                    .iter()
-                    .map(|s| (s.clone(), "starting".to_owned()))
-                    .collect();
-                waiting(&starting);
-                last = starting;
-            }
-            // Stops `up` if it still runs, and waits for its thread: nothing outlives the wait.
-            let stop_up = |child: &mut Option<std::thread::JoinHandle<_>>| {
-                process::interrupt::terminate_running();
-                if let Some(h) = child.take() {
-                    let _ = h.join();
-                }
-            };
-            let mut up_out: Option<GroupOutput> = None;
-            loop {
-                // `up` and `ps` are both heavy on the CPU: for `up`'s first
-                // second only wait for it (a kept stack's `up` mostly ends by then).
-                while child.as_ref().is_some_and(|h| !h.is_finished())
-                    && level_started.elapsed() < UP_QUIET
-                    && !process::interrupt::is_requested()
-                {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                if process::interrupt::is_requested() {
-                    stop_up(&mut child);
-                    return Err(Error::Interrupted);
-                }
-                if let Some(h) = child.take_if(|h| h.is_finished()) {
-                    up_out = Some(h.join().expect("the up thread does not panic")?);
-                }
-                // Compose lists the project's containers, then inspects each: one
-                // that `up` replaces in between is "No such container" for this
-                // poll only (seen while `up` created a new project's containers).
-                // Skipping `up`, the listing made before is still current.
-                let listed = reuse_listing.take().map(Ok);
-                containers = match listed.unwrap_or_else(|| self.ps()) {
-                    Err(Error::Failed { stderr, .. })
-                        if stderr.contains("No such container")
-                            && start.elapsed() < opts.timeout =>
-                    {
-                        std::thread::sleep(POLL_INTERVAL);
-                        continue;
-                    }
-                    other => other?,
-                };
-                let being_replaced = |c: &Container| {
-                    up_out.is_none()
-                        && !skip_up
-                        && being_replaced(before.get(&c.id).map(String::as_str), &c.state)
-                };
-                let fresh = |c: &Container| {
-                    !being_replaced(c)
-                        && (settled.contains(&c.service)
-                            || skip_up
-                            || up_out.is_some()
-                            || before.get(&c.id) != Some(&c.state))
-                };
-                // A container that ran before `up` keeps its old log: a line from
-                // an earlier start must not count as ready now.
-                let since = |c: &Container| match before.get(&c.id).map(String::as_str) {
-                    Some("running") => 0,
-                    _ => up_started.saturating_sub(1),
-                };
-                let states: Vec<(String, Readiness)> =
-                    self.readiness(&containers, &plan.probes, &checks, &judged, fresh, since);
-                // A service that failed explains more than Compose's own error does.
-                if let Some((service, detail)) = states.iter().find_map(|(s, r)| match r {
-                    Readiness::Failed(why) => Some((s.clone(), why.clone())),
-                    _ => None,
-                }) {
-                    stop_up(&mut child);
-                    let detail = format!("{detail}{}", self.last_words(&service, &containers));
-                    return Err(Error::ServiceFailed { service, detail });
-                }
-                if let Some(out) = &up_out
-                    && !out.success()
-                {
-                    return Err(self.up_failed(&up, out, &containers));
-                }
-                for (service, r) in &states {
-                    if *r == Readiness::Ready && !ready_at.contains_key(service) {
-                        ready_at.insert(service.clone(), start.elapsed().as_secs_f64());
-                    }
-                }
-                let pending: Vec<(String, String)> = states
-                    .into_iter()
-                    .filter_map(|(s, r)| match r {
-                        Readiness::Waiting(why) => Some((s, why)),
-                        _ => None,
-                    })
-                    .collect();
-                if (skip_up || up_out.is_some()) && pending.is_empty() {
-                    settled.extend(level.iter().cloned());
-                    break;
-                }
-                if start.elapsed() > opts.timeout {
-                    stop_up(&mut child);
-                    let list = pending
-                        .iter()
-                        .map(|(s, w)| format!("{s} ({w})"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    return Err(Error::NotReady {
-                        waiting: list,
-                        seconds: opts.timeout.as_secs(),
-                    });
-                }
-                if pending != last && !pending.is_empty() {
-                    waiting(&pending);
-                    last = pending;
-                }
-                // `ps` itself takes ~0.1 s: together a state change is seen within ~0.2 s.
-                std::thread::sleep(POLL_INTERVAL);
-            }
-        }
-        let mut summary = UpSummary {
-            seconds: start.elapsed().as_secs_f64(),
-            ready_s: ready_at,
-            levels: if skip_up { 0 } else { plan.levels.len() },
-            unchanged: skip_up,
-            repaired_networks,
-            killed,
-            conditions: containers
-                .iter()
-                .map(|c| (c.id.clone(), c.condition()))
-                .collect(),
-            checks_run_here: checks.used(),
-            checks_left_to_docker: checks.unusable.into_inner().into_iter().collect(),
-            ..UpSummary::default()
-        };
-        let judged: BTreeSet<&String> = plan.levels.iter().flatten().collect();
-        for c in containers.iter().filter(|c| judged.contains(&c.service)) {
-            match before.get(&c.id).map(String::as_str) {
-                // No `up` ran: an exited one-shot was left as it was too.
-                _ if skip_up => summary.reused += 1,
-                None => summary.created += 1,
-                Some("running") => summary.reused += 1,
-                Some(_) => summary.started += 1,
-            }
-        }
-        summary.containers = containers;
-        Ok(summary)
+        Ok(wait.summary(repaired_networks, killed))
     }
 
     /// Networks of this project that share a name with another: the ones no
@@ -518,86 +301,295 @@ impl Project {
             ));
         }
         for c in containers.iter().filter(|c| c.service == service) {
-            if let Ok(json) =
-                crate::docker(["inspect", "--format", "{{json .State.Health}}", &c.id])
-                    .text(&self.spec.dir)
-                && let Ok(health) = serde_json::from_str::<Health>(&json)
-                && let Some(last) = health.log.last()
-            {
-                out.push_str(&format!(
-                    "\n  last health check (exit {}): {}",
-                    last.exit_code,
-                    last.output.trim()
-                ));
+            if let Some(last) = crate::readiness::last_health(self, c) {
+                out.push_str(&format!("\n  {last}"));
             }
         }
         out
     }
+}
 
-    fn readiness(
-        &self,
-        containers: &[Container],
-        probes: &BTreeMap<String, Vec<Probe>>,
-        checks: &HealthChecks,
-        judged: &BTreeSet<&str>,
-        fresh: impl Fn(&Container) -> bool,
-        since: impl Fn(&Container) -> u64,
-    ) -> Vec<(String, Readiness)> {
-        // Only the services in scope: judging another may run its check.
-        self.stack
-            .services
+/// The wait across `up`'s levels: what ran before `up`, which services are
+/// settled, when each got ready, and the last listing of the containers.
+struct Wait<'a> {
+    project: &'a Project,
+    start: Instant,
+    /// When `up` started (seconds since the epoch): logs count from then.
+    up_started: u64,
+    /// Container ID to its state before `up`.
+    before: BTreeMap<String, String>,
+    /// A running container holds files that changed since: recreate all.
+    stale: bool,
+    /// Nothing changed and the same containers run: no `up`, only judged.
+    skip_up: bool,
+    /// The listing made before `up`, still current when `up` is skipped.
+    reuse_listing: Option<Vec<Container>>,
+    plan: StartPlan,
+    checks: HealthChecks,
+    settled: BTreeSet<String>,
+    ready_at: BTreeMap<String, f64>,
+    /// Who was last said to be awaited.
+    last: Vec<(String, String)>,
+    containers: Vec<Container>,
+}
+
+impl<'a> Wait<'a> {
+    fn new(project: &'a Project, opts: &UpOptions, found: &[Container]) -> Result<Wait<'a>> {
+        let before: BTreeMap<String, String> = found
             .iter()
-            .filter(|(name, _)| judged.contains(name.as_str()))
-            .map(|(name, service)| {
-                let mine: Vec<&Container> =
-                    containers.iter().filter(|c| &c.service == name).collect();
-                let probes = probes.get(name).map(Vec::as_slice).unwrap_or_default();
-                let r = if mine.is_empty() {
-                    Readiness::Waiting("not created yet".into())
-                } else {
-                    mine.iter()
-                        .map(|c| {
-                            if !fresh(c) {
-                                return Readiness::Waiting("starting".into());
-                            }
-                            judge_state(c, probes).unwrap_or_else(|| {
-                                // Its own check, run now, rather than Docker's next run of it.
-                                if c.health == "starting"
-                                    && probes.iter().any(|p| matches!(p, Probe::Healthcheck))
-                                    && let Some(cmd) = service.health_command()
-                                    && checks.passes(self, c, &cmd)
-                                {
-                                    return Readiness::Ready;
-                                }
-                                let logs = || self.logs_since(c, since(c));
-                                probes
-                                    .iter()
-                                    .map(|p| check(c, p, &logs))
-                                    .fold(Readiness::Ready, worst)
-                            })
-                        })
-                        .fold(Readiness::Ready, worst)
-                };
-                (name.clone(), r)
-            })
-            .collect()
+            .map(|c| (c.id.clone(), c.state.clone()))
+            .collect();
+        let stale = match opts.mounted_files_changed {
+            Some(changed) => project.any_running_started_before(&before, changed)?,
+            None => false,
+        };
+        let conditions: BTreeMap<String, String> = found
+            .iter()
+            .map(|c| (c.id.clone(), c.condition()))
+            .collect();
+        let skip_up = !stale
+            && opts.only.is_none()
+            && !conditions.is_empty()
+            && opts.unchanged.as_ref() == Some(&conditions);
+        let mut plan = project.start_plan(&opts.probes);
+        if skip_up {
+            plan.levels = vec![project.stack.services.keys().cloned().collect()];
+        }
+        if let Some(only) = &opts.only {
+            plan.levels = vec![only.clone()];
+        }
+        Ok(Wait {
+            project,
+            start: Instant::now(),
+            up_started: unix_time(),
+            before,
+            stale,
+            skip_up,
+            reuse_listing: skip_up.then(|| found.to_vec()),
+            plan,
+            checks: HealthChecks::default(),
+            settled: BTreeSet::new(),
+            ready_at: BTreeMap::new(),
+            last: Vec::new(),
+            containers: Vec::new(),
+        })
     }
 
-    /// A container's log since `since` (seconds since the epoch; 0: all of it).
-    fn logs_since(&self, c: &Container, since: u64) -> Option<String> {
-        let mut args = vec!["logs".to_owned()];
-        if since > 0 {
-            args.extend(["--since".to_owned(), since.to_string()]);
+    /// `compose up` of level `i`.
+    fn up_command(&self, i: usize, opts: &UpOptions) -> process::Cmd {
+        let mut args: Vec<String> = ["up", "--detach", "--no-build"].map(str::to_owned).into();
+        args.extend([
+            "--timeout".to_owned(),
+            opts.replace_grace.as_secs().to_string(),
+        ]);
+        if i == 0 && opts.only.is_none() {
+            args.push("--remove-orphans".into());
         }
-        args.push(c.id.clone());
-        let out = crate::docker(args).run_group(
-            &self.spec.dir,
-            GroupOptions {
-                capture: true,
-                interruptible: false,
+        if self.stale {
+            args.push("--force-recreate".into());
+        }
+        if self.plan.levels.len() > 1 || opts.only.is_some() {
+            args.push("--no-deps".into());
+            args.extend(self.plan.levels[i].iter().cloned());
+        }
+        self.project.compose(args)
+    }
+
+    /// Starts level `i` (unless `up` is skipped) and waits until each of its
+    /// services (and those of the levels before) is ready. Dropping the
+    /// running `up` on the way out stops it: nothing outlives the wait.
+    fn level(
+        &mut self,
+        i: usize,
+        opts: &UpOptions,
+        waiting: &mut dyn FnMut(&[(String, String)]),
+    ) -> Result<()> {
+        let up = self.up_command(i, opts);
+        let group = GroupOptions {
+            capture: true,
+            interruptible: true,
+        };
+        let mut child = match self.skip_up {
+            true => None,
+            false => Some(up.start_group(&self.project.spec.dir, group)?),
+        };
+        let level_started = Instant::now();
+        // Said at once: the quiet second below asks nothing yet.
+        if child.is_some() {
+            let starting: Vec<(String, String)> = self.plan.levels[i]
+                .iter()
+                .map(|s| (s.clone(), "starting".to_owned()))
+                .collect();
+            waiting(&starting);
+            self.last = starting;
+        }
+        let mut up_out: Option<GroupOutput> = None;
+        loop {
+            // `up` and `ps` are both heavy on the CPU: for `up`'s first
+            // second only wait for it (a kept stack's `up` mostly ends by then).
+            while let Some(c) = &mut child {
+                if let Some(out) = c.try_wait()? {
+                    up_out = Some(out);
+                    child = None;
+                    break;
+                }
+                if level_started.elapsed() >= UP_QUIET || process::interrupt::is_requested() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if process::interrupt::is_requested() {
+                return Err(Error::Interrupted);
+            }
+            let Some(containers) = self.list(opts)? else {
+                std::thread::sleep(POLL_INTERVAL);
+                continue;
+            };
+            self.containers = containers;
+            let states = self.judge(i, up_out.is_some());
+            // A service that failed explains more than Compose's own error does.
+            if let Some((service, detail)) = states.iter().find_map(|(s, r)| match r {
+                Readiness::Failed(why) => Some((s.clone(), why.clone())),
+                _ => None,
+            }) {
+                drop(child);
+                let words = self.project.last_words(&service, &self.containers);
+                return Err(Error::ServiceFailed {
+                    service,
+                    detail: format!("{detail}{words}"),
+                });
+            }
+            if let Some(out) = &up_out
+                && !out.success()
+            {
+                return Err(self.project.up_failed(&up, out, &self.containers));
+            }
+            for (service, r) in &states {
+                if *r == Readiness::Ready && !self.ready_at.contains_key(service) {
+                    let at = self.start.elapsed().as_secs_f64();
+                    self.ready_at.insert(service.clone(), at);
+                }
+            }
+            let pending: Vec<(String, String)> = states
+                .into_iter()
+                .filter_map(|(s, r)| match r {
+                    Readiness::Waiting(why) => Some((s, why)),
+                    _ => None,
+                })
+                .collect();
+            if (self.skip_up || up_out.is_some()) && pending.is_empty() {
+                self.settled.extend(self.plan.levels[i].iter().cloned());
+                return Ok(());
+            }
+            if self.start.elapsed() > opts.timeout {
+                let list = pending
+                    .iter()
+                    .map(|(s, w)| format!("{s} ({w})"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(Error::NotReady {
+                    waiting: list,
+                    seconds: opts.timeout.as_secs(),
+                });
+            }
+            if pending != self.last && !pending.is_empty() {
+                waiting(&pending);
+                self.last = pending;
+            }
+            // `ps` itself takes ~0.1 s: together a state change is seen within ~0.2 s.
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// The project's containers now; `None` for a listing to try again.
+    fn list(&mut self, opts: &UpOptions) -> Result<Option<Vec<Container>>> {
+        // Skipping `up`, the listing made before is still current.
+        if let Some(listed) = self.reuse_listing.take() {
+            return Ok(Some(listed));
+        }
+        // Compose lists the project's containers, then inspects each: one
+        // that `up` replaces in between is "No such container" for this
+        // poll only (seen while `up` created a new project's containers).
+        match self.project.ps() {
+            Err(Error::Failed { stderr, .. })
+                if stderr.contains("No such container") && self.start.elapsed() < opts.timeout =>
+            {
+                Ok(None)
+            }
+            other => other.map(Some),
+        }
+    }
+
+    /// Each service of the levels up to `i`, judged on the last listing;
+    /// `up_done`: the level's `up` has returned.
+    fn judge(&self, i: usize, up_done: bool) -> Vec<(String, Readiness)> {
+        let judged: BTreeSet<&str> = self.plan.levels[..=i]
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let before = |c: &Container| self.before.get(&c.id).map(String::as_str);
+        let up_running = !up_done && !self.skip_up;
+        let fresh = |c: &Container| {
+            !(up_running && being_replaced(before(c), &c.state))
+                && (self.settled.contains(&c.service)
+                    || self.skip_up
+                    || up_done
+                    || before(c) != Some(c.state.as_str()))
+        };
+        // A container that ran before `up` keeps its old log: a line from
+        // an earlier start must not count as ready now.
+        let since = |c: &Container| match before(c) {
+            Some("running") => 0,
+            _ => self.up_started.saturating_sub(1),
+        };
+        self.project.readiness(
+            &self.containers,
+            &self.plan.probes,
+            &self.checks,
+            &judged,
+            fresh,
+            since,
+        )
+    }
+
+    fn summary(self, repaired_networks: Vec<String>, killed: Vec<String>) -> UpSummary {
+        let mut summary = UpSummary {
+            seconds: self.start.elapsed().as_secs_f64(),
+            ready_s: self.ready_at,
+            levels: if self.skip_up {
+                0
+            } else {
+                self.plan.levels.len()
             },
-        );
-        out.ok().map(|o| format!("{}{}", o.stdout, o.stderr))
+            unchanged: self.skip_up,
+            repaired_networks,
+            killed,
+            conditions: self
+                .containers
+                .iter()
+                .map(|c| (c.id.clone(), c.condition()))
+                .collect(),
+            checks_run_here: self.checks.used(),
+            checks_left_to_docker: self.checks.unusable.into_inner().into_iter().collect(),
+            ..UpSummary::default()
+        };
+        let judged: BTreeSet<&String> = self.plan.levels.iter().flatten().collect();
+        for c in self
+            .containers
+            .iter()
+            .filter(|c| judged.contains(&c.service))
+        {
+            match self.before.get(&c.id).map(String::as_str) {
+                // No `up` ran: an exited one-shot was left as it was too.
+                _ if self.skip_up => summary.reused += 1,
+                None => summary.created += 1,
+                Some("running") => summary.reused += 1,
+                Some(_) => summary.started += 1,
+            }
+        }
+        summary.containers = self.containers;
+        summary
     }
 }
 
@@ -609,91 +601,15 @@ struct StartPlan {
     probes: BTreeMap<String, Vec<Probe>>,
 }
 
-/// Healthchecks run here with `docker exec`: which containers passed, which
-/// services' checks cannot be run from outside (left to Docker, with why).
-#[derive(Debug, Default)]
-struct HealthChecks {
-    passed: RefCell<BTreeSet<String>>,
-    used: RefCell<BTreeSet<String>>,
-    unusable: RefCell<BTreeMap<String, String>>,
-}
-
-impl HealthChecks {
-    /// Whether the container's check passes now; never waits longer than the
-    /// check's own timeout (a hung check is left to finish on its own).
-    fn passes(&self, project: &Project, c: &Container, cmd: &(Vec<String>, Duration)) -> bool {
-        if self.passed.borrow().contains(&c.id) {
-            return true;
-        }
-        if self.unusable.borrow().contains_key(&c.service) {
-            return false;
-        }
-        self.used.borrow_mut().insert(c.service.clone());
-        let (argv, timeout) = cmd;
-        let exec = crate::docker(
-            ["exec".to_owned(), c.id.clone()]
-                .into_iter()
-                .chain(argv.iter().cloned()),
-        );
-        let dir = project.spec.dir.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let out = exec.run_group(
-                &dir,
-                GroupOptions {
-                    capture: true,
-                    interruptible: false,
-                },
-            );
-            let _ = tx.send(out);
-        });
-        match rx.recv_timeout(*timeout) {
-            Ok(Ok(out)) if out.success() => {
-                self.passed.borrow_mut().insert(c.id.clone());
-                true
-            }
-            // The runtime could not start the command at all: only Docker can run this check.
-            Ok(Ok(out)) if matches!(out.code, Some(126 | 127)) => {
-                let why = first_error_line(&format!("{}{}", out.stderr, out.stdout));
-                self.unusable.borrow_mut().insert(c.service.clone(), why);
-                false
-            }
-            _ => false,
-        }
-    }
-
-    /// The services whose check ran here.
-    fn used(&self) -> Vec<String> {
-        let unusable = self.unusable.borrow();
-        self.used
-            .borrow()
-            .iter()
-            .filter(|s| !unusable.contains_key(*s))
-            .cloned()
-            .collect()
-    }
-}
-
 fn unix_time() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-/// Whether a container's state, listed while `up` still runs, is Compose
-/// stopping it to replace it (a changed image or config): a container that
-/// ran before `up` and runs no more. Its exit is no verdict on the service.
-/// The old container passes through `exited`, and `dead` or `removing` while
-/// the engine deletes it (the daemon marks it dead before it removes its
-/// layer). Seen on Engine 28 in CI: "api-1 exited with code 0" while its
-/// replacement was `created`, which only a `dead` state reads as.
-fn being_replaced(before: Option<&str>, now: &str) -> bool {
-    before == Some("running") && !matches!(now, "running" | "restarting")
-}
-
 /// The line of Compose's output that says what went wrong: the first that
 /// reads as an error, else the last one.
-fn first_error_line(stderr: &str) -> String {
+pub(crate) fn first_error_line(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
         .lines()
         .map(str::trim)
@@ -712,25 +628,6 @@ fn first_error_line(stderr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_container_that_ran_before_up_and_stops_meanwhile_is_being_replaced() {
-        for (before, now, replaced) in [
-            (Some("running"), "exited", true),
-            (Some("running"), "dead", true),
-            (Some("running"), "removing", true),
-            (Some("running"), "running", false),
-            (Some("running"), "restarting", false),
-            // Stopped before `up`: `up` starts it again, its exit counts.
-            (Some("exited"), "exited", false),
-            (Some("created"), "dead", false),
-            // New: `up` made it, its exit counts.
-            (None, "exited", false),
-            (None, "dead", false),
-        ] {
-            assert_eq!(being_replaced(before, now), replaced, "{before:?} -> {now}");
-        }
-    }
 
     #[test]
     fn the_first_error_line_of_compose_is_found() {

@@ -458,16 +458,20 @@ pub(crate) struct Built {
 
 /// Work started in a thread of its own to run beside the phases (a cargo
 /// build). Dropped before it was joined (a phase failed, Ctrl-C), it stops
-/// the process groups it started and waits for the thread.
+/// the process groups it started, and only those, and waits for the thread.
 #[derive(Debug)]
 struct Beside<T> {
     handle: Option<std::thread::JoinHandle<T>>,
+    scope: process::Scope,
 }
 
 impl<T: Send + 'static> Beside<T> {
     fn spawn(work: impl FnOnce() -> T + Send + 'static) -> Beside<T> {
+        let scope = process::Scope::default();
+        let inside = scope.clone();
         Beside {
-            handle: Some(std::thread::spawn(work)),
+            handle: Some(std::thread::spawn(move || inside.enter(work))),
+            scope,
         }
     }
 
@@ -483,7 +487,7 @@ impl<T: Send + 'static> Beside<T> {
 impl<T> Drop for Beside<T> {
     fn drop(&mut self) {
         if let Some(handle) = self.handle.take() {
-            process::interrupt::terminate_running();
+            self.scope.stop();
             let _ = handle.join();
         }
     }

@@ -115,7 +115,7 @@ impl Cmd {
     /// Every child gets its own process group, short-lived ones too: a
     /// terminal's Ctrl-C then reaches only us, and we decide (a `ps` inside
     /// teardown killed by the user's first Ctrl-C would fail the teardown).
-    fn expression(&self, dir: &Utf8Path) -> duct::Expression {
+    pub(crate) fn expression(&self, dir: &Utf8Path) -> duct::Expression {
         self.expression_with_stdin(dir).stdin_null()
     }
 
@@ -184,29 +184,7 @@ impl Cmd {
         })
     }
 
-    /// Runs in its own process group, so a terminal's Ctrl-C reaches only us;
-    /// [`crate::interrupt`] decides when it is stopped.
-    pub fn run_group(&self, dir: &Utf8Path, opts: GroupOptions) -> Result<GroupOutput> {
-        let mut e = self.expression(dir).unchecked();
-        if opts.capture {
-            e = e.stdout_capture().stderr_capture();
-        }
-        let spawn_error = |source| self.spawn_error(source);
-        let handle = e.start().map_err(spawn_error)?;
-        let pids = handle.pids();
-        pids.iter()
-            .for_each(|&p| crate::interrupt::register(p, opts.interruptible));
-        let out = handle.wait().cloned();
-        pids.iter().for_each(|&p| crate::interrupt::unregister(p));
-        let out = out.map_err(spawn_error)?;
-        Ok(GroupOutput {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
-    }
-
-    fn spawn_error(&self, source: std::io::Error) -> Error {
+    pub(crate) fn spawn_error(&self, source: std::io::Error) -> Error {
         Error::Spawn {
             program: self.program.clone(),
             command: self.to_string(),
@@ -219,30 +197,6 @@ impl Cmd {
         Ok(String::from_utf8_lossy(&self.output(dir)?)
             .trim()
             .to_owned())
-    }
-}
-
-/// How [`Cmd::run_group`] runs a child.
-#[derive(Debug, Clone, Copy)]
-pub struct GroupOptions {
-    /// Capture stdout and stderr (returned); otherwise they go to our terminal.
-    pub capture: bool,
-    /// The first Ctrl-C stops it (build, up, tests); teardown is not.
-    pub interruptible: bool,
-}
-
-/// What a process-group child left behind.
-#[derive(Debug, Clone)]
-pub struct GroupOutput {
-    /// `None` when a signal ended it.
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl GroupOutput {
-    pub fn success(&self) -> bool {
-        self.code == Some(0)
     }
 }
 
@@ -280,6 +234,7 @@ mod tests {
 
     #[test]
     fn every_child_runs_in_its_own_process_group() {
+        use crate::GroupOptions;
         let ours = nix::unistd::getpgrp().as_raw();
         let here = Utf8Path::new(".");
         let short = child_pgrp(|c| c.text(here).unwrap());

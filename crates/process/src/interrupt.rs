@@ -14,14 +14,9 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static RUNNING: Mutex<Vec<(i32, bool)>> = Mutex::new(Vec::new());
 
 /// Marks the run interrupted and stops every interruptible child group.
+/// (To stop one piece of work, stop its [`crate::Group`] or [`crate::Scope`].)
 pub fn request() {
     INTERRUPTED.store(true, Ordering::SeqCst);
-    terminate_running();
-}
-
-/// Stops every running interruptible child without marking the run interrupted
-/// (a service failed, and the `up` still waiting on it has nothing left to do).
-pub fn terminate_running() {
     signal_groups(|interruptible| interruptible);
 }
 

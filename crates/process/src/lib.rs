@@ -4,7 +4,9 @@
 
 mod cmd;
 mod error;
+mod group;
 pub mod interrupt;
 
-pub use cmd::{CARGO_RUN_VARS, Cmd, Detached, GroupOptions, GroupOutput};
+pub use cmd::{CARGO_RUN_VARS, Cmd, Detached};
 pub use error::{Error, Result};
+pub use group::{Group, GroupOptions, GroupOutput, Scope};
