@@ -5,11 +5,9 @@ use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context as _;
-use pipeline::Verdict;
 use pipeline::e2e::Options;
 
 use crate::ci_log::CiHost;
-use crate::exit::Exit;
 use crate::flags::E2e;
 
 pub fn run(flags: &E2e) -> anyhow::Result<()> {
@@ -67,14 +65,7 @@ pub fn run(flags: &E2e) -> anyhow::Result<()> {
     if let Some(ci) = ci_host {
         ci_report(ci, &report);
     }
-    match report.verdict {
-        Verdict::Passed => Ok(()),
-        Verdict::TestsFailed(e) => Err(Exit::failed(format!("tests failed: {e}")).into()),
-        Verdict::OverBudget(e) => Err(Exit::failed(e).into()),
-        Verdict::BadInput(e) => Err(Exit::usage(e).into()),
-        Verdict::StackFailed(e) => Err(Exit::environment(e).into()),
-        Verdict::Interrupted => Err(Exit::interrupted("interrupted; teardown done").into()),
-    }
+    Ok(crate::exit::of_verdict(report.verdict)?)
 }
 
 /// What a CI host shows beside the log: an annotation per failed test

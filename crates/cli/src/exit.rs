@@ -1,6 +1,9 @@
 //! Exit codes, one table in one place (as nextest's `NextestExitCode`): one
-//! constant per code with its meaning, and [`code`], which finds the class
-//! of a failure in its chain of causes.
+//! constant per code with its meaning; [`of_verdict`], the one conversion of
+//! a run's verdict; and [`code`], which finds the class of a failure in its
+//! chain of causes.
+
+use pipeline::{Failure, Verdict};
 
 /// The run did what was asked: tests passed, nothing over a limit.
 pub const OK: u8 = 0;
@@ -56,6 +59,25 @@ impl Exit {
     }
 }
 
+/// How a run's verdict ends the command: `Ok` when it passed, else the
+/// failure with its code.
+pub fn of_verdict(verdict: Verdict) -> Result<(), Exit> {
+    match verdict {
+        Verdict::Passed => Ok(()),
+        Verdict::Failed(f) => Err(of_failure(f)),
+        Verdict::Interrupted => Err(Exit::interrupted("interrupted; teardown done")),
+    }
+}
+
+fn of_failure(failure: Failure) -> Exit {
+    match failure {
+        Failure::Tests(e) => Exit::failed(format!("tests failed: {e}")),
+        Failure::OverBudget(e) => Exit::failed(e),
+        Failure::BadInput(e) => Exit::usage(e),
+        Failure::Stack(e) => Exit::environment(e),
+    }
+}
+
 /// The code for a failure: the first cause in its chain that has a class.
 pub fn code(err: &anyhow::Error) -> u8 {
     err.chain().find_map(class).unwrap_or(ENVIRONMENT)
@@ -67,6 +89,9 @@ fn class(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     }
     if cause.is::<pipeline::ConfigError>() || cause.is::<pipeline::WorkspaceError>() {
         return Some(USAGE);
+    }
+    if let Some(e) = cause.downcast_ref::<pipeline::Error>() {
+        return Some(of_failure(e.failure()).code);
     }
     if let Some(e) = cause.downcast_ref::<build_context::Error>() {
         use build_context::Error as E;

@@ -5,8 +5,7 @@
 use std::os::fd::AsFd as _;
 
 pub fn run() -> anyhow::Result<()> {
-    let left =
-        pipeline::reaper::wait_for_the_run(std::io::stdin().lock()).map_err(anyhow::Error::msg)?;
+    let left = pipeline::reaper::wait_for_the_run(std::io::stdin().lock())?;
     let Some(pipeline::reaper::Orphaned { order, groups }) = left else {
         return Ok(());
     };
@@ -20,7 +19,7 @@ pub fn run() -> anyhow::Result<()> {
         eprintln!("stopped {stopped} process group(s) the run had started");
     }
     let lock = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
-    let done = pipeline::reaper::carry_out(&order, lock).map_err(anyhow::Error::msg)?;
+    let done = pipeline::reaper::carry_out(&order, lock)?;
     eprintln!("{done}");
     Ok(())
 }

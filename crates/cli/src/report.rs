@@ -1,6 +1,5 @@
 //! `cargo e2e report merge`: shards read as one (see `pipeline::merge`).
 
-use pipeline::Verdict;
 use pipeline::merge::{Shard, merge as merge_shards};
 
 use crate::exit::Exit;
@@ -11,8 +10,7 @@ pub fn merge(flags: &ReportMerge) -> anyhow::Result<()> {
         .reports
         .iter()
         .map(|p| Shard::read(p))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(Exit::usage)?;
+        .collect::<Result<Vec<_>, _>>()?;
     let merged = merge_shards(shards);
     print!("{merged}");
     if let Some(out) = &flags.junit {
@@ -29,11 +27,5 @@ pub fn merge(flags: &ReportMerge) -> anyhow::Result<()> {
             inputs.len()
         );
     }
-    match merged.verdict {
-        Verdict::Passed => Ok(()),
-        Verdict::TestsFailed(e) | Verdict::OverBudget(e) => Err(Exit::failed(e).into()),
-        Verdict::BadInput(e) => Err(Exit::usage(e).into()),
-        Verdict::StackFailed(e) => Err(Exit::environment(e).into()),
-        Verdict::Interrupted => Err(Exit::interrupted("a shard was interrupted").into()),
-    }
+    Ok(crate::exit::of_verdict(merged.verdict)?)
 }

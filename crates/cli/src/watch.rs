@@ -19,7 +19,7 @@ use notify::{RecursiveMode, Watcher as _};
 use pipeline::e2e::Options;
 use pipeline::session::{Session, Work};
 use pipeline::watch::{Change, Map};
-use pipeline::{RunReport, Verdict};
+use pipeline::{Failure, RunReport, Verdict};
 
 /// Editors write a file in bursts (temporary file, rename, attributes), all
 /// within a few milliseconds: a burst ends after this long without a change.
@@ -44,7 +44,7 @@ pub fn run(opts: &Options, only_failed: bool) -> anyhow::Result<()> {
             .with_context(|| format!("watching {path}"))?;
         folders.insert(path);
     }
-    let mut session = Session::open(opts, say).map_err(crate::exit::Exit::environment)?;
+    let mut session = Session::open(opts, say)?;
     let first = one_cycle(&mut session, Work::default(), only_failed);
     say(&format!("{first}"));
     say(&summary(0, &["first run".to_owned()], &first));
@@ -298,10 +298,11 @@ fn summary(cycle: usize, causes: &[String], r: &RunReport) -> String {
     );
     let outcome = match &r.verdict {
         Verdict::Passed => String::new(),
-        Verdict::TestsFailed(_) => failed_names(r),
-        Verdict::OverBudget(e) | Verdict::BadInput(e) | Verdict::StackFailed(e) => {
-            format!("; failed, waiting for the next change: {}", telling_line(e))
-        }
+        Verdict::Failed(Failure::Tests(_)) => failed_names(r),
+        Verdict::Failed(f) => format!(
+            "; failed, waiting for the next change: {}",
+            telling_line(f.detail())
+        ),
         Verdict::Interrupted => "; interrupted".to_owned(),
     };
     format!(

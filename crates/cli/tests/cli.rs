@@ -257,7 +257,7 @@ fn shard(dir: &Utf8Path, name: &str, cases: &[(&str, bool)], phase_s: f64) -> Ut
         note: String::new(),
     });
     if counts.failed > 0 {
-        report.verdict = pipeline::Verdict::TestsFailed(format!("{counts}"));
+        report.verdict = pipeline::Verdict::Failed(pipeline::Failure::Tests(format!("{counts}")));
     }
     let path = folder.join("report.json");
     std::fs::write(&path, serde_json::to_string(&report).unwrap()).unwrap();

@@ -3,12 +3,14 @@
 //! the helpers Docker-backed tests use to skip or fail. Processes start through
 //! the `process` crate; [`docker`] is the one way to name the CLI.
 
+mod disk;
 mod engine;
 mod error;
 pub mod facts;
 pub mod model;
 #[cfg(feature = "testing")]
 pub mod oracle;
+pub mod overrides;
 mod ports;
 mod project;
 pub mod readiness;
@@ -21,6 +23,7 @@ mod up;
 pub mod versions;
 mod volume;
 
+pub use disk::{ProjectImage, PrunedCache, project_images, prune_build_cache, remove_image};
 pub use engine::{ComposeFlavor, Engine};
 pub use error::{Error, Result};
 pub use facts::{Facts, ImageStore, Product};

@@ -309,6 +309,9 @@ impl Project {
     }
 }
 
+/// A service still awaited, and why: `(service, what it waits for)`.
+type Awaited = (String, String);
+
 /// The wait across `up`'s levels: what ran before `up`, which services are
 /// settled, when each got ready, and the last listing of the containers.
 struct Wait<'a> {
@@ -402,7 +405,7 @@ impl<'a> Wait<'a> {
         &mut self,
         i: usize,
         opts: &UpOptions,
-        waiting: &mut dyn FnMut(&[(String, String)]),
+        waiting: &mut dyn FnMut(&[Awaited]),
     ) -> Result<()> {
         let up = self.up_command(i, opts);
         let group = GroupOptions {

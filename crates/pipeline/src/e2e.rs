@@ -1,6 +1,7 @@
-//! `cargo e2e`, the runner: preflight, clean, certs, build, up, test (the
-//! phases are in `phases.rs`), then teardown. Teardown runs whatever happened before it: an error, a panic or an
-//! interruption (the first Ctrl-C stops the running child and lands here).
+//! `cargo e2e`, the runner: preflight, clean, certs, build, up, test (each
+//! in `phases/`), then teardown, which runs whatever happened before it: an
+//! error, a panic or an interruption (the first Ctrl-C stops the running
+//! child and lands here).
 
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
@@ -8,70 +9,16 @@ use std::time::{Duration, Instant};
 use camino::Utf8PathBuf;
 use compose::{Policy, Project};
 
-use crate::Config;
 pub use crate::config::unix_time;
 use crate::fingerprint::Store;
 use crate::lock::ProjectLock;
+pub(crate) use crate::phases::Phases;
+pub(crate) use crate::phases::apply_policy;
+pub use crate::phases::{Options, Progress};
 use crate::phases::{
-    Prebuild, Staging, build_phase, certs_phase, clean_phase, preflight, test_phase, up_phase,
+    Prebuild, Staging, build_phase, certs_phase, clean_phase, preflight, teardown, up_phase,
 };
-use crate::report::{Phase, PhaseReport, RunReport, Status, TeardownDone, Verdict};
-use crate::workspace::Workspace;
-
-/// Everything a run needs, decided by the caller.
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub config: Config,
-    /// The user's workspace: cargo runs in its root and builds in its target folder.
-    pub workspace: Workspace,
-    pub project: String,
-    pub teardown: Policy,
-    pub keep_on_failure: bool,
-    pub no_clean: bool,
-    pub no_build: bool,
-    /// Ignore the record of the last run: build and start as if all changed.
-    pub rebuild: bool,
-    /// When another run holds the project: fail at once instead of waiting.
-    pub no_wait: bool,
-    /// The executable to start as the reaper (`EXE __reaper`): the CLI's own.
-    /// `None`: no reaper (a library caller that tears down itself).
-    pub reaper: Option<Utf8PathBuf>,
-    /// Publish every port on a host port the engine picks (`compose.ephemeral_ports`).
-    pub ephemeral_ports: bool,
-    /// Under CI: fixed host ports get a warning (runs cannot share an engine).
-    pub ci: bool,
-    /// `-E` from the command line; when empty, the config's `tests.filterset`.
-    pub filtersets: Vec<String>,
-    /// Passed through to nextest after `--`.
-    pub nextest_args: Vec<String>,
-    /// This run's folder: build log, failure bundle.
-    pub run_dir: Utf8PathBuf,
-}
-
-/// Hears about phases as they run; the CLI draws spinners or prints lines.
-pub trait Progress {
-    fn start(&mut self, phase: Phase);
-    /// A line worth showing while a phase runs (who is still awaited).
-    fn note(&mut self, phase: Phase, line: &str);
-    fn end(&mut self, report: &PhaseReport);
-}
-
-/// Why a phase failed; each kind becomes one verdict.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    BadInput(String),
-    Stack(String),
-    Tests(String),
-    /// A build context over `context.budget`.
-    Limit(String),
-}
-
-/// A phase's value and the note shown for it.
-pub(crate) type PhaseResult<T> = Result<(T, String), Failure>;
-
-pub(crate) fn stack(e: impl std::fmt::Display) -> Failure {
-    Failure::Stack(e.to_string())
-}
+use crate::report::{Failure, Phase, RunReport, Verdict};
 
 /// Runs the pipeline. Never panics out and never skips teardown once the
 /// stack may exist.
@@ -91,8 +38,7 @@ pub fn run(opts: &Options, progress: &mut dyn Progress) -> RunReport {
             opts.workspace.root.as_str(),
             !opts.no_wait,
             |waiting| progress.note(Phase::Preflight, waiting),
-        )
-        .map_err(Failure::Stack)?;
+        )?;
         // Neither needs what preflight checks: they start beside it, and a
         // failed preflight stops them (their drop).
         let background = Background::start(opts);
@@ -118,7 +64,7 @@ pub fn run(opts: &Options, progress: &mut dyn Progress) -> RunReport {
     let teardown_failure = teardown(opts, &project, &verdict, &mut phases);
     report.verdict = match (verdict, teardown_failure) {
         // A teardown that failed after a passing run fails the run.
-        (Verdict::Passed, Some(e)) => Verdict::StackFailed(format!("teardown: {e}")),
+        (Verdict::Passed, Some(e)) => Verdict::Failed(Failure::Stack(format!("teardown: {e}"))),
         (v, _) => v,
     };
     report.seconds = started.elapsed().as_secs_f64();
@@ -148,7 +94,10 @@ pub(crate) fn verdict_of(body: std::thread::Result<Result<(), Verdict>>) -> Verd
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-            Verdict::StackFailed(format!("panic: {}", what.unwrap_or_default()))
+            Verdict::Failed(Failure::Stack(format!(
+                "panic: {}",
+                what.unwrap_or_default()
+            )))
         }
     }
 }
@@ -226,94 +175,6 @@ pub fn prune_runs(
     removed
 }
 
-pub(crate) struct Phases<'a> {
-    pub progress: &'a mut dyn Progress,
-    pub report: &'a mut RunReport,
-    /// The project's lock, told each phase for a run that waits.
-    pub lock: Option<ProjectLock>,
-}
-
-impl Phases<'_> {
-    /// Runs one phase, timing and recording it; an interruption before it
-    /// starts skips it.
-    pub fn run<T>(
-        &mut self,
-        phase: Phase,
-        f: impl FnOnce(&mut dyn Progress) -> PhaseResult<T>,
-    ) -> Result<T, Verdict> {
-        if process::interrupt::is_requested() {
-            self.record(
-                phase,
-                Status::Interrupted,
-                0.0,
-                "not started: interrupted".into(),
-            );
-            return Err(Verdict::Interrupted);
-        }
-        self.progress.start(phase);
-        if let Some(lock) = &mut self.lock {
-            lock.doing(phase.name());
-        }
-        let start = Instant::now();
-        let result = f(self.progress);
-        let seconds = start.elapsed().as_secs_f64();
-        let (status, note, out) = match result {
-            Ok((value, note)) => (Status::Ok, note, Ok(value)),
-            Err(_) if process::interrupt::is_requested() => (
-                Status::Interrupted,
-                "interrupted".into(),
-                Err(Verdict::Interrupted),
-            ),
-            Err(Failure::BadInput(e)) => {
-                (Status::Failed, first_line(&e), Err(Verdict::BadInput(e)))
-            }
-            Err(Failure::Limit(e)) => (Status::Failed, first_line(&e), Err(Verdict::OverBudget(e))),
-            Err(Failure::Tests(e)) => (Status::Failed, e.clone(), Err(Verdict::TestsFailed(e))),
-            Err(Failure::Stack(e)) => (
-                Status::Failed,
-                first_line(&e),
-                Err(Verdict::StackFailed(format!("{}: {e}", phase.name()))),
-            ),
-        };
-        self.record(phase, status, seconds, note);
-        out
-    }
-
-    /// The test phase, its counts and JUnit report recorded whatever its verdict.
-    pub fn test(
-        &mut self,
-        opts: &Options,
-        project: &Project,
-        prebuild: Prebuild,
-        containers: Option<Vec<compose::Container>>,
-    ) -> Result<(), Verdict> {
-        // A failing phase hands back only its verdict: the counts travel aside.
-        let mut counted = None;
-        let outcome = self.run(Phase::Test, |_| {
-            test_phase(opts, project, Some(prebuild), containers, &mut counted)
-        });
-        if let Some(o) = counted {
-            (self.report.tests, self.report.junit) = (o.counts, o.junit);
-        }
-        outcome
-    }
-
-    fn skip(&mut self, phase: Phase, why: &str) {
-        self.record(phase, Status::Skipped, 0.0, why.into());
-    }
-
-    fn record(&mut self, phase: Phase, status: Status, seconds: f64, note: String) {
-        let r = PhaseReport {
-            phase,
-            status,
-            seconds,
-            note,
-        };
-        self.progress.end(&r);
-        self.report.phases.push(r);
-    }
-}
-
 /// What runs beside the phases from preflight on.
 #[derive(Debug)]
 pub(crate) struct Background {
@@ -373,145 +234,6 @@ pub(crate) fn body(
     let containers = up.containers.clone();
     phases.report.containers = Some(up);
     phases.test(opts, project, prebuild, Some(containers))
-}
-
-/// The bundle (on failure), the policy, and a check that the engine holds what
-/// the policy promises; a second pass mends what a racing interrupted `up` left.
-/// Returns what went wrong, if anything.
-fn teardown(
-    opts: &Options,
-    project: &Project,
-    verdict: &Verdict,
-    phases: &mut Phases,
-) -> Option<String> {
-    let failed = !matches!(verdict, Verdict::Passed | Verdict::Interrupted);
-    if failed {
-        let dir = opts.run_dir.join("bundle");
-        phases.report.bundle = project.bundle(&dir).ok();
-    }
-    let policy = if failed && opts.keep_on_failure {
-        Policy::Keep
-    } else {
-        opts.teardown
-    };
-    let grace = Duration::from_secs(opts.config.teardown.grace_s);
-    phases.progress.start(Phase::Teardown);
-    if let Some(lock) = &mut phases.lock {
-        lock.doing(Phase::Teardown.name());
-    }
-    let start = Instant::now();
-    let (stopped, leftovers, failure) = apply_policy(project, policy, grace);
-    let killed = &stopped.killed;
-    let mut note = match (&failure, policy) {
-        (Some(f), _) => format!("FAILED: {f}"),
-        (None, Policy::Keep) if failed => keep_hint(opts, project),
-        (None, Policy::Keep) => format!(
-            "left running; remove it with `docker compose -p {} down --volumes`",
-            opts.project
-        ),
-        (None, Policy::Stop) => "containers stopped; the next run starts them again".into(),
-        (None, Policy::Down) => "containers and networks removed; volumes kept".into(),
-        (None, Policy::Purge) => {
-            "containers, networks, volumes and the project's images removed".into()
-        }
-    };
-    if failure.is_none() && !killed.is_empty() {
-        // Their PID 1 would not have acted on the signal: the grace would
-        // have been spent waiting for nothing.
-        note.push_str(&format!(
-            "; killed at once (PID 1 ignores its stop signal): {}",
-            killed.join(", ")
-        ));
-    }
-    if failure.is_none() && !stopped.stop_s.is_empty() {
-        note.push_str(&format!("; stopped in: {}", slowest_first(&stopped.stop_s)));
-    }
-    let status = if failure.is_some() {
-        Status::Failed
-    } else {
-        Status::Ok
-    };
-    phases.record(
-        Phase::Teardown,
-        status,
-        start.elapsed().as_secs_f64(),
-        format!("{policy}: {note}"),
-    );
-    phases.report.teardown = Some(TeardownDone {
-        policy,
-        stop_s: stopped.stop_s,
-        leftovers,
-        note,
-    });
-    failure
-}
-
-/// Applies `policy` and checks that the engine holds what it promises; a
-/// second pass mends what a racing interrupted `up` left. What was stopped,
-/// what the engine holds after, and what went wrong, if anything.
-pub(crate) fn apply_policy(
-    project: &Project,
-    policy: Policy,
-    grace: Duration,
-) -> (compose::Stopped, Option<compose::Leftovers>, Option<String>) {
-    let mut result = project.teardown(policy, grace);
-    // `keep` promises everything stays: nothing to check, and no listing to
-    // wait for after the tests.
-    let mut leftovers = (policy != Policy::Keep)
-        .then(|| project.leftovers().ok())
-        .flatten();
-    if result.is_ok()
-        && let Some(left) = &leftovers
-        && left.broken_promise(policy).is_some()
-    {
-        result = project.teardown(policy, grace);
-        leftovers = project.leftovers().ok();
-    }
-    let failure = match (
-        &result,
-        leftovers.as_ref().and_then(|l| l.broken_promise(policy)),
-    ) {
-        (Err(e), _) => Some(e.to_string()),
-        (Ok(_), broken) => broken,
-    };
-    (result.unwrap_or_default(), leftovers, failure)
-}
-
-/// `db 1.2 s, api 0.1 s`: who cost what, the slowest first.
-pub(crate) fn slowest_first(seconds: &std::collections::BTreeMap<String, f64>) -> String {
-    let mut by_time: Vec<(&String, &f64)> = seconds.iter().collect();
-    by_time.sort_by(|a, b| b.1.total_cmp(a.1));
-    by_time
-        .iter()
-        .map(|(s, t)| format!("{s} {t:.1} s"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// How to reach a stack kept after a failure, and how to remove it.
-fn keep_hint(opts: &Options, project: &Project) -> String {
-    let mut addresses = Vec::new();
-    let host = compose::Engine::publish_host();
-    for (name, s) in &project.stack.services {
-        for p in &s.ports {
-            if let Some(published) = &p.published {
-                addresses.push(format!("{name} at {host}:{published}"));
-            }
-        }
-    }
-    let p = &opts.project;
-    format!(
-        "kept for debugging: {}; logs: `docker compose -p {p} logs`; remove: `docker compose -p {p} down --volumes --remove-orphans`",
-        if addresses.is_empty() {
-            "no published ports".into()
-        } else {
-            addresses.join(", ")
-        }
-    )
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().to_owned()
 }
 
 #[cfg(test)]

@@ -85,17 +85,17 @@ impl Store {
     }
 
     /// Writes the state atomically; a failure costs only the next run's skip.
-    pub(crate) fn save(&mut self) -> Result<(), String> {
+    pub(crate) fn save(&mut self) -> crate::Result<()> {
         self.state.version = VERSION;
         if !self.seen.is_empty() {
             self.state.files = std::mem::take(&mut self.seen);
             self.state.written_ns = now_ns();
         }
-        let json = serde_json::to_vec(&self.state).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec(&self.state).expect("the state serialises");
         let dir = self.path.parent().expect("the state file has a folder");
         std::fs::create_dir_all(dir)
             .and_then(|()| crate::write_whole(&self.path, &json))
-            .map_err(|e| format!("cannot write {}: {e}", self.path))
+            .map_err(crate::Error::io(&self.path))
     }
 
     /// The key of one image's inputs: every entry the context sends (path,

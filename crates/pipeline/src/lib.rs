@@ -4,6 +4,7 @@
 pub mod config;
 pub mod disk;
 pub mod e2e;
+mod error;
 mod fingerprint;
 pub mod git;
 pub mod lock;
@@ -18,6 +19,7 @@ pub mod watch;
 pub mod workspace;
 
 pub use config::{Config, ConfigError};
+pub use error::{Error, Result};
 
 /// Writes beside `path`, then renames over it: a reader (another run) sees
 /// the old file or the new one, never half of one.
@@ -29,5 +31,5 @@ pub(crate) fn write_whole(path: &camino::Utf8Path, bytes: &[u8]) -> std::io::Res
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
-pub use report::{Phase, RunReport, Verdict};
+pub use report::{Failure, Phase, RunReport, Verdict};
 pub use workspace::{Workspace, WorkspaceError};

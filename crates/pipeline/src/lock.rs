@@ -53,10 +53,11 @@ impl ProjectLock {
         workspace: &str,
         wait: bool,
         mut waiting: impl FnMut(&str),
-    ) -> Result<ProjectLock, String> {
+    ) -> crate::Result<ProjectLock> {
+        use crate::Error;
         let path = lock_path(project);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
+            std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
         }
         let mut last = String::new();
         loop {
@@ -66,7 +67,7 @@ impl ProjectLock {
                 .create(true)
                 .truncate(false)
                 .open(&path)
-                .map_err(|e| format!("cannot open the project lock {path}: {e}"))?;
+                .map_err(Error::io(&path))?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(file) => {
                     let mut lock = ProjectLock {
@@ -92,10 +93,10 @@ impl ProjectLock {
                         .map_or_else(String::new, |h| format!("{} {}", h.pid, h.doing));
                     let holder = parsed.map_or_else(|| "another run".to_owned(), |h| h.to_string());
                     if !wait {
-                        return Err(format!(
+                        return Err(Error::Stack(format!(
                             "project {project} is in use by {holder}; wait for it (drop --no-wait), \
                              or pick another project with --project"
-                        ));
+                        )));
                     }
                     if who != last {
                         waiting(&format!(
@@ -104,11 +105,18 @@ impl ProjectLock {
                         last = who;
                     }
                     if process::interrupt::is_requested() {
-                        return Err(format!("interrupted while waiting for project {project}"));
+                        return Err(Error::Stack(format!(
+                            "interrupted while waiting for project {project}"
+                        )));
                     }
                     std::thread::sleep(std::time::Duration::from_millis(200));
                 }
-                Err((_, e)) => return Err(format!("cannot lock {path}: {e}")),
+                Err((_, e)) => {
+                    return Err(Error::Io {
+                        path,
+                        source: e.into(),
+                    });
+                }
             }
         }
     }
@@ -185,7 +193,9 @@ mod tests {
         let project = format!("lock-test-{}", std::process::id());
         let mut first = ProjectLock::acquire(&project, "/w/one", false, |_| {}).unwrap();
         first.doing("up");
-        let busy = ProjectLock::acquire(&project, "/w/two", false, |_| {}).unwrap_err();
+        let busy = ProjectLock::acquire(&project, "/w/two", false, |_| {})
+            .unwrap_err()
+            .to_string();
         assert!(
             busy.contains(&format!(
                 "in use by run {} from /w/one (up, started",

@@ -4,7 +4,7 @@
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::report::{RunReport, Verdict};
+use crate::report::{Failure, RunReport, Verdict};
 
 /// One shard, as its report says.
 #[derive(Debug, Clone)]
@@ -19,7 +19,7 @@ impl Shard {
     /// Reads a shard's report. Its JUnit report is the one the report names
     /// when that file exists (same machine), else a `junit.xml` beside the
     /// report (artifacts gathered from CI machines).
-    pub fn read(path: &Utf8Path) -> Result<Shard, String> {
+    pub fn read(path: &Utf8Path) -> crate::Result<Shard> {
         let report = RunReport::read(path)?;
         let beside = path
             .parent()
@@ -38,9 +38,9 @@ impl Shard {
 fn severity(v: &Verdict) -> u8 {
     match v {
         Verdict::Passed => 0,
-        Verdict::TestsFailed(_) | Verdict::OverBudget(_) => 1,
-        Verdict::BadInput(_) => 2,
-        Verdict::StackFailed(_) => 3,
+        Verdict::Failed(Failure::Tests(_) | Failure::OverBudget(_)) => 1,
+        Verdict::Failed(Failure::BadInput(_)) => 2,
+        Verdict::Failed(Failure::Stack(_)) => 3,
         Verdict::Interrupted => 4,
     }
 }
@@ -73,10 +73,9 @@ pub fn merge(shards: Vec<Shard>) -> Merged {
         }
         if severity(&r.verdict) > severity(&verdict) {
             verdict = match &r.verdict {
-                Verdict::TestsFailed(e) => Verdict::TestsFailed(format!("{}: {e}", r.project)),
-                Verdict::OverBudget(e) => Verdict::OverBudget(format!("{}: {e}", r.project)),
-                Verdict::BadInput(e) => Verdict::BadInput(format!("{}: {e}", r.project)),
-                Verdict::StackFailed(e) => Verdict::StackFailed(format!("{}: {e}", r.project)),
+                Verdict::Failed(f) => {
+                    Verdict::Failed(f.clone().map(|e| format!("{}: {e}", r.project)))
+                }
                 v => v.clone(),
             };
         }
@@ -167,10 +166,7 @@ impl std::fmt::Display for Merged {
 fn verdict_word(v: &Verdict) -> &'static str {
     match v {
         Verdict::Passed => "passed",
-        Verdict::TestsFailed(_) => "tests failed",
-        Verdict::OverBudget(_) => "over budget",
-        Verdict::BadInput(_) => "bad input",
-        Verdict::StackFailed(_) => "stack failed",
+        Verdict::Failed(f) => f.kind(),
         Verdict::Interrupted => "interrupted",
     }
 }

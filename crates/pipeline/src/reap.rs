@@ -180,7 +180,7 @@ pub fn sweep(dry_run: bool, t: Thresholds) -> Result<Vec<(Decision, Option<Strin
             match crate::lock::ProjectLock::acquire(&d.project, "reap", false, |_| {}) {
                 Err(busy) => {
                     d.remove = false;
-                    d.why = busy;
+                    d.why = busy.to_string();
                 }
                 Ok(_lock) => {
                     done = Some(match compose::remove_project(&d.project) {

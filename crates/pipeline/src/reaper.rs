@@ -53,23 +53,20 @@ impl Reaper {
         lock: &ProjectLock,
         order: &Order,
         log: &Utf8Path,
-    ) -> Result<Reaper, String> {
-        let shared = lock
-            .share()
-            .map_err(|e| format!("cannot share the project lock: {e}"))?;
+    ) -> crate::Result<Reaper> {
+        use crate::Error;
+        let shared = lock.share().map_err(Error::io(&lock.path))?;
         if let Some(dir) = log.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
+            std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
         }
-        let log_file =
-            std::fs::File::create(log).map_err(|e| format!("cannot create {log}: {e}"))?;
+        let log_file = std::fs::File::create(log).map_err(Error::io(log))?;
         let here = log.parent().unwrap_or(Utf8Path::new("."));
-        let mut child = process::Cmd::new(exe.as_str(), ["__reaper"])
-            .spawn_detached(here, shared, log_file)
-            .map_err(|e| e.to_string())?;
-        let line = serde_json::to_string(order).map_err(|e| e.to_string())?;
+        let mut child =
+            process::Cmd::new(exe.as_str(), ["__reaper"]).spawn_detached(here, shared, log_file)?;
+        let line = serde_json::to_string(order).expect("an order serialises");
         child
             .send(&line)
-            .map_err(|e| format!("cannot hand the reaper its order: {e}"))?;
+            .map_err(|e| Error::Stack(format!("cannot hand the reaper its order: {e}")))?;
         // The build, `up` and nextest groups the run starts from now on.
         if let Ok(w) = child.stdin_clone() {
             process::interrupt::report_groups(Some(w));
@@ -97,13 +94,13 @@ pub struct Orphaned {
 /// The reaper's side: reads the order, then waits, keeping count of the
 /// run's process groups. `None` when the run said it is done; what it left
 /// when it went away without saying so.
-pub fn wait_for_the_run(mut input: impl BufRead) -> Result<Option<Orphaned>, String> {
+pub fn wait_for_the_run(mut input: impl BufRead) -> crate::Result<Option<Orphaned>> {
     let mut line = String::new();
     input
         .read_line(&mut line)
-        .map_err(|e| format!("reading the order: {e}"))?;
-    let order: Order =
-        serde_json::from_str(line.trim()).map_err(|e| format!("not an order: {e}: {line}"))?;
+        .map_err(|e| crate::Error::Stack(format!("reading the order: {e}")))?;
+    let order: Order = serde_json::from_str(line.trim())
+        .map_err(|e| crate::Error::Stack(format!("not an order: {e}: {line}")))?;
     let mut groups: Vec<i32> = Vec::new();
     loop {
         line.clear();
@@ -177,7 +174,7 @@ pub fn stop_groups(groups: &[i32], grace: Duration) -> usize {
 /// Applies the order's policy to a run that went away; `lock` is the
 /// project lock it shares, rewritten to say who holds it now. Returns what
 /// was done, for the reaper's log.
-pub fn carry_out(order: &Order, mut lock: std::fs::File) -> Result<String, String> {
+pub fn carry_out(order: &Order, mut lock: std::fs::File) -> crate::Result<String> {
     crate::lock::Holder {
         pid: std::process::id(),
         since: crate::config::unix_time(),
@@ -185,15 +182,13 @@ pub fn carry_out(order: &Order, mut lock: std::fs::File) -> Result<String, Strin
         doing: format!("reaping run {}: {}", order.run_pid, order.policy),
     }
     .write_to(&mut lock);
-    let project = Project::load(order.spec.clone()).map_err(|e| e.to_string())?;
+    let project = Project::load(order.spec.clone())?;
     let grace = Duration::from_secs(order.grace_s);
     // A `docker compose up` the run had started outlives it and may still be
     // creating containers: passes go on until a check a second after the
     // last one finds the promise kept (a few at most).
     for _ in 0..5 {
-        project
-            .teardown(order.policy, grace)
-            .map_err(|e| e.to_string())?;
+        project.teardown(order.policy, grace)?;
         std::thread::sleep(Duration::from_secs(1));
         if project
             .leftovers()
@@ -202,7 +197,7 @@ pub fn carry_out(order: &Order, mut lock: std::fs::File) -> Result<String, Strin
             break;
         }
     }
-    let left = project.leftovers().map_err(|e| e.to_string())?;
+    let left = project.leftovers()?;
     match left.broken_promise(order.policy) {
         None => Ok(format!(
             "run {} went away; applied {} to project {}; the engine holds: {left}",
@@ -210,7 +205,7 @@ pub fn carry_out(order: &Order, mut lock: std::fs::File) -> Result<String, Strin
             order.policy,
             project.name()
         )),
-        Some(broken) => Err(broken),
+        Some(broken) => Err(crate::Error::Stack(broken)),
     }
 }
 

@@ -34,19 +34,106 @@ impl Phase {
     }
 }
 
-/// How the run ended; each maps to one exit code in the xtask.
+/// How the run ended; each way maps to one exit code (`cli/src/exit.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
+#[serde(into = "VerdictJson", from = "VerdictJson")]
 pub enum Verdict {
     Passed,
-    TestsFailed(String),
+    Failed(Failure),
+    Interrupted,
+}
+
+/// Why a run failed: the one list of failure kinds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Tests failed, or none ran.
+    Tests(String),
     /// A build context sends more than `context.budget`.
     OverBudget(String),
     /// Bad config, flag or filterset, found before anything ran.
     BadInput(String),
     /// No engine, a failed build, a service that never got ready.
+    Stack(String),
+}
+
+impl Failure {
+    /// What went wrong, in full.
+    pub fn detail(&self) -> &str {
+        match self {
+            Failure::Tests(d)
+            | Failure::OverBudget(d)
+            | Failure::BadInput(d)
+            | Failure::Stack(d) => d,
+        }
+    }
+
+    /// The kind, in words: `tests failed`, `over budget`, `bad input`, `stack failed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Tests(_) => "tests failed",
+            Failure::OverBudget(_) => "over budget",
+            Failure::BadInput(_) => "bad input",
+            Failure::Stack(_) => "stack failed",
+        }
+    }
+
+    /// The same kind with its detail rewritten.
+    pub fn map(self, f: impl FnOnce(String) -> String) -> Failure {
+        match self {
+            Failure::Tests(d) => Failure::Tests(f(d)),
+            Failure::OverBudget(d) => Failure::OverBudget(f(d)),
+            Failure::BadInput(d) => Failure::BadInput(f(d)),
+            Failure::Stack(d) => Failure::Stack(f(d)),
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Passed => f.write_str("passed"),
+            Verdict::Failed(failure) => write!(f, "{}: {}", failure.kind(), failure.detail()),
+            Verdict::Interrupted => f.write_str("interrupted"),
+        }
+    }
+}
+
+/// The verdict as schema 1 writes it: `{"kind": "tests-failed", "detail": ...}`.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
+enum VerdictJson {
+    Passed,
+    TestsFailed(String),
+    OverBudget(String),
+    BadInput(String),
     StackFailed(String),
     Interrupted,
+}
+
+impl From<Verdict> for VerdictJson {
+    fn from(v: Verdict) -> VerdictJson {
+        match v {
+            Verdict::Passed => VerdictJson::Passed,
+            Verdict::Failed(Failure::Tests(d)) => VerdictJson::TestsFailed(d),
+            Verdict::Failed(Failure::OverBudget(d)) => VerdictJson::OverBudget(d),
+            Verdict::Failed(Failure::BadInput(d)) => VerdictJson::BadInput(d),
+            Verdict::Failed(Failure::Stack(d)) => VerdictJson::StackFailed(d),
+            Verdict::Interrupted => VerdictJson::Interrupted,
+        }
+    }
+}
+
+impl From<VerdictJson> for Verdict {
+    fn from(v: VerdictJson) -> Verdict {
+        match v {
+            VerdictJson::Passed => Verdict::Passed,
+            VerdictJson::TestsFailed(d) => Verdict::Failed(Failure::Tests(d)),
+            VerdictJson::OverBudget(d) => Verdict::Failed(Failure::OverBudget(d)),
+            VerdictJson::BadInput(d) => Verdict::Failed(Failure::BadInput(d)),
+            VerdictJson::StackFailed(d) => Verdict::Failed(Failure::Stack(d)),
+            VerdictJson::Interrupted => Verdict::Interrupted,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,15 +224,15 @@ pub struct RunReport {
 
 impl RunReport {
     /// Reads a report written by [`Serialize`], refusing another schema.
-    pub fn read(path: &camino::Utf8Path) -> Result<RunReport, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-        let report: RunReport =
-            serde_json::from_str(&text).map_err(|e| format!("{path}: not a run report: {e}"))?;
+    pub fn read(path: &camino::Utf8Path) -> crate::Result<RunReport> {
+        let text = std::fs::read_to_string(path).map_err(crate::Error::io(path))?;
+        let report: RunReport = serde_json::from_str(&text)
+            .map_err(|e| crate::Error::BadInput(format!("{path}: not a run report: {e}")))?;
         if report.schema_version != SCHEMA_VERSION {
-            return Err(format!(
+            return Err(crate::Error::BadInput(format!(
                 "{path}: report schema {} (this tool reads {SCHEMA_VERSION})",
                 report.schema_version
-            ));
+            )));
         }
         Ok(report)
     }
@@ -200,14 +287,7 @@ impl std::fmt::Display for RunReport {
         if let Some(b) = &self.bundle {
             writeln!(f, "  bundle     {b}")?;
         }
-        let verdict = match &self.verdict {
-            Verdict::Passed => "passed".to_owned(),
-            Verdict::TestsFailed(e) => format!("tests failed: {e}"),
-            Verdict::OverBudget(e) => format!("over budget: {e}"),
-            Verdict::BadInput(e) => format!("bad input: {e}"),
-            Verdict::StackFailed(e) => format!("stack failed: {e}"),
-            Verdict::Interrupted => "interrupted".to_owned(),
-        };
+        let verdict = self.verdict.to_string();
         // The whole error is the caller's to print once; the table names it.
         write!(
             f,
@@ -230,7 +310,7 @@ mod tests {
             seconds: 1.5,
             note: "containers: 1 created".into(),
         });
-        r.verdict = Verdict::TestsFailed("1 failed".into());
+        r.verdict = Verdict::Failed(Failure::Tests("1 failed".into()));
         let tmp = tempfile::tempdir().unwrap();
         let path = camino::Utf8Path::from_path(tmp.path())
             .unwrap()
@@ -245,7 +325,13 @@ mod tests {
         })
         .unwrap();
         std::fs::write(&path, newer).unwrap();
-        let err = RunReport::read(&path).unwrap_err();
+        let err = RunReport::read(&path).unwrap_err().to_string();
         assert!(err.contains("report schema 2 (this tool reads 1)"), "{err}");
+        // Schema 1's verdict, as earlier versions wrote it.
+        let json = serde_json::to_value(&back.verdict).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "tests-failed", "detail": "1 failed"})
+        );
     }
 }

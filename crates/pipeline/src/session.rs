@@ -23,7 +23,7 @@ use crate::fingerprint::Store;
 use crate::lock::ProjectLock;
 use crate::phases::{Prebuild, Staging, build_phase, preflight, up_phase};
 use crate::reaper::Reaper;
-use crate::report::{Phase, RunReport, Status, Verdict};
+use crate::report::{Failure, Phase, RunReport, Status, Verdict};
 
 /// What a cycle has to do, from what changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub struct Session {
 impl Session {
     /// Takes the project's lock for the whole session; `waiting` hears who
     /// holds it while this waits.
-    pub fn open(opts: &Options, waiting: impl FnMut(&str)) -> Result<Session, String> {
+    pub fn open(opts: &Options, waiting: impl FnMut(&str)) -> crate::Result<Session> {
         let lock = ProjectLock::acquire(
             &opts.project,
             opts.workspace.root.as_str(),
@@ -139,7 +139,7 @@ impl Session {
         // sources. A cycle whose test build failed or was stopped has none,
         // and one whose test phase failed other than by failing tests (a
         // `cargo clean` took the binaries) drops them: the next builds them.
-        let test_broke = !matches!(report.verdict, Verdict::TestsFailed(_))
+        let test_broke = !matches!(report.verdict, Verdict::Failed(Failure::Tests(_)))
             && report
                 .phases
                 .iter()
@@ -237,7 +237,7 @@ impl Session {
     /// test was renamed) clears them too, so the loop cannot stick.
     fn remember_failures(&mut self, report: &RunReport, narrowed: bool) {
         self.failed = match (&report.verdict, &report.junit) {
-            (Verdict::TestsFailed(_), Some(junit)) => {
+            (Verdict::Failed(Failure::Tests(_)), Some(junit)) => {
                 test_runner::failed_filterset(junit).ok().flatten()
             }
             (Verdict::Interrupted, _) if narrowed => self.failed.take(),
@@ -280,7 +280,7 @@ impl Session {
 
     /// Ends the session: its teardown policy under its lock, checked as a
     /// run's teardown is; then the reaper stands down.
-    pub fn end(mut self) -> Result<(), String> {
+    pub fn end(mut self) -> crate::Result<()> {
         let policy = self.opts.teardown;
         if let Some(lock) = &mut self.lock {
             lock.doing(Phase::Teardown.name());
@@ -291,15 +291,14 @@ impl Session {
                 self.opts
                     .config
                     .project_spec(Some(self.opts.project.clone())),
-            )
-            .map_err(|e| e.to_string())?,
+            )?,
         };
         let grace = std::time::Duration::from_secs(self.opts.config.teardown.grace_s);
         let failure = apply_policy(&project, policy, grace).2;
         if let Some(r) = self.reaper.take() {
             r.disarm();
         }
-        failure.map_or(Ok(()), Err)
+        failure.map_or(Ok(()), |f| Err(crate::Error::Stack(f)))
     }
 }
 

@@ -9,6 +9,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use process::{Cmd, GroupOptions};
 
 use crate::config::StageConfig;
+use crate::error::{Error, Result};
 
 /// Builds the staged packages (one cargo call per profile) and copies the
 /// binaries. Returns how many binaries changed.
@@ -16,7 +17,7 @@ pub fn stage(
     root: &Utf8Path,
     target_dir: &Utf8Path,
     stages: &[(StageConfig, Utf8PathBuf)],
-) -> Result<usize, String> {
+) -> Result<usize> {
     if stages.is_empty() {
         return Ok(0);
     }
@@ -38,7 +39,7 @@ pub fn stage(
             .join(&triple)
             .join(profile_dir(&s.profile))
             .join(&s.package);
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
         changed += usize::from(copy_if_changed(&from, &dir.join(&s.package))?);
     }
     Ok(changed)
@@ -64,7 +65,7 @@ fn build(
     triple: &str,
     profile: &str,
     packages: &[&str],
-) -> Result<(), String> {
+) -> Result<()> {
     let packages = packages
         .iter()
         .flat_map(|p| ["--package".to_owned(), p.to_string()]);
@@ -82,39 +83,35 @@ fn build(
     let cmd = Cmd::cargo(args)
         .env("RUSTFLAGS", flags.trim())
         .env("CARGO_TARGET_DIR", target_dir.as_str());
-    let out = cmd
-        .run_group(
-            root,
-            GroupOptions {
-                capture: true,
-                interruptible: true,
-            },
-        )
-        .map_err(|e| e.to_string())?;
+    let out = cmd.run_group(
+        root,
+        GroupOptions {
+            capture: true,
+            interruptible: true,
+        },
+    )?;
     if !out.success() {
         let lines: Vec<&str> = out.stderr.lines().collect();
         let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-        return Err(format!("`{cmd}` failed:\n{tail}"));
+        return Err(Error::Stack(format!("`{cmd}` failed:\n{tail}")));
     }
     Ok(())
 }
 
-fn copy_if_changed(from: &Utf8Path, to: &Utf8Path) -> Result<bool, String> {
-    let new = std::fs::read(from).map_err(|e| format!("cannot read {from}: {e}"))?;
+fn copy_if_changed(from: &Utf8Path, to: &Utf8Path) -> Result<bool> {
+    let new = std::fs::read(from).map_err(Error::io(from))?;
     if std::fs::read(to).is_ok_and(|old| old == new) {
         return Ok(false);
     }
-    std::fs::copy(from, to).map_err(|e| format!("cannot write {to}: {e}"))?;
+    std::fs::copy(from, to).map_err(Error::io(to))?;
     Ok(true)
 }
 
 /// The host's target triple, from `rustc -vV`.
-pub fn host_triple(root: &Utf8Path) -> Result<String, String> {
-    let text = Cmd::new("rustc", ["-vV"])
-        .text(root)
-        .map_err(|e| e.to_string())?;
+pub fn host_triple(root: &Utf8Path) -> Result<String> {
+    let text = Cmd::new("rustc", ["-vV"]).text(root)?;
     text.lines()
         .find_map(|l| l.strip_prefix("host: "))
         .map(str::to_owned)
-        .ok_or_else(|| "`rustc -vV` names no host".into())
+        .ok_or_else(|| Error::Stack("`rustc -vV` names no host".into()))
 }

@@ -88,10 +88,10 @@ pub struct Effects {
 impl Map {
     /// Reads the stack's build contexts and Dockerfiles, and the workspace's
     /// packages (`cargo metadata --no-deps`).
-    pub fn new(opts: &Options) -> Result<Map, String> {
+    pub fn new(opts: &Options) -> crate::Result<Map> {
         let c = &opts.config;
         let project = compose::Project::load(c.project_spec(Some(opts.project.clone())))
-            .map_err(|e| format!("the compose stack: {e}"))?;
+            .map_err(|e| crate::Error::BadInput(format!("the compose stack: {e}")))?;
         let mut config_files: BTreeSet<Utf8PathBuf> = BTreeSet::new();
         config_files.insert(canonical(&c.path));
         for f in &c.compose.files {
@@ -107,13 +107,18 @@ impl Map {
         }
         let mut sent = Vec::new();
         for (service, root, dockerfile) in project.stack.build_contexts() {
-            let ctx = Context::open(root, Some(&dockerfile)).map_err(|e| e.to_string())?;
+            let ctx = Context::open(root, Some(&dockerfile))
+                .map_err(|e| crate::Error::BadInput(e.to_string()))?;
             let inputs = BuildInputs::from_compose(&project.stack.service_config(service)["build"]);
-            let usage = ctx.usage(&inputs).map_err(|e| e.to_string())?;
+            let usage = ctx
+                .usage(&inputs)
+                .map_err(|e| crate::Error::BadInput(e.to_string()))?;
             let include = build_context::sent::include_patterns(&ctx.root, &usage)
                 .map(|p| Matcher::from_patterns(&p))
                 .transpose()
-                .map_err(|b| format!("{dockerfile}: `{}`: {}", b.pattern, b.error))?;
+                .map_err(|b| {
+                    crate::Error::BadInput(format!("{dockerfile}: `{}`: {}", b.pattern, b.error))
+                })?;
             config_files.insert(canonical(&dockerfile));
             sent.push(Sent {
                 service: service.to_owned(),
@@ -268,12 +273,10 @@ fn closure(packages: &[Package], roots: &BTreeSet<&str>) -> BTreeSet<String> {
 }
 
 /// The workspace's packages, their folders and their path dependencies.
-fn packages(root: &Utf8Path) -> Result<Vec<Package>, String> {
-    let text = Cmd::cargo(["metadata", "--no-deps", "--format-version", "1"])
-        .text(root)
-        .map_err(|e| format!("cargo metadata: {e}"))?;
-    let doc: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("cargo metadata: {e}"))?;
+fn packages(root: &Utf8Path) -> crate::Result<Vec<Package>> {
+    let text = Cmd::cargo(["metadata", "--no-deps", "--format-version", "1"]).text(root)?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| crate::Error::Stack(format!("cargo metadata: {e}")))?;
     Ok(doc["packages"]
         .as_array()
         .into_iter()

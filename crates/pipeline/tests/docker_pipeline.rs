@@ -4,7 +4,7 @@
 use camino::{Utf8Path, Utf8PathBuf};
 use compose::Policy;
 use pipeline::report::{PhaseReport, Status};
-use pipeline::{Config, Phase, Verdict};
+use pipeline::{Config, Failure, Phase, Verdict};
 
 /// Panics once, when the `up` phase has ended: a fault the engine cannot be
 /// made to show, raised by the observer the caller hands in.
@@ -63,7 +63,7 @@ fn a_panic_mid_run_still_tears_down() {
     let report = pipeline::e2e::run(&opts, &mut PanicAfterUp(false));
     assert_eq!(
         report.verdict,
-        Verdict::StackFailed("panic: observer panics after up".into())
+        Verdict::Failed(Failure::Stack("panic: observer panics after up".into()))
     );
     let teardown = report.phases.last().unwrap();
     assert_eq!(

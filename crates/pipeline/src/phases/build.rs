@@ -1,0 +1,225 @@
+//! The build phase: the staged binaries (built beside the phases from
+//! preflight on), each context measured against its budget and fingerprinted,
+//! and `compose build` of only the services whose inputs changed.
+
+use std::collections::BTreeMap;
+
+use compose::Project;
+
+use super::{Beside, Options, PhaseResult};
+use crate::error::{Error, Result};
+use crate::fingerprint::{self, Store};
+use crate::report::ContextSize;
+
+/// What each context sends now (after staging: exactly what the build will
+/// get), checked against `context.budget` before the build starts; and the
+/// key of each service's build inputs (none when they could not be read:
+/// then it builds).
+fn measure_contexts(
+    opts: &Options,
+    project: &Project,
+    store: &mut Store,
+    image_ids: &BTreeMap<String, String>,
+) -> Result<(Vec<ContextSize>, BTreeMap<String, String>), Error> {
+    let budget = opts.config.budget();
+    let mut sizes = Vec::new();
+    let mut keys = BTreeMap::new();
+    for (service, root, dockerfile) in project.stack.build_contexts() {
+        let ctx = build_context::Context::open(root, Some(&dockerfile))
+            .map_err(|e| Error::BadInput(e.to_string()))?;
+        let walk = ctx
+            .walk(build_context::WalkOptions {
+                sizes: true,
+                into_pruned: false,
+            })
+            .map_err(|e| Error::BadInput(e.to_string()))?;
+        let build_config = &project.stack.service_config(service)["build"];
+        let inputs = build_context::dockerfile::BuildInputs::from_compose(build_config);
+        let r = build_context::analyze(&ctx, &walk, &inputs, budget);
+        if let Ok(key) = store.build_key(&ctx, &walk, &r.transfer.order, build_config, image_ids) {
+            keys.insert(service.to_owned(), key);
+        }
+        if let Some(over) = r.over_budget_message() {
+            return Err(Error::OverBudget(format!(
+                "the context of {service} {over} (`cargo xtask clean-context` suggests ignore lines)"
+            )));
+        }
+        sizes.push(ContextSize {
+            service: service.to_owned(),
+            context: root.to_owned(),
+            sent_files: r.transfer.files,
+            sent_bytes: r.transfer.bytes,
+            wire_bytes: r.transfer.wire_bytes,
+        });
+    }
+    Ok((sizes, keys))
+}
+
+/// What the build phase hands on.
+#[derive(Debug)]
+pub(crate) struct Built {
+    pub contexts: Vec<ContextSize>,
+    pub images: Vec<compose::ImageBuild>,
+    /// The engine's image IDs after the build, by [`compose::image_key`].
+    pub image_ids: BTreeMap<String, String>,
+    /// The services whose image the build changed (a new image ID).
+    pub changed: Vec<String>,
+}
+
+/// The staged binaries, built from the start of preflight on (they need
+/// nothing preflight checks, and build in their own target folder): the
+/// build phase joins it.
+#[derive(Debug)]
+pub(crate) struct Staging {
+    /// `None`: nothing to build (see [`Staging::skip`]).
+    work: Option<Beside<Result<usize>>>,
+    count: usize,
+}
+
+impl Staging {
+    pub(crate) fn start(opts: &Options) -> Staging {
+        let stages: Vec<_> = opts
+            .config
+            .stage
+            .iter()
+            .map(|s| (s.clone(), opts.config.resolve(&s.to)))
+            .collect();
+        let count = stages.len();
+        let (root, target) = (
+            opts.workspace.root.clone(),
+            opts.workspace.target_dir.clone(),
+        );
+        Staging {
+            work: Some(Beside::spawn(move || {
+                crate::stage::stage(&root, &target, &stages)
+            })),
+            count,
+        }
+    }
+
+    /// Staging that builds nothing: no staged binary's sources changed (a
+    /// watch cycle's), so none of their bytes did.
+    pub(crate) fn skip(opts: &Options) -> Staging {
+        Staging {
+            work: None,
+            count: opts.config.stage.len(),
+        }
+    }
+
+    /// How many staged binaries changed.
+    fn finish(self) -> Result<usize> {
+        self.work.map_or(Ok(0), Beside::join)
+    }
+}
+
+pub(crate) fn build_phase(
+    opts: &Options,
+    project: &Project,
+    store: &mut Store,
+    staging: Staging,
+) -> PhaseResult<Built> {
+    let stages = staging.count;
+    // The engine's images are listed while cargo stages: they are independent.
+    let (staged, image_ids) = std::thread::scope(|s| {
+        let ids = s.spawn(|| compose::image_ids(&project.spec.dir));
+        let staged = staging.finish();
+        (staged, ids.join().expect("listing images does not panic"))
+    });
+    let staged = staged?;
+    let mut image_ids = image_ids?;
+    let (contexts, keys) = measure_contexts(opts, project, store, &image_ids)?;
+    // A service whose inputs, recorded image and engine's image all match
+    // the last build is not built again.
+    // (service, image name) pairs.
+    let (unchanged, to_build): (Vec<_>, Vec<_>) =
+        project.images().into_iter().partition(|(service, image)| {
+            let record = store.state.builds.get(service);
+            !opts.rebuild
+                && record.is_some_and(|r| {
+                    keys.get(service) == Some(&r.key)
+                        && image_ids.get(&compose::image_key(image)) == Some(&r.image_id)
+                })
+        });
+    let mut images: Vec<compose::ImageBuild> = unchanged
+        .iter()
+        .map(|(service, image)| compose::ImageBuild {
+            service: service.clone(),
+            image: image.clone(),
+            built: false,
+            unchanged: true,
+            steps_named: false,
+        })
+        .collect();
+    let mut changed = Vec::new();
+    if !to_build.is_empty() {
+        let services: Vec<String> = to_build.iter().map(|(s, _)| s.clone()).collect();
+        images.extend(project.build(&opts.run_dir.join("build.log"), Some(&services))?);
+        let before = std::mem::replace(&mut image_ids, compose::image_ids(&project.spec.dir)?);
+        for (service, image) in &to_build {
+            let key = compose::image_key(image);
+            if before.get(&key) != image_ids.get(&key) {
+                changed.push(service.clone());
+            }
+        }
+        // bake runs a step several targets share once, under one target's
+        // name: a service with no step of its own was built if its image is new.
+        for i in images.iter_mut().filter(|i| !i.unchanged && !i.steps_named) {
+            i.built |= changed.contains(&i.service);
+        }
+        for (service, image) in &to_build {
+            match (keys.get(service), image_ids.get(&compose::image_key(image))) {
+                (Some(key), Some(id)) => store.state.builds.insert(
+                    service.clone(),
+                    fingerprint::Built {
+                        key: key.clone(),
+                        image_id: id.clone(),
+                    },
+                ),
+                _ => store.state.builds.remove(service),
+            };
+        }
+        // Losing the record costs only the next run's skip.
+        let _ = store.save();
+    }
+    images.sort_by(|a, b| a.service.cmp(&b.service));
+    let shown: Vec<String> = images
+        .iter()
+        .map(|i| {
+            let how = match (i.unchanged, i.built) {
+                (true, _) => "unchanged",
+                (false, true) => "built",
+                (false, false) => "cached",
+            };
+            format!("{} {how}", i.service)
+        })
+        .collect();
+    let sizes: Vec<String> = contexts
+        .iter()
+        .map(|c| format!("{} {}", c.service, build_context::human(c.sent_bytes)))
+        .collect();
+    // Only what this stack has: a stack of pulled images builds nothing.
+    let mut parts = Vec::new();
+    if !shown.is_empty() {
+        parts.push(format!("images: {}", shown.join(", ")));
+    }
+    if !sizes.is_empty() {
+        parts.push(format!("contexts sent: {}", sizes.join(", ")));
+    }
+    if stages > 0 {
+        parts.push(format!("staged binaries: {staged} of {stages} changed"));
+    }
+    let note = if parts.is_empty() {
+        "nothing to build: every service runs a ready-made image".to_owned()
+    } else {
+        parts.join("; ")
+    };
+    Ok((
+        Built {
+            contexts,
+            images,
+            image_ids,
+            changed,
+        },
+        note,
+    ))
+}

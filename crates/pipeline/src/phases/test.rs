@@ -1,0 +1,319 @@
+//! The test phase: the test binaries (built beside the stack from preflight
+//! on, or an earlier watch cycle's) run by nextest with the stack's
+//! addresses in their environment.
+
+use camino::Utf8PathBuf;
+use compose::{Container, Engine, Project};
+
+use super::{Beside, Options, PhaseResult};
+use crate::error::{Error, Result};
+
+/// What the tests see: the project, the CA (with certificates), and
+/// `tests.env` with each `{service:port}` made the address where the engine
+/// publishes it, as the engine reports it (ports it picked included).
+fn test_env(opts: &Options, containers: &[Container]) -> Result<Vec<(String, String)>, String> {
+    let c = &opts.config;
+    let mut env = vec![("E2E_PROJECT".to_owned(), opts.project.clone())];
+    if let Some(dir) = c.certs_dir() {
+        env.push(("E2E_CA_CERT".to_owned(), dir.join("ca.crt").to_string()));
+    }
+    let published = |service: &str, port: u16| {
+        containers
+            .iter()
+            .filter(|k| k.service == service)
+            .find_map(|k| k.published(port))
+    };
+    for (key, value) in &c.tests.env {
+        env.push((key.clone(), expand(value, published)?));
+    }
+    Ok(env)
+}
+
+/// Runs nextest; `counted` receives its outcome (counts, JUnit path) whether
+/// the tests passed or not.
+/// The nextest run of this config: the profile the tool supplies (for a
+/// workspace whose nextest config lacks it; its own config still wins where
+/// it says something), with its store (the JUnit report) in this run's
+/// folder, so runs of several projects at once each count their own report.
+fn invocation(
+    opts: &Options,
+    filtersets: Vec<String>,
+    env: Vec<(String, String)>,
+) -> test_runner::Result<test_runner::Invocation> {
+    let c = &opts.config;
+    let tool_config = opts.run_dir.join("nextest-tool.toml");
+    test_runner::write_tool_config(
+        &tool_config,
+        &opts.run_dir,
+        &c.tests.profile,
+        &c.tests.packages,
+    )?;
+    Ok(test_runner::Invocation {
+        profile: c.tests.profile.clone(),
+        packages: c.tests.packages.clone(),
+        filtersets,
+        args: opts.nextest_args.clone(),
+        env,
+        tool_config: Some(tool_config),
+        reuse: None,
+    })
+}
+
+fn cargo_metadata_file(opts: &Options) -> Utf8PathBuf {
+    opts.run_dir.join("cargo-metadata.json")
+}
+
+/// Handed to nextest with the prebuilt binaries, so it need not run cargo
+/// again; a file that could not be written is removed (no reuse then).
+pub(crate) fn write_cargo_metadata(opts: &Options, json: &str) {
+    let file = cargo_metadata_file(opts);
+    let _ = std::fs::create_dir_all(&opts.run_dir);
+    if std::fs::write(&file, json).is_err() {
+        let _ = std::fs::remove_file(&file);
+    }
+}
+
+/// The test binaries, built while images build and the stack starts (they
+/// do not depend on it): the test phase then only runs them.
+#[derive(Debug)]
+pub(crate) struct Prebuild {
+    work: Option<Beside<process::Result<process::GroupOutput>>>,
+    command: String,
+    /// Where the list of built binaries goes, for [`test_runner::Reuse`].
+    binaries: Utf8PathBuf,
+    /// Built by an earlier cycle: `binaries` is ready.
+    built: bool,
+}
+
+impl Prebuild {
+    pub(crate) fn start(opts: &Options) -> Prebuild {
+        let Ok(inv) = invocation(opts, Vec::new(), Vec::new()) else {
+            // The test phase writes the same file and reports the error.
+            return Prebuild {
+                work: None,
+                command: String::new(),
+                binaries: Utf8PathBuf::new(),
+                built: false,
+            };
+        };
+        let cmd = inv.list_command();
+        let command = cmd.to_string();
+        let root = opts.workspace.root.clone();
+        let metadata = cargo_metadata_file(opts);
+        let workspace = opts.workspace.clone();
+        let work = Beside::spawn(move || {
+            // Preflight wrote it only when it needed the package graph; asked
+            // for beside the build, it costs no wall time.
+            let meta = (!metadata.exists())
+                .then(|| std::thread::spawn(move || workspace.write_full_metadata(&metadata)));
+            let built = cmd.run_group(
+                &root,
+                process::GroupOptions {
+                    capture: true,
+                    interruptible: true,
+                },
+            );
+            if let Some(m) = meta {
+                let _ = m.join();
+            }
+            built
+        });
+        Prebuild {
+            work: Some(work),
+            command,
+            binaries: opts.run_dir.join("binaries-metadata.json"),
+            built: false,
+        }
+    }
+
+    /// The test binaries an earlier cycle built, none of whose sources
+    /// changed since: its lists (`binaries-metadata.json`,
+    /// `cargo-metadata.json` in `from`) are copied to this run's folder,
+    /// and the test phase runs them without cargo. Anything missing: the
+    /// tests build as usual.
+    pub(crate) fn reuse(opts: &Options, from: &camino::Utf8Path) -> Prebuild {
+        let binaries = opts.run_dir.join("binaries-metadata.json");
+        let copied = std::fs::create_dir_all(&opts.run_dir).is_ok()
+            && std::fs::copy(from.join("binaries-metadata.json"), &binaries).is_ok()
+            && std::fs::copy(from.join("cargo-metadata.json"), cargo_metadata_file(opts)).is_ok();
+        if !copied {
+            return Prebuild::start(opts);
+        }
+        Prebuild {
+            work: None,
+            command: String::new(),
+            binaries,
+            built: true,
+        }
+    }
+
+    /// Waits for the build; a failed one fails the test phase with its
+    /// output. The list of the binaries built, when it could be written.
+    pub(crate) fn finish(self) -> Result<Option<Utf8PathBuf>, Error> {
+        let Some(work) = self.work else {
+            return Ok(self.built.then_some(self.binaries));
+        };
+        let out = work.join()?;
+        if out.success() {
+            return Ok(std::fs::write(&self.binaries, &out.stdout)
+                .is_ok()
+                .then(|| self.binaries.clone()));
+        }
+        let text = format!("{}{}", out.stdout, out.stderr);
+        let lines: Vec<&str> = text.lines().collect();
+        Err(Error::Stack(format!(
+            "the test binaries did not build (`{}`):\n{}",
+            self.command,
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        )))
+    }
+}
+
+pub(crate) fn test_phase(
+    opts: &Options,
+    project: &Project,
+    prebuild: Option<Prebuild>,
+    containers: Option<Vec<Container>>,
+    counted: &mut Option<test_runner::Outcome>,
+) -> PhaseResult<()> {
+    let reused = prebuild.as_ref().is_some_and(|p| p.built);
+    let binaries = match prebuild {
+        Some(p) => p.finish()?,
+        None => None,
+    };
+    let c = &opts.config;
+    let containers = match containers {
+        Some(c) => c,
+        None => project.ps()?,
+    };
+    let env = test_env(opts, &containers).map_err(Error::BadInput)?;
+    let filtersets = if opts.filtersets.is_empty() {
+        c.tests.filterset.iter().cloned().collect()
+    } else {
+        opts.filtersets.clone()
+    };
+    let mut invocation = invocation(opts, filtersets, env)?;
+    // The binaries the prebuild made are run as they are, without a second
+    // cargo build; pass-through arguments other than run options may be
+    // cargo's own build options, which nextest refuses beside reused
+    // binaries, so those keep the plain run.
+    let metadata = cargo_metadata_file(opts);
+    if let Some(binaries) = binaries
+        && test_runner::reusable_with(&opts.nextest_args)
+        && metadata.exists()
+    {
+        invocation.reuse = Some(test_runner::Reuse {
+            binaries_metadata: binaries,
+            cargo_metadata: metadata,
+        });
+    }
+    let outcome = invocation.run(&opts.workspace.root, &opts.run_dir)?;
+    // Tests that failed because the engine went away are not the tests' fault.
+    if outcome.verdict != test_runner::Verdict::Passed
+        && let Err(compose::Error::NoDaemon { detail }) = Engine::server()
+    {
+        return Err(Error::Stack(format!(
+            "the Docker engine went away while the tests ran ({detail}); check it with `docker info`, \
+             then run again: the next run takes over what this one left"
+        )));
+    }
+    let mut counts = outcome
+        .counts
+        .map_or_else(|| "no JUnit report to count from".into(), |c| c.to_string());
+    if reused && invocation.reuse.is_some() {
+        counts.push_str(
+            "; test binaries as an earlier cycle built them (none of their sources changed)",
+        );
+    }
+    let verdict = outcome.verdict.clone();
+    *counted = Some(outcome);
+    match verdict {
+        test_runner::Verdict::Passed => Ok(((), counts)),
+        test_runner::Verdict::Failed => Err(Error::Tests(counts)),
+        test_runner::Verdict::NoTests => Err(Error::Tests(format!(
+            "no tests ran: the filterset and the `{}` profile's default-filter selected none in {}",
+            c.tests.profile,
+            if c.tests.packages.is_empty() {
+                "the workspace".to_owned()
+            } else {
+                format!("tests.packages ({})", c.tests.packages.join(", "))
+            }
+        ))),
+        test_runner::Verdict::NextestError(code) => Err(Error::Stack(format!(
+            "`{}` failed with exit code {}",
+            invocation.command(),
+            code.map_or("none (a signal)".into(), |c| c.to_string())
+        ))),
+    }
+}
+
+/// Each `{service:port}` in `value` becomes what `published` says (the
+/// `HOST:PORT` where the engine publishes it).
+pub fn expand(
+    value: &str,
+    published: impl Fn(&str, u16) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..]
+            .find('}')
+            .ok_or(format!("tests.env: unclosed `{{` in `{value}`"))?
+            + open;
+        let (service, port) = rest[open + 1..close]
+            .split_once(':')
+            .ok_or(format!("tests.env: `{value}`: write {{service:port}}"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("tests.env: `{value}`: `{port}` is not a port number"))?;
+        let address = published(service, port).ok_or(format!(
+            "tests.env `{value}`: service {service} publishes no port {port}"
+        ))?;
+        out.push_str(&rest[..open]);
+        out.push_str(&address);
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_ports_become_the_published_addresses() {
+        let published = |service: &str, port: u16| match (service, port) {
+            ("proxy", 80) => Some("127.0.0.1:49153".to_owned()),
+            _ => None,
+        };
+        let table = [
+            (
+                "http://{proxy:80}/items",
+                Ok("http://127.0.0.1:49153/items"),
+            ),
+            (
+                "{proxy:80},{proxy:80}",
+                Ok("127.0.0.1:49153,127.0.0.1:49153"),
+            ),
+            ("plain", Ok("plain")),
+            (
+                "{proxy:81}",
+                Err("tests.env `{proxy:81}`: service proxy publishes no port 81"),
+            ),
+            (
+                "{proxy:http}",
+                Err("tests.env: `{proxy:http}`: `http` is not a port number"),
+            ),
+            ("{proxy}", Err("tests.env: `{proxy}`: write {service:port}")),
+            ("{proxy:80", Err("tests.env: unclosed `{` in `{proxy:80`")),
+        ];
+        for (value, want) in table {
+            let got = expand(value, published);
+            assert_eq!(
+                got.as_deref(),
+                want.map_err(str::to_owned).as_deref(),
+                "{value}"
+            );
+        }
+    }
+}
