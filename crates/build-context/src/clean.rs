@@ -344,6 +344,16 @@ mod tests {
         crate::artifacts::default_patterns()
     }
 
+    /// The plan of the default patterns for `root`, where git tracks nothing.
+    fn untracked_plan(root: &Utf8Path) -> CleanPlan {
+        plan(root, &[root.to_owned()], &defaults(), &Tracked::default()).unwrap()
+    }
+
+    /// The files a plan deletes, as paths.
+    fn names(plan: &CleanPlan) -> Vec<&str> {
+        plan.files.iter().map(|a| a.path.as_str()).collect()
+    }
+
     #[test]
     fn removes_untracked_artifacts_and_keeps_tracked_ones() {
         let (_d, root) = repo(&[
@@ -381,7 +391,7 @@ mod tests {
             serde_json::to_value(&again).unwrap(),
             serde_json::to_value(&plan).unwrap()
         );
-        let names: Vec<&str> = plan.files.iter().map(|a| a.path.as_str()).collect();
+        let names = names(&plan);
         assert_eq!(
             names,
             [
@@ -410,13 +420,7 @@ mod tests {
     #[test]
     fn dry_run_deletes_nothing() {
         let (_d, root) = repo(&["a.out", "b/c.test"]);
-        let plan = plan(
-            &root,
-            std::slice::from_ref(&root),
-            &defaults(),
-            &Tracked::default(),
-        )
-        .unwrap();
+        let plan = untracked_plan(&root);
         let out = execute(&plan, true);
         assert_eq!((out.removed_files, out.bytes_freed), (2, 200));
         assert!(root.join("a.out").exists() && root.join("b/c.test").exists());
@@ -429,14 +433,8 @@ mod tests {
         std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
         std::os::unix::fs::symlink(outside.join("victim.out"), root.join("link.out")).unwrap();
         std::os::unix::fs::symlink(outside.join("results"), root.join("test-results")).unwrap();
-        let plan = plan(
-            &root,
-            std::slice::from_ref(&root),
-            &defaults(),
-            &Tracked::default(),
-        )
-        .unwrap();
-        let names: Vec<&str> = plan.files.iter().map(|a| a.path.as_str()).collect();
+        let plan = untracked_plan(&root);
+        let names = names(&plan);
         assert_eq!(names, ["mine.out"]);
         let kept: Vec<&str> = plan.kept.iter().map(|k| k.path.as_str()).collect();
         assert_eq!(kept, ["link.out", "test-results"]);
@@ -464,13 +462,7 @@ mod tests {
     fn a_folder_swapped_for_a_symlink_after_planning_is_not_entered() {
         let (_o, outside) = repo(&["sub/a.out"]);
         let (_d, root) = repo(&["sub/a.out"]);
-        let plan = plan(
-            &root,
-            std::slice::from_ref(&root),
-            &defaults(),
-            &Tracked::default(),
-        )
-        .unwrap();
+        let plan = untracked_plan(&root);
         std::fs::remove_dir_all(root.join("sub")).unwrap();
         std::os::unix::fs::symlink(outside.join("sub"), root.join("sub")).unwrap();
         let out = execute(&plan, false);
@@ -481,14 +473,8 @@ mod tests {
     #[test]
     fn git_internals_are_never_touched() {
         let (_d, root) = repo(&[".git/objects/pack.out", "x.out"]);
-        let plan = plan(
-            &root,
-            std::slice::from_ref(&root),
-            &defaults(),
-            &Tracked::default(),
-        )
-        .unwrap();
-        let names: Vec<&str> = plan.files.iter().map(|a| a.path.as_str()).collect();
+        let plan = untracked_plan(&root);
+        let names = names(&plan);
         assert_eq!(names, ["x.out"]);
     }
 }

@@ -142,13 +142,7 @@ fn check_ca(
         return Verdict::make(format!("regenerated {name}: ca.key is missing"));
     };
     with_cert(&pem_bytes, name, |cert| {
-        let key = KeyPair::from_pem(&key_pem)
-            .map_err(|_| format!("regenerated {name}: ca.key is corrupt"))?;
-        if cert.public_key().subject_public_key.data.as_ref() != key.der_bytes() {
-            return Err(format!(
-                "regenerated {name}: key does not match certificate"
-            ));
-        }
+        key_matches(cert, &key_pem, name, "ca.key")?;
         if !cert.is_ca() {
             return Err(format!("regenerated {name}: not a CA certificate"));
         }
@@ -185,13 +179,7 @@ fn check_leaf(
         return Verdict::make(format!("regenerated {name}: ca.crt is unreadable"));
     };
     with_cert(&pem_bytes, name, |cert| {
-        let key = KeyPair::from_pem(&key_pem)
-            .map_err(|_| format!("regenerated {name}: key is corrupt"))?;
-        if cert.public_key().subject_public_key.data.as_ref() != key.der_bytes() {
-            return Err(format!(
-                "regenerated {name}: key does not match certificate"
-            ));
-        }
+        key_matches(cert, &key_pem, name, "key")?;
         if cert.issuer() != ca.subject() || cert.verify_signature(Some(ca.public_key())).is_err() {
             return Err(format!("regenerated {name}: not signed by ca.crt"));
         }
@@ -209,6 +197,23 @@ fn check_leaf(
 }
 
 /// Parses a PEM certificate and runs `check` on it; corrupt input is a verdict.
+/// The key in `key_pem` (`what`, for the message) parses and is the certificate's.
+fn key_matches(
+    cert: &X509Certificate<'_>,
+    key_pem: &str,
+    name: &str,
+    what: &str,
+) -> Result<(), String> {
+    let key =
+        KeyPair::from_pem(key_pem).map_err(|_| format!("regenerated {name}: {what} is corrupt"))?;
+    if cert.public_key().subject_public_key.data.as_ref() != key.der_bytes() {
+        return Err(format!(
+            "regenerated {name}: key does not match certificate"
+        ));
+    }
+    Ok(())
+}
+
 fn with_cert(
     pem_bytes: &[u8],
     name: &str,

@@ -19,7 +19,7 @@ pub fn run(flags: &Doctor) -> anyhow::Result<()> {
     );
     if engine.client_version.is_none() {
         problems.push(
-            "no docker CLI on PATH: run `make engine` (Debian: apt-get install docker.io)".into(),
+            "no docker CLI on PATH: install Docker (https://docs.docker.com/engine/install/; Debian: apt-get install docker.io)".into(),
         );
     }
     row(
@@ -45,7 +45,7 @@ pub fn run(flags: &Doctor) -> anyhow::Result<()> {
                     problems.push(compose::versions::api_refusal_fix(&client, &min))
                 }
                 None => problems.push(
-                    "the Docker daemon does not answer: run `make engine` (starts dockerd), or check DOCKER_HOST / `docker context use`"
+                    "the Docker daemon does not answer: start it (`sudo systemctl start docker`, or Docker Desktop), or check DOCKER_HOST / `docker context use`"
                         .into(),
                 ),
             }
@@ -55,11 +55,11 @@ pub fn run(flags: &Doctor) -> anyhow::Result<()> {
         ComposeFlavor::Plugin(v) => format!("docker compose {v} (plugin)"),
         ComposeFlavor::StandaloneV2(v) => format!("docker-compose {v} (standalone v2)"),
         ComposeFlavor::V1(v) => {
-            problems.push("only Compose v1 (Python, end of life, no --wait): run `make engine` for Compose v2".into());
+            problems.push("only Compose v1 (Python, end of life, no --wait): install the Compose v2 plugin (https://docs.docker.com/compose/install/linux/)".into());
             format!("docker-compose {v} (v1, unsupported)")
         }
         ComposeFlavor::Missing => {
-            problems.push("no Compose: run `make engine` (installs the v2 plugin)".into());
+            problems.push("no Compose: install the Compose v2 plugin (https://docs.docker.com/compose/install/linux/)".into());
             "missing".to_owned()
         }
     };

@@ -40,6 +40,7 @@ pub fn run(flags: &E2e) -> anyhow::Result<()> {
         filtersets: flags.filtersets.clone(),
         nextest_args: flags.nextest_args.clone(),
         run_dir,
+        tool: crate::tool(),
     };
     on_signals(project, teardown)?;
     if flags.watch {

@@ -80,6 +80,12 @@ pub fn finish(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// How the user runs this tool (`cargo e2e`, `cargo xtask`), for messages
+/// that name a command.
+pub(crate) fn tool() -> String {
+    bin_name(std::env::args_os().next().as_deref())
+}
+
 /// How the user called us, for `--help`: `cargo e2e`, `cargo xtask`, or the file name.
 fn bin_name(argv0: Option<&std::ffi::OsStr>) -> String {
     let name = argv0

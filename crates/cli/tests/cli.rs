@@ -213,7 +213,7 @@ fn doctor_names_a_missing_engine_and_its_fix() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("problem: the Docker daemon does not answer: run `make engine`"),
+        stdout.contains("problem: the Docker daemon does not answer: start it"),
         "{stdout}"
     );
 }

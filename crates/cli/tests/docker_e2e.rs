@@ -67,7 +67,22 @@ struct Finished {
     report: serde_json::Value,
 }
 
+impl Finished {
+    /// The report says `phase` ended `status`.
+    fn assert_phase(&self, phase: &str, status: &str) {
+        let got = phase_status(&self.report, phase);
+        assert_eq!(got.as_deref(), Some(status), "{phase}: {}", self.report);
+    }
+}
+
 impl Run {
+    /// The run of test `test` (project `t<pid>-<name>`), or `None` when no
+    /// engine answers (the skip said why; under CI it fails instead).
+    fn ready(test: &str, name: &str) -> Option<(Run, Cleanup)> {
+        compose::testing::engine_or_skip(test)?;
+        Some(Run::new(name))
+    }
+
     fn new(name: &str) -> (Run, Cleanup) {
         let tmp = tempfile::tempdir().unwrap();
         let report = Utf8PathBuf::from_path_buf(tmp.path().join("report.json")).unwrap();
@@ -196,6 +211,21 @@ impl Run {
         }
     }
 
+    /// `purge`'s promise: nothing of the project.
+    fn assert_gone(&self, output: &str) {
+        let left = self.leftovers();
+        assert!(left.is_empty(), "{left:?}\n{output}");
+    }
+
+    /// `down`'s promise: no container, no network of the project.
+    fn assert_down(&self, output: &str) {
+        let left = self.leftovers();
+        assert!(
+            left.containers.is_empty() && left.networks.is_empty(),
+            "{left:?}\n{output}"
+        );
+    }
+
     fn leftovers(&self) -> Leftovers {
         compose::leftovers(&self.project).unwrap()
     }
@@ -214,10 +244,10 @@ fn states(left: &Leftovers) -> Vec<String> {
 
 #[test]
 fn each_policy_leaves_what_it_promises_and_a_running_stack_is_reused() {
-    if compose::testing::engine_or_skip("each_policy_leaves_what_it_promises").is_none() {
+    let Some((run, _cleanup)) = Run::ready("each_policy_leaves_what_it_promises", "policies")
+    else {
         return;
-    }
-    let (run, _cleanup) = Run::new("policies");
+    };
 
     let r = run.run(&["--teardown", "keep"]);
     assert_eq!(r.code, Some(0), "{}", r.output);
@@ -320,18 +350,12 @@ fn check_report(report: &serde_json::Value) {
 
 #[test]
 fn ctrl_c_while_the_stack_starts_leaves_nothing_with_down() {
-    if compose::testing::engine_or_skip("ctrl_c_while_the_stack_starts").is_none() {
+    let Some((run, _cleanup)) = Run::ready("ctrl_c_while_the_stack_starts", "int-up") else {
         return;
-    }
-    let (run, _cleanup) = Run::new("int-up");
+    };
     // Signalled mid-start: the backend runs, the gateway is being started.
     let r = run.interrupt_when(&["--teardown", "down"], "waiting for gateway");
-    assert_eq!(
-        phase_status(&r.report, "up").as_deref(),
-        Some("interrupted"),
-        "{}",
-        r.report
-    );
+    r.assert_phase("up", "interrupted");
     assert_eq!(r.code, Some(130), "{}", r.output);
     assert_eq!(r.report["verdict"]["kind"], "interrupted", "{}", r.report);
     assert!(
@@ -340,44 +364,27 @@ fn ctrl_c_while_the_stack_starts_leaves_nothing_with_down() {
         "{}",
         r.output
     );
-    let left = run.leftovers();
-    assert!(
-        left.containers.is_empty() && left.networks.is_empty(),
-        "{left:?}\n{}",
-        r.output
-    );
+    run.assert_down(&r.output);
 }
 
 #[test]
 fn ctrl_c_while_tests_run_leaves_nothing_with_down() {
-    if compose::testing::engine_or_skip("ctrl_c_while_tests_run").is_none() {
+    let Some((mut run, _cleanup)) = Run::ready("ctrl_c_while_tests_run", "int-test") else {
         return;
-    }
-    let (mut run, _cleanup) = Run::new("int-test");
+    };
     // The slow test stays open a minute, long enough to be interrupted.
     run.env.push(("E2E_SLOW_MS".into(), "60000".into()));
     let r = run.interrupt_when(&["--teardown", "down"], "Starting ");
     assert_eq!(r.code, Some(130), "{}", r.output);
-    assert_eq!(
-        phase_status(&r.report, "test").as_deref(),
-        Some("interrupted"),
-        "{}",
-        r.report
-    );
-    let left = run.leftovers();
-    assert!(
-        left.containers.is_empty() && left.networks.is_empty(),
-        "{left:?}\n{}",
-        r.output
-    );
+    r.assert_phase("test", "interrupted");
+    run.assert_down(&r.output);
 }
 
 #[test]
 fn sigterm_from_a_ci_runner_tears_down_like_ctrl_c() {
-    if compose::testing::engine_or_skip("sigterm_from_a_ci_runner").is_none() {
+    let Some((mut run, _cleanup)) = Run::ready("sigterm_from_a_ci_runner", "term") else {
         return;
-    }
-    let (mut run, _cleanup) = Run::new("term");
+    };
     run.env.push(("E2E_SLOW_MS".into(), "60000".into()));
     let r = run.signal_each(
         &["--teardown", "purge"],
@@ -385,20 +392,14 @@ fn sigterm_from_a_ci_runner_tears_down_like_ctrl_c() {
         nix::sys::signal::Signal::SIGTERM,
     );
     assert_eq!(r.code, Some(130), "{}", r.output);
-    assert!(
-        run.leftovers().is_empty(),
-        "{:?}\n{}",
-        run.leftovers(),
-        r.output
-    );
+    run.assert_gone(&r.output);
 }
 
 #[test]
 fn a_taken_port_is_named_with_its_holder_before_anything_starts() {
-    if compose::testing::engine_or_skip("a_taken_port_is_named").is_none() {
+    let Some((mut run, _cleanup)) = Run::ready("a_taken_port_is_named", "port") else {
         return;
-    }
-    let (mut run, _cleanup) = Run::new("port");
+    };
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     run.port = holder.local_addr().unwrap().port();
     let r = run.run(&[]);
@@ -424,12 +425,12 @@ fn a_taken_port_is_named_with_its_holder_before_anything_starts() {
 
 #[test]
 fn a_second_ctrl_c_leaves_the_teardown_to_the_reaper() {
-    if compose::testing::engine_or_skip("a_second_ctrl_c_leaves_the_teardown_to_the_reaper")
-        .is_none()
-    {
+    let Some((mut run, _cleanup)) = Run::ready(
+        "a_second_ctrl_c_leaves_the_teardown_to_the_reaper",
+        "int-twice",
+    ) else {
         return;
-    }
-    let (mut run, _cleanup) = Run::new("int-twice");
+    };
     run.env.push(("E2E_SLOW_MS".into(), "60000".into()));
     let teardown_starts = format!("{:<10} started", "teardown");
     let r = run.interrupt_each(&["--teardown", "purge"], &["Starting ", &teardown_starts]);
@@ -458,10 +459,9 @@ fn a_second_ctrl_c_leaves_the_teardown_to_the_reaper() {
 
 #[test]
 fn a_service_that_exits_fails_fast_with_a_bundle() {
-    if compose::testing::engine_or_skip("a_service_that_exits_fails_fast").is_none() {
+    let Some((run, _cleanup)) = Run::ready("a_service_that_exits_fails_fast", "exit1") else {
         return;
-    }
-    let (run, _cleanup) = Run::new("exit1");
+    };
     let override_yaml =
         "services:\n  backend:\n    environment:\n      BACKEND_FAIL_AT_START: \"1\"\n";
     // A readiness timeout far away: only failing fast gives a ServiceFailed error.
@@ -488,19 +488,14 @@ fn a_service_that_exits_fails_fast_with_a_bundle() {
             .unwrap()
             .contains("backend")
     );
-    assert!(
-        run.leftovers().is_empty(),
-        "purge after failure: {:?}",
-        run.leftovers()
-    );
+    run.assert_gone("purge after failure");
 }
 
 #[test]
 fn a_service_that_never_gets_healthy_fails_fast_with_its_health_log() {
-    if compose::testing::engine_or_skip("a_service_that_never_gets_healthy").is_none() {
+    let Some((run, _cleanup)) = Run::ready("a_service_that_never_gets_healthy", "unhealthy") else {
         return;
-    }
-    let (run, _cleanup) = Run::new("unhealthy");
+    };
     // The probe asks a port nothing listens on: unhealthy after two tries.
     let override_yaml = "services:\n  backend:\n    healthcheck:\n      test: [\"CMD\", \"/demo-backend\", \"probe\", \"http://127.0.0.1:9/health\"]\n      retries: 2\n";
     let run = run.with_override(override_yaml, 600);
@@ -536,10 +531,9 @@ fn a_service_that_never_gets_healthy_fails_fast_with_its_health_log() {
 
 #[test]
 fn keep_on_failure_leaves_the_failed_stack_and_says_how_to_remove_it() {
-    if compose::testing::engine_or_skip("keep_on_failure").is_none() {
+    let Some((run, _cleanup)) = Run::ready("keep_on_failure", "keepfail") else {
         return;
-    }
-    let (run, _cleanup) = Run::new("keepfail");
+    };
     let run = run.with_override(
         "services:\n  backend:\n    environment:\n      BACKEND_FAIL_AT_START: \"1\"\n",
         600,
@@ -742,10 +736,9 @@ fn doctor_reports_the_engine_compose_and_nextest() {
 
 #[test]
 fn a_closed_output_pipe_still_tears_down() {
-    if compose::testing::engine_or_skip("a_closed_output_pipe_still_tears_down").is_none() {
+    let Some((run, _cleanup)) = Run::ready("a_closed_output_pipe_still_tears_down", "pipe") else {
         return;
-    }
-    let (run, _cleanup) = Run::new("pipe");
+    };
     // `| grep -m 1` closes our stdout and stderr once the stack is up, as a
     // user's `| head` does; a shell is the only way to reproduce it faithfully.
     let line = format!(
@@ -765,10 +758,9 @@ fn a_closed_output_pipe_still_tears_down() {
 
 #[test]
 fn a_context_over_budget_fails_before_the_build_with_exit_1() {
-    if compose::testing::engine_or_skip("a_context_over_budget").is_none() {
+    let Some((run, _cleanup)) = Run::ready("a_context_over_budget", "budget") else {
         return;
-    }
-    let (run, _cleanup) = Run::new("budget");
+    };
     let run = run.with_config(&[], &root().join(".e2e"), "context:\n  budget: 1KB\n");
     let out = run.run(&[]);
     assert_eq!(out.code, Some(1), "{}", out.output);
@@ -798,10 +790,9 @@ fn a_context_over_budget_fails_before_the_build_with_exit_1() {
 
 #[test]
 fn a_first_ctrl_c_during_teardown_lets_it_finish() {
-    if compose::testing::engine_or_skip("a_first_ctrl_c_during_teardown").is_none() {
+    let Some((run, _cleanup)) = Run::ready("a_first_ctrl_c_during_teardown", "int-teardown") else {
         return;
-    }
-    let (run, _cleanup) = Run::new("int-teardown");
+    };
     let r = run.interrupt_when(
         &["--teardown", "purge"],
         &format!("{:<10} started", "teardown"),
@@ -811,20 +802,14 @@ fn a_first_ctrl_c_during_teardown_lets_it_finish() {
         .unwrap_or_default()
         .to_owned();
     assert!(!teardown.contains("FAILED"), "{teardown}\n{}", r.output);
-    assert!(
-        run.leftovers().is_empty(),
-        "{:?}\n{}",
-        run.leftovers(),
-        r.output
-    );
+    run.assert_gone(&r.output);
 }
 
 #[test]
 fn failing_tests_exit_1_with_their_counts_and_a_bundle() {
-    if compose::testing::engine_or_skip("failing_tests_exit_1").is_none() {
+    let Some((mut run, _cleanup)) = Run::ready("failing_tests_exit_1", "testfail") else {
         return;
-    }
-    let (mut run, _cleanup) = Run::new("testfail");
+    };
     // The gateway gives up on the backend after 10 s: an 11 s answer is a 502,
     // and the slow-answer test fails for real.
     run.env.push(("E2E_SLOW_MS".into(), "11000".into()));
@@ -875,10 +860,9 @@ fn failing_tests_exit_1_with_their_counts_and_a_bundle() {
 
 #[test]
 fn certificates_replaced_between_runs_recreate_the_running_containers() {
-    if compose::testing::engine_or_skip("certificates_replaced_between_runs").is_none() {
+    let Some((run, _cleanup)) = Run::ready("certificates_replaced_between_runs", "recerts") else {
         return;
-    }
-    let (run, _cleanup) = Run::new("recerts");
+    };
     // Its own certificates: replacing them must not disturb tests running alongside.
     let certs_root = run.dir();
     let run = run.with_config(&[], &certs_root, "");

@@ -53,7 +53,6 @@ impl Facts {
 
 /// Where the engine publishes ports, when a configuration says (set once,
 /// before the first lookup).
-static PUBLISH_HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 static REMOTE_HOST: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 static CONTEXT: std::sync::OnceLock<Option<(String, String)>> = std::sync::OnceLock::new();
 
@@ -113,19 +112,13 @@ impl Engine {
             .clone()
     }
 
-    /// Where published ports answer from here: the configured host, else the
-    /// remote engine's host, else this machine's loopback.
-    pub fn publish_host() -> String {
-        PUBLISH_HOST
-            .get()
-            .cloned()
+    /// Where published ports answer from here: the `configured` host, else
+    /// the remote engine's host, else this machine's loopback.
+    pub fn publish_host(configured: Option<&str>) -> String {
+        configured
+            .map(str::to_owned)
             .or_else(Engine::remote_host)
             .unwrap_or_else(|| "127.0.0.1".to_owned())
-    }
-
-    /// Sets [`Engine::publish_host`] from configuration; the first call wins.
-    pub fn set_publish_host(host: &str) {
-        let _ = PUBLISH_HOST.set(host.to_owned());
     }
 
     /// Which engine the docker CLI talks to, without starting it: `DOCKER_HOST`,

@@ -3,7 +3,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "`{command}` could not start: {source}; is the docker CLI installed and on PATH? (`make engine` installs it)"
+        "`{command}` could not start: {source}; is the docker CLI installed and on PATH? (Docker Engine or Desktop: https://docs.docker.com/engine/install/)"
     )]
     Spawn {
         command: String,
@@ -17,13 +17,13 @@ pub enum Error {
         stderr: String,
     },
     #[error(
-        "the Docker daemon does not answer (`docker info` failed: {detail}); start it, or run `make engine`"
+        "the Docker daemon does not answer (`docker info` failed: {detail}); start it (`sudo systemctl start docker`, or Docker Desktop), or point DOCKER_HOST at one that runs"
     )]
     NoDaemon { detail: String },
     #[error("{}", crate::versions::api_refusal_fix(.client, .min))]
     ClientTooOld { client: String, min: String },
     #[error(
-        "Docker Compose v2 is missing: `docker compose version` failed{v1}; run `make engine` or install the compose plugin"
+        "Docker Compose v2 is missing: `docker compose version` failed{v1}; install the compose plugin (https://docs.docker.com/compose/install/linux/)"
     )]
     NoCompose { v1: String },
     #[error("cannot read or write {path}")]
@@ -51,8 +51,8 @@ pub enum Error {
         holder: String,
     },
     #[error(
-        "the Docker engine went away during `{command}` ({detail}); check it with `docker info` \
-         (or `make engine`), then run again: the next run takes over what this one left"
+        "the Docker engine went away during `{command}` ({detail}); check it with `docker info`, \
+         then run again: the next run takes over what this one left"
     )]
     EngineGone { command: String, detail: String },
     #[error("interrupted")]

@@ -7,6 +7,7 @@ mod disk;
 mod engine;
 mod error;
 pub mod facts;
+mod leftovers;
 pub mod model;
 #[cfg(feature = "testing")]
 pub mod oracle;
@@ -27,12 +28,13 @@ pub use disk::{ProjectImage, PrunedCache, project_images, prune_build_cache, rem
 pub use engine::{ComposeFlavor, Engine};
 pub use error::{Error, Result};
 pub use facts::{Facts, ImageStore, Product};
+pub use leftovers::{LeftContainer, Leftovers, leftovers};
 pub use model::{HealthTiming, ProjectSpec, Stack};
 pub use ports::{PortState, PortStatus};
 pub use project::{Container, ImageBuild, Project, Publisher, image_ids, image_key};
 pub use readiness::{HttpProbe, Probe};
 pub use sweep::{Labelled, labelled_projects, remove_project};
-pub use teardown::{LeftContainer, Leftovers, Policy, Stopped, leftovers};
+pub use teardown::{Policy, Stopped};
 pub use up::{POLL_INTERVAL, UpOptions, UpSummary};
 
 use process::Cmd;

@@ -20,9 +20,19 @@ pub struct ProjectSpec {
     pub profiles: Vec<String>,
     /// Variables every `docker compose` call sees (interpolation, e.g. ports, paths).
     pub env: Vec<(String, String)>,
+    /// Where published ports answer from here, when the config says
+    /// (`compose.publish_host`); see [`ProjectSpec::publish_host`].
+    #[serde(default)]
+    pub publish_host: Option<String>,
 }
 
 impl ProjectSpec {
+    /// Where published ports answer from here: the configured host, else the
+    /// remote engine's, else this machine's loopback.
+    pub fn publish_host(&self) -> String {
+        crate::Engine::publish_host(self.publish_host.as_deref())
+    }
+
     /// The leading `docker compose` arguments selecting this project.
     pub fn args(&self) -> Vec<String> {
         let mut args = vec!["compose".to_owned()];

@@ -53,20 +53,17 @@ impl Container {
     }
 
     /// `HOST:PORT` where the engine publishes this container's TCP `target`
-    /// port, as the engine reports it (so ports the engine picked are found too).
-    pub fn published(&self, target: u16) -> Option<String> {
+    /// port, as the engine reports it (so ports the engine picked are found
+    /// too); one published on every address is reached at `host`.
+    pub fn published(&self, target: u16, host: &str) -> Option<String> {
         let p =
             self.publishers.iter().flatten().find(|p| {
                 p.target_port == target && p.published_port != 0 && p.protocol != "udp"
             })?;
         // Published on every address of the engine's machine: reach it at
         // that machine's (this one's loopback for a local engine).
-        let publish_host;
         let host = match p.url.as_str() {
-            "" | "0.0.0.0" | "::" => {
-                publish_host = crate::Engine::publish_host();
-                publish_host.as_str()
-            }
+            "" | "0.0.0.0" | "::" => host,
             ip => ip,
         };
         Some(if host.contains(':') {
@@ -414,7 +411,7 @@ mod tests {
             assert_eq!(job.condition(), "exited 3", "{engine}");
             let web = got.iter().find(|c| c.service == "web").unwrap();
             assert_eq!(web.state, "running", "{engine}");
-            let published = web.published(8080).unwrap_or_default();
+            let published = web.published(8080, "127.0.0.1").unwrap_or_default();
             assert!(published.starts_with("127.0.0.1:"), "{engine}: {published}");
         }
     }
@@ -429,7 +426,10 @@ mod tests {
 "#;
         let got = parse_ps(lines).unwrap();
         assert_eq!(got.len(), 2);
-        assert_eq!(got[1].published(8443).as_deref(), Some("127.0.0.1:18443"));
+        assert_eq!(
+            got[1].published(8443, "127.0.0.1").as_deref(),
+            Some("127.0.0.1:18443")
+        );
         assert_eq!(got[0].health, "healthy");
         // Compose up to 2.20: one array; `Publishers` may be null.
         let array = r#"[{"ID":"0f1e","Name":"x-db-1","Service":"db","State":"exited","ExitCode":3,"Publishers":null}]"#;

@@ -159,8 +159,14 @@ pub fn judge_state(c: &Container, probes: &[Probe]) -> Option<Readiness> {
     })
 }
 
-/// A running container's probe: `logs` reads its log when a probe needs it.
-pub fn check(c: &Container, probe: &Probe, logs: &dyn Fn() -> Option<String>) -> Readiness {
+/// A running container's probe: ports published on every address are
+/// reached at `host`; `logs` reads its log when a probe needs it.
+pub fn check(
+    c: &Container,
+    probe: &Probe,
+    host: &str,
+    logs: &dyn Fn() -> Option<String>,
+) -> Readiness {
     match probe {
         Probe::Healthcheck => match c.health.as_str() {
             "healthy" => Readiness::Ready,
@@ -168,12 +174,12 @@ pub fn check(c: &Container, probe: &Probe, logs: &dyn Fn() -> Option<String>) ->
             h => Readiness::Waiting(format!("health: {h}")),
         },
         Probe::Running | Probe::Exited => Readiness::Ready,
-        Probe::Tcp(port) => match c.published(*port) {
+        Probe::Tcp(port) => match c.published(*port, host) {
             None => Readiness::Failed(format!("{} publishes no port {port} to probe", c.name)),
             Some(addr) if tcp_stays_open(&addr) => Readiness::Ready,
             Some(addr) => Readiness::Waiting(format!("port {port} ({addr}) not answering")),
         },
-        Probe::Http(h) => match c.published(h.port) {
+        Probe::Http(h) => match c.published(h.port, host) {
             None => Readiness::Failed(format!("{} publishes no port {} to probe", c.name, h.port)),
             Some(addr) => match http_status(&addr, &h.path) {
                 Some(s) if h.status.is_none_or(|want| want == s) => Readiness::Ready,
@@ -265,6 +271,7 @@ impl Project {
         fresh: impl Fn(&Container) -> bool,
         since: impl Fn(&Container) -> u64,
     ) -> Vec<(String, Readiness)> {
+        let host = self.spec.publish_host();
         // Only the services in scope: judging another may run its check.
         self.stack
             .services
@@ -294,7 +301,7 @@ impl Project {
                                 let logs = || self.logs_since(c, since(c));
                                 probes
                                     .iter()
-                                    .map(|p| check(c, p, &logs))
+                                    .map(|p| check(c, p, &host, &logs))
                                     .fold(Readiness::Ready, worst)
                             })
                         })
@@ -552,7 +559,10 @@ mod tests {
         let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let open_port = open.local_addr().unwrap().port();
         let c = container("running", "", 0, &[(8080, open_port)]);
-        assert_eq!(check(&c, &Probe::Tcp(8080), &none), Readiness::Ready);
+        assert_eq!(
+            check(&c, &Probe::Tcp(8080), "127.0.0.1", &none),
+            Readiness::Ready
+        );
         // One that accepts and closes at once, as Docker's proxy does while
         // nothing listens in the container: not ready.
         let closing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -563,7 +573,7 @@ mod tests {
         });
         let c = container("running", "", 0, &[(8080, closing_port)]);
         assert!(matches!(
-            check(&c, &Probe::Tcp(8080), &none),
+            check(&c, &Probe::Tcp(8080), "127.0.0.1", &none),
             Readiness::Waiting(_)
         ));
         closer.join().unwrap();
@@ -571,11 +581,11 @@ mod tests {
         drop(open);
         let c = container("running", "", 0, &[(8080, open_port)]);
         assert!(matches!(
-            check(&c, &Probe::Tcp(8080), &none),
+            check(&c, &Probe::Tcp(8080), "127.0.0.1", &none),
             Readiness::Waiting(_)
         ));
         assert!(matches!(
-            check(&c, &Probe::Tcp(9999), &none),
+            check(&c, &Probe::Tcp(9999), "127.0.0.1", &none),
             Readiness::Failed(_)
         ));
     }
@@ -600,16 +610,22 @@ mod tests {
                 status: Some(200),
             })
         };
-        assert_eq!(check(&c, &http("/health"), &none), Readiness::Ready);
+        assert_eq!(
+            check(&c, &http("/health"), "127.0.0.1", &none),
+            Readiness::Ready
+        );
         assert!(
-            matches!(check(&c, &http("/"), &none), Readiness::Waiting(w) if w.contains("answers 503"))
+            matches!(check(&c, &http("/"), "127.0.0.1", &none), Readiness::Waiting(w) if w.contains("answers 503"))
         );
         serve.join().unwrap();
 
         let log = Probe::Log(Pattern(regex::Regex::new("listening on \\d+").unwrap()));
         let said = || Some("starting\nlistening on 8080\n".to_owned());
-        assert_eq!(check(&c, &log, &said), Readiness::Ready);
+        assert_eq!(check(&c, &log, "127.0.0.1", &said), Readiness::Ready);
         let quiet = || Some("starting\n".to_owned());
-        assert!(matches!(check(&c, &log, &quiet), Readiness::Waiting(_)));
+        assert!(matches!(
+            check(&c, &log, "127.0.0.1", &quiet),
+            Readiness::Waiting(_)
+        ));
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use camino::Utf8Path;
 
 use crate::error::Result;
-use crate::teardown::leftovers;
+use crate::leftovers::leftovers;
 
 const PROJECT_LABEL: &str = "com.docker.compose.project";
 

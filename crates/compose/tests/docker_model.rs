@@ -29,6 +29,7 @@ fn model_reads_build_contexts_ports_and_healthchecks() {
         project: Some("modeltest".into()),
         profiles: vec![],
         env: vec![("DF".into(), "App.Dockerfile".into())],
+        ..ProjectSpec::default()
     };
     let stack = Stack::load(&spec).unwrap();
     assert_eq!(stack.name, "modeltest");

@@ -305,9 +305,6 @@ impl Config {
         config.workspace = Some(workspace.clone());
         // Where ports answer is the engine's business, asked by every command
         // (readiness, tests, doctor, the certificate's names): set it once here.
-        if let Some(host) = &config.compose.publish_host {
-            compose::Engine::set_publish_host(host);
-        }
         Ok(config)
     }
 
@@ -396,7 +393,7 @@ impl Config {
     pub fn certs_spec(&self, services: impl IntoIterator<Item = String>) -> Option<certs::Spec> {
         let c = self.certs.as_ref()?;
         let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
-        let publish = compose::Engine::publish_host();
+        let publish = compose::Engine::publish_host(self.compose.publish_host.as_deref());
         if !hosts.contains(&publish) {
             hosts.push(publish);
         }
@@ -464,6 +461,7 @@ impl Config {
             files,
             project: project.or_else(|| self.compose.project.clone()),
             profiles: self.compose.profiles.clone(),
+            publish_host: self.compose.publish_host.clone(),
             env: self
                 .certs_dir()
                 .map(|d| ("E2E_CERTS_DIR".to_owned(), d.to_string()))

@@ -59,6 +59,7 @@ fn a_panic_mid_run_still_tears_down() {
         filtersets: Vec::new(),
         nextest_args: Vec::new(),
         run_dir: Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap(),
+        tool: "cargo e2e".into(),
     };
     let report = pipeline::e2e::run(&opts, &mut PanicAfterUp(false));
     assert_eq!(

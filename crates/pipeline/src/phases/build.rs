@@ -41,7 +41,8 @@ fn measure_contexts(
         }
         if let Some(over) = r.over_budget_message() {
             return Err(Error::OverBudget(format!(
-                "the context of {service} {over} (`cargo xtask clean-context` suggests ignore lines)"
+                "the context of {service} {over} (`{} clean-context` suggests ignore lines)",
+                opts.tool
             )));
         }
         sizes.push(ContextSize {

@@ -57,6 +57,9 @@ pub struct Options {
     pub nextest_args: Vec<String>,
     /// This run's folder: build log, failure bundle.
     pub run_dir: Utf8PathBuf,
+    /// How the user runs this tool (`cargo e2e`, `cargo xtask`), for
+    /// messages that name one of its commands.
+    pub tool: String,
 }
 
 /// Hears about phases as they run; the CLI draws spinners or prints lines.

@@ -152,7 +152,7 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Er
     if let Some(remote) = Engine::remote_host() {
         warnings.push(format!(
             "engine on {remote}, ports reached at {}",
-            Engine::publish_host()
+            project.spec.publish_host()
         ));
         // The certificates go to that engine in a project volume instead.
         let certs = opts.config.certs_mounts(&project.stack);

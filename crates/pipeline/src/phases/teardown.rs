@@ -125,7 +125,7 @@ pub(crate) fn slowest_first(seconds: &std::collections::BTreeMap<String, f64>) -
 /// How to reach a stack kept after a failure, and how to remove it.
 fn keep_hint(opts: &Options, project: &Project) -> String {
     let mut addresses = Vec::new();
-    let host = compose::Engine::publish_host();
+    let host = project.spec.publish_host();
     for (name, s) in &project.stack.services {
         for p in &s.ports {
             if let Some(published) = &p.published {

@@ -17,11 +17,12 @@ fn test_env(opts: &Options, containers: &[Container]) -> Result<Vec<(String, Str
     if let Some(dir) = c.certs_dir() {
         env.push(("E2E_CA_CERT".to_owned(), dir.join("ca.crt").to_string()));
     }
+    let host = opts.config.project_spec(None).publish_host();
     let published = |service: &str, port: u16| {
         containers
             .iter()
             .filter(|k| k.service == service)
-            .find_map(|k| k.published(port))
+            .find_map(|k| k.published(port, &host))
     };
     for (key, value) in &c.tests.env {
         env.push((key.clone(), expand(value, published)?));

@@ -3,15 +3,18 @@
 //! (`readiness.rs`), failing fast with the service's own last words, and
 //! naming Compose's real error when `up` fails.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant, SystemTime};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::project::{Container, Project, tail};
-use crate::readiness::{HealthChecks, Probe, Readiness, being_replaced, default_probes};
-use process::{GroupOptions, GroupOutput};
+use crate::readiness::{Probe, default_probes};
+use process::GroupOutput;
+
+mod wait;
+use wait::Wait;
 
 /// How often `up` asks `ps` while it waits (a `ps` itself takes ~0.1 s).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -185,7 +188,12 @@ impl Project {
     /// Compose's `up` failed: its first real error line, and the service it
     /// names with that service's own last lines (its last words are often
     /// about a dependent: "dependency failed to start").
-    fn up_failed(&self, up: &process::Cmd, out: &GroupOutput, containers: &[Container]) -> Error {
+    pub(super) fn up_failed(
+        &self,
+        up: &process::Cmd,
+        out: &GroupOutput,
+        containers: &[Container],
+    ) -> Error {
         if let Some(detail) = crate::error::engine_gone(&out.stderr) {
             return Error::EngineGone {
                 command: up.to_string(),
@@ -216,7 +224,7 @@ impl Project {
     /// then level by level. And each service's probes: configured, else the
     /// defaults; level by level, a service another needs completed is judged
     /// by its exit (Compose no longer gates on it).
-    fn start_plan(&self, configured: &BTreeMap<String, Probe>) -> StartPlan {
+    pub(super) fn start_plan(&self, configured: &BTreeMap<String, Probe>) -> StartPlan {
         let services = &self.stack.services;
         let gated_on_health = services.values().any(|s| {
             s.dependencies().iter().any(|(dep, condition)| {
@@ -253,7 +261,7 @@ impl Project {
 
     /// Whether a running container (of `containers`: id to state) started
     /// before `time`; one `docker inspect`, only when some run.
-    fn any_running_started_before(
+    pub(super) fn any_running_started_before(
         &self,
         containers: &BTreeMap<String, String>,
         time: SystemTime,
@@ -288,7 +296,7 @@ impl Project {
     }
 
     /// A failed service's last log lines and last health-check output, for the error.
-    fn last_words(&self, service: &str, containers: &[Container]) -> String {
+    pub(super) fn last_words(&self, service: &str, containers: &[Container]) -> String {
         let mut out = String::new();
         if let Ok(logs) = self
             .compose(["logs", "--no-color", "--tail", "5", service])
@@ -309,302 +317,15 @@ impl Project {
     }
 }
 
-/// A service still awaited, and why: `(service, what it waits for)`.
-type Awaited = (String, String);
-
-/// The wait across `up`'s levels: what ran before `up`, which services are
-/// settled, when each got ready, and the last listing of the containers.
-struct Wait<'a> {
-    project: &'a Project,
-    start: Instant,
-    /// When `up` started (seconds since the epoch): logs count from then.
-    up_started: u64,
-    /// Container ID to its state before `up`.
-    before: BTreeMap<String, String>,
-    /// A running container holds files that changed since: recreate all.
-    stale: bool,
-    /// Nothing changed and the same containers run: no `up`, only judged.
-    skip_up: bool,
-    /// The listing made before `up`, still current when `up` is skipped.
-    reuse_listing: Option<Vec<Container>>,
-    plan: StartPlan,
-    checks: HealthChecks,
-    settled: BTreeSet<String>,
-    ready_at: BTreeMap<String, f64>,
-    /// Who was last said to be awaited.
-    last: Vec<(String, String)>,
-    containers: Vec<Container>,
-}
-
-impl<'a> Wait<'a> {
-    fn new(project: &'a Project, opts: &UpOptions, found: &[Container]) -> Result<Wait<'a>> {
-        let before: BTreeMap<String, String> = found
-            .iter()
-            .map(|c| (c.id.clone(), c.state.clone()))
-            .collect();
-        let stale = match opts.mounted_files_changed {
-            Some(changed) => project.any_running_started_before(&before, changed)?,
-            None => false,
-        };
-        let conditions: BTreeMap<String, String> = found
-            .iter()
-            .map(|c| (c.id.clone(), c.condition()))
-            .collect();
-        let skip_up = !stale
-            && opts.only.is_none()
-            && !conditions.is_empty()
-            && opts.unchanged.as_ref() == Some(&conditions);
-        let mut plan = project.start_plan(&opts.probes);
-        if skip_up {
-            plan.levels = vec![project.stack.services.keys().cloned().collect()];
-        }
-        if let Some(only) = &opts.only {
-            plan.levels = vec![only.clone()];
-        }
-        Ok(Wait {
-            project,
-            start: Instant::now(),
-            up_started: unix_time(),
-            before,
-            stale,
-            skip_up,
-            reuse_listing: skip_up.then(|| found.to_vec()),
-            plan,
-            checks: HealthChecks::default(),
-            settled: BTreeSet::new(),
-            ready_at: BTreeMap::new(),
-            last: Vec::new(),
-            containers: Vec::new(),
-        })
-    }
-
-    /// `compose up` of level `i`.
-    fn up_command(&self, i: usize, opts: &UpOptions) -> process::Cmd {
-        let mut args: Vec<String> = ["up", "--detach", "--no-build"].map(str::to_owned).into();
-        args.extend([
-            "--timeout".to_owned(),
-            opts.replace_grace.as_secs().to_string(),
-        ]);
-        if i == 0 && opts.only.is_none() {
-            args.push("--remove-orphans".into());
-        }
-        if self.stale {
-            args.push("--force-recreate".into());
-        }
-        if self.plan.levels.len() > 1 || opts.only.is_some() {
-            args.push("--no-deps".into());
-            args.extend(self.plan.levels[i].iter().cloned());
-        }
-        self.project.compose(args)
-    }
-
-    /// Starts level `i` (unless `up` is skipped) and waits until each of its
-    /// services (and those of the levels before) is ready. Dropping the
-    /// running `up` on the way out stops it: nothing outlives the wait.
-    fn level(
-        &mut self,
-        i: usize,
-        opts: &UpOptions,
-        waiting: &mut dyn FnMut(&[Awaited]),
-    ) -> Result<()> {
-        let up = self.up_command(i, opts);
-        let group = GroupOptions {
-            capture: true,
-            interruptible: true,
-        };
-        let mut child = match self.skip_up {
-            true => None,
-            false => Some(up.start_group(&self.project.spec.dir, group)?),
-        };
-        let level_started = Instant::now();
-        // Said at once: the quiet second below asks nothing yet.
-        if child.is_some() {
-            let starting: Vec<(String, String)> = self.plan.levels[i]
-                .iter()
-                .map(|s| (s.clone(), "starting".to_owned()))
-                .collect();
-            waiting(&starting);
-            self.last = starting;
-        }
-        let mut up_out: Option<GroupOutput> = None;
-        loop {
-            // `up` and `ps` are both heavy on the CPU: for `up`'s first
-            // second only wait for it (a kept stack's `up` mostly ends by then).
-            while let Some(c) = &mut child {
-                if let Some(out) = c.try_wait()? {
-                    up_out = Some(out);
-                    child = None;
-                    break;
-                }
-                if level_started.elapsed() >= UP_QUIET || process::interrupt::is_requested() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if process::interrupt::is_requested() {
-                return Err(Error::Interrupted);
-            }
-            let Some(containers) = self.list(opts)? else {
-                std::thread::sleep(POLL_INTERVAL);
-                continue;
-            };
-            self.containers = containers;
-            let states = self.judge(i, up_out.is_some());
-            // A service that failed explains more than Compose's own error does.
-            if let Some((service, detail)) = states.iter().find_map(|(s, r)| match r {
-                Readiness::Failed(why) => Some((s.clone(), why.clone())),
-                _ => None,
-            }) {
-                drop(child);
-                let words = self.project.last_words(&service, &self.containers);
-                return Err(Error::ServiceFailed {
-                    service,
-                    detail: format!("{detail}{words}"),
-                });
-            }
-            if let Some(out) = &up_out
-                && !out.success()
-            {
-                return Err(self.project.up_failed(&up, out, &self.containers));
-            }
-            for (service, r) in &states {
-                if *r == Readiness::Ready && !self.ready_at.contains_key(service) {
-                    let at = self.start.elapsed().as_secs_f64();
-                    self.ready_at.insert(service.clone(), at);
-                }
-            }
-            let pending: Vec<(String, String)> = states
-                .into_iter()
-                .filter_map(|(s, r)| match r {
-                    Readiness::Waiting(why) => Some((s, why)),
-                    _ => None,
-                })
-                .collect();
-            if (self.skip_up || up_out.is_some()) && pending.is_empty() {
-                self.settled.extend(self.plan.levels[i].iter().cloned());
-                return Ok(());
-            }
-            if self.start.elapsed() > opts.timeout {
-                let list = pending
-                    .iter()
-                    .map(|(s, w)| format!("{s} ({w})"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(Error::NotReady {
-                    waiting: list,
-                    seconds: opts.timeout.as_secs(),
-                });
-            }
-            if pending != self.last && !pending.is_empty() {
-                waiting(&pending);
-                self.last = pending;
-            }
-            // `ps` itself takes ~0.1 s: together a state change is seen within ~0.2 s.
-            std::thread::sleep(POLL_INTERVAL);
-        }
-    }
-
-    /// The project's containers now; `None` for a listing to try again.
-    fn list(&mut self, opts: &UpOptions) -> Result<Option<Vec<Container>>> {
-        // Skipping `up`, the listing made before is still current.
-        if let Some(listed) = self.reuse_listing.take() {
-            return Ok(Some(listed));
-        }
-        // Compose lists the project's containers, then inspects each: one
-        // that `up` replaces in between is "No such container" for this
-        // poll only (seen while `up` created a new project's containers).
-        match self.project.ps() {
-            Err(Error::Failed { stderr, .. })
-                if stderr.contains("No such container") && self.start.elapsed() < opts.timeout =>
-            {
-                Ok(None)
-            }
-            other => other.map(Some),
-        }
-    }
-
-    /// Each service of the levels up to `i`, judged on the last listing;
-    /// `up_done`: the level's `up` has returned.
-    fn judge(&self, i: usize, up_done: bool) -> Vec<(String, Readiness)> {
-        let judged: BTreeSet<&str> = self.plan.levels[..=i]
-            .iter()
-            .flatten()
-            .map(String::as_str)
-            .collect();
-        let before = |c: &Container| self.before.get(&c.id).map(String::as_str);
-        let up_running = !up_done && !self.skip_up;
-        let fresh = |c: &Container| {
-            !(up_running && being_replaced(before(c), &c.state))
-                && (self.settled.contains(&c.service)
-                    || self.skip_up
-                    || up_done
-                    || before(c) != Some(c.state.as_str()))
-        };
-        // A container that ran before `up` keeps its old log: a line from
-        // an earlier start must not count as ready now.
-        let since = |c: &Container| match before(c) {
-            Some("running") => 0,
-            _ => self.up_started.saturating_sub(1),
-        };
-        self.project.readiness(
-            &self.containers,
-            &self.plan.probes,
-            &self.checks,
-            &judged,
-            fresh,
-            since,
-        )
-    }
-
-    fn summary(self, repaired_networks: Vec<String>, killed: Vec<String>) -> UpSummary {
-        let mut summary = UpSummary {
-            seconds: self.start.elapsed().as_secs_f64(),
-            ready_s: self.ready_at,
-            levels: if self.skip_up {
-                0
-            } else {
-                self.plan.levels.len()
-            },
-            unchanged: self.skip_up,
-            repaired_networks,
-            killed,
-            conditions: self
-                .containers
-                .iter()
-                .map(|c| (c.id.clone(), c.condition()))
-                .collect(),
-            checks_run_here: self.checks.used(),
-            checks_left_to_docker: self.checks.unusable.into_inner().into_iter().collect(),
-            ..UpSummary::default()
-        };
-        let judged: BTreeSet<&String> = self.plan.levels.iter().flatten().collect();
-        for c in self
-            .containers
-            .iter()
-            .filter(|c| judged.contains(&c.service))
-        {
-            match self.before.get(&c.id).map(String::as_str) {
-                // No `up` ran: an exited one-shot was left as it was too.
-                _ if self.skip_up => summary.reused += 1,
-                None => summary.created += 1,
-                Some("running") => summary.reused += 1,
-                Some(_) => summary.started += 1,
-            }
-        }
-        summary.containers = self.containers;
-        summary
-    }
-}
-
 /// How the stack starts: its levels (one level: a single `up` of everything)
 /// and each service's probes.
 #[derive(Debug)]
-struct StartPlan {
-    levels: Vec<Vec<String>>,
-    probes: BTreeMap<String, Vec<Probe>>,
+pub(super) struct StartPlan {
+    pub(super) levels: Vec<Vec<String>>,
+    pub(super) probes: BTreeMap<String, Vec<Probe>>,
 }
 
-fn unix_time() -> u64 {
+pub(super) fn unix_time() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
