@@ -5,6 +5,8 @@
 //! driven as its users would: `cargo e2e` installed on PATH, or its own xtask.
 //! Its images build FROM `debian:bookworm-slim`, made without a registry by
 //! `.ci/debian-base`.
+//! Long because it is one test binary for the shop's tests, which share its
+//! fixture helpers: each binary more is one more link of the whole tool.
 
 mod support;
 

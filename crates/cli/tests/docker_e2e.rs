@@ -2,6 +2,8 @@
 //! it promises, a running stack is reused, Ctrl-C while starting and while
 //! testing leaves nothing, failing services fail fast with a bundle, and two
 //! projects run side by side. Each test has its own project and host port.
+//! Long because it is one test binary for the demo stack's tests, which share
+//! `Run`: each binary more is one more link of the whole tool.
 
 mod support;
 

@@ -6,6 +6,8 @@
 //! into a FROM scratch image). Each change must do exactly what it should,
 //! checked on the engine (container and image IDs); Ctrl-C at any point and
 //! SIGKILL leave what the policy promises.
+//! Long because it is one test binary for the watch fixtures' tests, which
+//! share their scripted-session helpers: each binary more is one more link.
 
 mod support;
 
