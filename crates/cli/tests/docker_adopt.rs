@@ -96,8 +96,8 @@ impl Drop for Shop {
 impl Shop {
     /// The shop for `test`, initialised (`cargo e2e init`); `None` after
     /// saying why the test is skipped.
-    fn ready(test: &str, name: &str) -> Option<Shop> {
-        if !ready_or_skip(test) {
+    fn ready(name: &str) -> Option<Shop> {
+        if !ready_or_skip(&compose::testing::this_test()) {
             return None;
         }
         let shop = Shop::new(name);
@@ -324,7 +324,7 @@ impl Shop {
 
 #[test]
 fn its_own_xtask_hands_over_in_three_lines() {
-    let Some(shop) = Shop::ready("its_own_xtask_hands_over_in_three_lines", "xtask") else {
+    let Some(shop) = Shop::ready("xtask") else {
         return;
     };
     let cli = repo_root().join("crates/cli");
@@ -377,10 +377,7 @@ fn its_own_xtask_hands_over_in_three_lines() {
 
 #[test]
 fn a_crash_looping_backend_fails_fast_with_its_own_last_words() {
-    let Some(shop) = Shop::ready(
-        "a_crash_looping_backend_fails_fast_with_its_own_last_words",
-        "crashloop",
-    ) else {
+    let Some(shop) = Shop::ready("crashloop") else {
         return;
     };
     // The backend loses its secret: under `restart: always` it crash-loops.
@@ -458,10 +455,7 @@ fn a_low_port_is_not_taken_for_a_user_who_cannot_bind_it() {
 
 #[test]
 fn a_test_package_that_is_not_a_member_stops_preflight() {
-    let Some(shop) = Shop::ready(
-        "a_test_package_that_is_not_a_member_stops_preflight",
-        "member",
-    ) else {
+    let Some(shop) = Shop::ready("member") else {
         return;
     };
     shop.edit_config("packages: [shop-e2e]", "packages: [shop-e2e, shop-tests]");
@@ -486,10 +480,7 @@ fn a_test_package_that_is_not_a_member_stops_preflight() {
 
 #[test]
 fn purge_also_removes_the_images_rebuilds_left_behind() {
-    let Some(shop) = Shop::ready(
-        "purge_also_removes_the_images_rebuilds_left_behind",
-        "dangling",
-    ) else {
+    let Some(shop) = Shop::ready("dangling") else {
         return;
     };
     let health = ["e2e", "--teardown", "stop", "-E", "test(proxy)"];
@@ -532,10 +523,7 @@ fn purge_also_removes_the_images_rebuilds_left_behind() {
 
 #[test]
 fn a_proxy_without_healthcheck_is_ready_only_when_its_port_answers() {
-    let Some(shop) = Shop::ready(
-        "a_proxy_without_healthcheck_is_ready_only_when_its_port_answers",
-        "hammer",
-    ) else {
+    let Some(shop) = Shop::ready("hammer") else {
         return;
     };
     // nginx takes two seconds to listen, as a slow-starting server does.
@@ -597,10 +585,7 @@ fn hammer_for(addr: &str, how_long: Duration) -> (usize, Vec<String>) {
 
 #[test]
 fn ephemeral_ports_run_while_the_fixed_port_is_held() {
-    let Some(shop) = Shop::ready(
-        "ephemeral_ports_run_while_the_fixed_port_is_held",
-        "ephemeral",
-    ) else {
+    let Some(shop) = Shop::ready("ephemeral") else {
         return;
     };
     // Another run (here: a listener) holds the stack's fixed port.
@@ -630,7 +615,7 @@ fn ephemeral_ports_run_while_the_fixed_port_is_held() {
 
 #[test]
 fn when_compose_up_fails_its_real_error_is_shown() {
-    let Some(shop) = Shop::ready("when_compose_up_fails_its_real_error_is_shown", "upfails") else {
+    let Some(shop) = Shop::ready("upfails") else {
         return;
     };
     // The engine refuses to start the proxy: Compose's `up` fails.
@@ -650,10 +635,7 @@ fn when_compose_up_fails_its_real_error_is_shown() {
 
 #[test]
 fn a_test_compile_error_beside_the_stack_still_tears_down() {
-    let Some(shop) = Shop::ready(
-        "a_test_compile_error_beside_the_stack_still_tears_down",
-        "compileerr",
-    ) else {
+    let Some(shop) = Shop::ready("compileerr") else {
         return;
     };
     let tests = shop.root.join("shop-e2e/tests/shop.rs");
@@ -678,10 +660,7 @@ fn a_test_compile_error_beside_the_stack_still_tears_down() {
 
 #[test]
 fn ctrl_c_while_the_tests_build_beside_the_stack_leaves_nothing() {
-    let Some(shop) = Shop::ready(
-        "ctrl_c_while_the_tests_build_beside_the_stack_leaves_nothing",
-        "compilectrlc",
-    ) else {
+    let Some(shop) = Shop::ready("compilectrlc") else {
         return;
     };
     // A stand-in for a slow test build (a fault the engine cannot be made to
@@ -736,10 +715,7 @@ fn ctrl_c_while_the_tests_build_beside_the_stack_leaves_nothing() {
 
 #[test]
 fn dependents_start_when_the_check_passes_here_not_on_docker_s_timer() {
-    let Some(shop) = Shop::ready(
-        "dependents_start_when_the_check_passes_here_not_on_docker_s_timer",
-        "fastready",
-    ) else {
+    let Some(shop) = Shop::ready("fastready") else {
         return;
     };
     // Docker would first run the database's check 30 s after its start.
@@ -771,7 +747,7 @@ fn dependents_start_when_the_check_passes_here_not_on_docker_s_timer() {
 
 #[test]
 fn a_check_that_never_passes_still_fails_fast() {
-    let Some(shop) = Shop::ready("a_check_that_never_passes_still_fails_fast", "badcheck") else {
+    let Some(shop) = Shop::ready("badcheck") else {
         return;
     };
     shop.with_override(
@@ -831,10 +807,7 @@ const ALL: [&str; 4] = ["api", "db", "migrate", "proxy"];
 
 #[test]
 fn an_unchanged_stack_is_neither_built_nor_started_then_a_sent_file_changes_that() {
-    let Some(shop) = Shop::ready(
-        "an_unchanged_stack_is_neither_built_nor_started_then_a_sent_file_changes_that",
-        "unchanged",
-    ) else {
+    let Some(shop) = Shop::ready("unchanged") else {
         return;
     };
     let (first, before) = kept_run(&shop, None);
@@ -869,7 +842,7 @@ fn an_unchanged_stack_is_neither_built_nor_started_then_a_sent_file_changes_that
 
 #[test]
 fn a_dockerfile_change_builds_again() {
-    let Some(shop) = Shop::ready("a_dockerfile_change_builds_again", "dfchange") else {
+    let Some(shop) = Shop::ready("dfchange") else {
         return;
     };
     let (_, before) = kept_run(&shop, None);
@@ -889,8 +862,7 @@ fn a_dockerfile_change_builds_again() {
 
 #[test]
 fn a_build_arg_change_builds_that_service_again() {
-    let Some(shop) = Shop::ready("a_build_arg_change_builds_that_service_again", "argchange")
-    else {
+    let Some(shop) = Shop::ready("argchange") else {
         return;
     };
     // A build argument taken from the environment, as CI pipelines pass a version.
@@ -934,10 +906,7 @@ fn a_build_arg_change_builds_that_service_again() {
 
 #[test]
 fn a_service_config_change_starts_again_without_building() {
-    let Some(shop) = Shop::ready(
-        "a_service_config_change_starts_again_without_building",
-        "cfgchange",
-    ) else {
+    let Some(shop) = Shop::ready("cfgchange") else {
         return;
     };
     // Changed through the environment: a file in the context would rebuild.
@@ -958,10 +927,7 @@ fn a_service_config_change_starts_again_without_building() {
 
 #[test]
 fn a_run_killed_with_sigkill_is_reaped_by_its_policy() {
-    let Some(shop) = Shop::ready(
-        "a_run_killed_with_sigkill_is_reaped_by_its_policy",
-        "sigkill",
-    ) else {
+    let Some(shop) = Shop::ready("sigkill") else {
         return;
     };
     // SIGKILL to the run's whole process group, as a CI runner escalates a
@@ -1122,10 +1088,7 @@ fn reap_removes_only_what_dead_runs_left() {
 
 #[test]
 fn a_project_with_two_networks_of_one_name_is_repaired_by_the_next_run() {
-    let Some(shop) = Shop::ready(
-        "a_project_with_two_networks_of_one_name_is_repaired_by_the_next_run",
-        "dupnet",
-    ) else {
+    let Some(shop) = Shop::ready("dupnet") else {
         return;
     };
     // What two racing runs once left: two networks named <project>_default,
@@ -1226,10 +1189,7 @@ fn anything_of(prefix: &str) -> Vec<String> {
 
 #[test]
 fn kill_9_in_build_up_or_test_under_ci_leaves_nothing() {
-    let Some(shop) = Shop::ready(
-        "kill_9_in_build_up_or_test_under_ci_leaves_nothing",
-        "kill9",
-    ) else {
+    let Some(shop) = Shop::ready("kill9") else {
         return;
     };
     for (phase, trigger) in [
@@ -1265,7 +1225,7 @@ fn kill_9_in_build_up_or_test_under_ci_leaves_nothing() {
 
 #[test]
 fn two_runs_of_one_project_take_turns() {
-    let Some(shop) = Shop::ready("two_runs_of_one_project_take_turns", "turns") else {
+    let Some(shop) = Shop::ready("turns") else {
         return;
     };
     let args = ["e2e", "--teardown", "stop", "-E", "test(proxy)"];
@@ -1315,10 +1275,7 @@ fn two_runs_of_one_project_take_turns() {
 
 #[test]
 fn too_little_disk_fails_preflight_before_any_container() {
-    let Some(shop) = Shop::ready(
-        "too_little_disk_fails_preflight_before_any_container",
-        "disk",
-    ) else {
+    let Some(shop) = Shop::ready("disk") else {
         return;
     };
     shop.append_config("disk:\n  min_free: 1PiB\n");
@@ -1348,7 +1305,7 @@ fn build_cache_bytes() -> u64 {
 
 #[test]
 fn engine_build_cache_budget_prunes_it_down() {
-    let Some(shop) = Shop::ready("engine_build_cache_budget_prunes_it_down", "cachebudget") else {
+    let Some(shop) = Shop::ready("cachebudget") else {
         return;
     };
     // Something to prune: the shop's own build has just filled the cache.
@@ -1447,10 +1404,7 @@ fn engine_restart_during_up_fails_the_run_and_the_next_recovers() {
 
 #[test]
 fn an_image_budget_removes_the_workspace_s_images_beyond_it() {
-    let Some(shop) = Shop::ready(
-        "an_image_budget_removes_the_workspace_s_images_beyond_it",
-        "imagebudget",
-    ) else {
+    let Some(shop) = Shop::ready("imagebudget") else {
         return;
     };
     // Any image is over a one-byte budget: every one no container uses goes.

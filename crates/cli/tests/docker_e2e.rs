@@ -78,10 +78,10 @@ impl Finished {
 }
 
 impl Run {
-    /// The run of test `test` (project `t<pid>-<name>`), or `None` when no
+    /// The run of this test (project `t<pid>-<name>`), or `None` when no
     /// engine answers (the skip said why; under CI it fails instead).
-    fn ready(test: &str, name: &str) -> Option<(Run, Cleanup)> {
-        compose::testing::engine_or_skip(test)?;
+    fn ready(name: &str) -> Option<(Run, Cleanup)> {
+        compose::testing::engine_or_skip(&compose::testing::this_test())?;
         Some(Run::new(name))
     }
 
@@ -246,8 +246,7 @@ fn states(left: &Leftovers) -> Vec<String> {
 
 #[test]
 fn each_policy_leaves_what_it_promises_and_a_running_stack_is_reused() {
-    let Some((run, _cleanup)) = Run::ready("each_policy_leaves_what_it_promises", "policies")
-    else {
+    let Some((run, _cleanup)) = Run::ready("policies") else {
         return;
     };
 
@@ -352,7 +351,7 @@ fn check_report(report: &serde_json::Value) {
 
 #[test]
 fn ctrl_c_while_the_stack_starts_leaves_nothing_with_down() {
-    let Some((run, _cleanup)) = Run::ready("ctrl_c_while_the_stack_starts", "int-up") else {
+    let Some((run, _cleanup)) = Run::ready("int-up") else {
         return;
     };
     // Signalled mid-start: the backend runs, the gateway is being started.
@@ -371,7 +370,7 @@ fn ctrl_c_while_the_stack_starts_leaves_nothing_with_down() {
 
 #[test]
 fn ctrl_c_while_tests_run_leaves_nothing_with_down() {
-    let Some((mut run, _cleanup)) = Run::ready("ctrl_c_while_tests_run", "int-test") else {
+    let Some((mut run, _cleanup)) = Run::ready("int-test") else {
         return;
     };
     // The slow test stays open a minute, long enough to be interrupted.
@@ -384,7 +383,7 @@ fn ctrl_c_while_tests_run_leaves_nothing_with_down() {
 
 #[test]
 fn sigterm_from_a_ci_runner_tears_down_like_ctrl_c() {
-    let Some((mut run, _cleanup)) = Run::ready("sigterm_from_a_ci_runner", "term") else {
+    let Some((mut run, _cleanup)) = Run::ready("term") else {
         return;
     };
     run.env.push(("E2E_SLOW_MS".into(), "60000".into()));
@@ -399,7 +398,7 @@ fn sigterm_from_a_ci_runner_tears_down_like_ctrl_c() {
 
 #[test]
 fn a_taken_port_is_named_with_its_holder_before_anything_starts() {
-    let Some((mut run, _cleanup)) = Run::ready("a_taken_port_is_named", "port") else {
+    let Some((mut run, _cleanup)) = Run::ready("port") else {
         return;
     };
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -427,10 +426,7 @@ fn a_taken_port_is_named_with_its_holder_before_anything_starts() {
 
 #[test]
 fn a_second_ctrl_c_leaves_the_teardown_to_the_reaper() {
-    let Some((mut run, _cleanup)) = Run::ready(
-        "a_second_ctrl_c_leaves_the_teardown_to_the_reaper",
-        "int-twice",
-    ) else {
+    let Some((mut run, _cleanup)) = Run::ready("int-twice") else {
         return;
     };
     run.env.push(("E2E_SLOW_MS".into(), "60000".into()));
@@ -461,7 +457,7 @@ fn a_second_ctrl_c_leaves_the_teardown_to_the_reaper() {
 
 #[test]
 fn a_service_that_exits_fails_fast_with_a_bundle() {
-    let Some((run, _cleanup)) = Run::ready("a_service_that_exits_fails_fast", "exit1") else {
+    let Some((run, _cleanup)) = Run::ready("exit1") else {
         return;
     };
     let override_yaml =
@@ -495,7 +491,7 @@ fn a_service_that_exits_fails_fast_with_a_bundle() {
 
 #[test]
 fn a_service_that_never_gets_healthy_fails_fast_with_its_health_log() {
-    let Some((run, _cleanup)) = Run::ready("a_service_that_never_gets_healthy", "unhealthy") else {
+    let Some((run, _cleanup)) = Run::ready("unhealthy") else {
         return;
     };
     // The probe asks a port nothing listens on: unhealthy after two tries.
@@ -533,7 +529,7 @@ fn a_service_that_never_gets_healthy_fails_fast_with_its_health_log() {
 
 #[test]
 fn keep_on_failure_leaves_the_failed_stack_and_says_how_to_remove_it() {
-    let Some((run, _cleanup)) = Run::ready("keep_on_failure", "keepfail") else {
+    let Some((run, _cleanup)) = Run::ready("keepfail") else {
         return;
     };
     let run = run.with_override(
@@ -738,7 +734,7 @@ fn doctor_reports_the_engine_compose_and_nextest() {
 
 #[test]
 fn a_closed_output_pipe_still_tears_down() {
-    let Some((run, _cleanup)) = Run::ready("a_closed_output_pipe_still_tears_down", "pipe") else {
+    let Some((run, _cleanup)) = Run::ready("pipe") else {
         return;
     };
     // `| grep -m 1` closes our stdout and stderr once the stack is up, as a
@@ -760,7 +756,7 @@ fn a_closed_output_pipe_still_tears_down() {
 
 #[test]
 fn a_context_over_budget_fails_before_the_build_with_exit_1() {
-    let Some((run, _cleanup)) = Run::ready("a_context_over_budget", "budget") else {
+    let Some((run, _cleanup)) = Run::ready("budget") else {
         return;
     };
     let run = run.with_config(&[], &root().join(".e2e"), "context:\n  budget: 1KB\n");
@@ -792,7 +788,7 @@ fn a_context_over_budget_fails_before_the_build_with_exit_1() {
 
 #[test]
 fn a_first_ctrl_c_during_teardown_lets_it_finish() {
-    let Some((run, _cleanup)) = Run::ready("a_first_ctrl_c_during_teardown", "int-teardown") else {
+    let Some((run, _cleanup)) = Run::ready("int-teardown") else {
         return;
     };
     let r = run.interrupt_when(
@@ -809,7 +805,7 @@ fn a_first_ctrl_c_during_teardown_lets_it_finish() {
 
 #[test]
 fn failing_tests_exit_1_with_their_counts_and_a_bundle() {
-    let Some((mut run, _cleanup)) = Run::ready("failing_tests_exit_1", "testfail") else {
+    let Some((mut run, _cleanup)) = Run::ready("testfail") else {
         return;
     };
     // The gateway gives up on the backend after 10 s: an 11 s answer is a 502,
@@ -862,7 +858,7 @@ fn failing_tests_exit_1_with_their_counts_and_a_bundle() {
 
 #[test]
 fn certificates_replaced_between_runs_recreate_the_running_containers() {
-    let Some((run, _cleanup)) = Run::ready("certificates_replaced_between_runs", "recerts") else {
+    let Some((run, _cleanup)) = Run::ready("recerts") else {
         return;
     };
     // Its own certificates: replacing them must not disturb tests running alongside.

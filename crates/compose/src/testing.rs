@@ -11,6 +11,15 @@ pub const REQUIRE_VAR: &str = "E2E_REQUIRE_DOCKER";
 ///
 /// # Panics
 /// When no engine answers and `E2E_REQUIRE_DOCKER` is set.
+/// The running test's name, as the test harness names its thread (for the
+/// messages of a skip or a failure).
+pub fn this_test() -> String {
+    std::thread::current().name().map_or_else(
+        || "this test".to_owned(),
+        |n| n.rsplit("::").next().unwrap_or(n).to_owned(),
+    )
+}
+
 pub fn engine_or_skip(test: &str) -> Option<Engine> {
     match Engine::require() {
         Ok(engine) => Some(engine),
