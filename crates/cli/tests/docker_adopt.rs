@@ -476,6 +476,20 @@ fn a_test_package_that_is_not_a_member_stops_preflight() {
         "nothing started: {}",
         shop.leftovers()
     );
+    // A probe the stack cannot answer is as much the config's fault: the
+    // proxy has no healthcheck to wait for.
+    shop.edit_config("packages: [shop-e2e, shop-tests]", "packages: [shop-e2e]");
+    shop.edit_config(
+        "readiness:\n  timeout_s: 120\n",
+        "readiness:\n  timeout_s: 120\n  services:\n    proxy: healthcheck\n",
+    );
+    let (code, out) = shop.run(&["e2e"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("readiness.services.proxy: `healthcheck`, but proxy has no healthcheck"),
+        "{out}"
+    );
+    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
 }
 
 #[test]

@@ -170,7 +170,10 @@ pub fn check(
     match probe {
         Probe::Healthcheck => match c.health.as_str() {
             "healthy" => Readiness::Ready,
-            "" => Readiness::Failed(format!("{} has no healthcheck to wait for", c.name)),
+            // Engine 28 lists a container that has just started without its
+            // health for a moment. A service with no healthcheck never gets
+            // this probe: preflight refuses `healthcheck` for it.
+            "" => Readiness::Waiting("health: not reported yet".into()),
             h => Readiness::Waiting(format!("health: {h}")),
         },
         Probe::Running | Probe::Exited => Readiness::Ready,
@@ -484,6 +487,22 @@ mod tests {
         ] {
             assert_eq!(being_replaced(before, now), replaced, "{before:?} -> {now}");
         }
+    }
+
+    #[test]
+    fn a_health_not_reported_yet_is_waited_for() {
+        // Engine 28 lists a just-started container without its health.
+        let none = || None;
+        let c = container("running", "", 0, &[]);
+        assert_eq!(
+            check(&c, &Probe::Healthcheck, "127.0.0.1", &none),
+            Readiness::Waiting("health: not reported yet".into())
+        );
+        let c = container("running", "healthy", 0, &[]);
+        assert_eq!(
+            check(&c, &Probe::Healthcheck, "127.0.0.1", &none),
+            Readiness::Ready
+        );
     }
 
     #[test]

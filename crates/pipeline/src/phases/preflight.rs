@@ -133,6 +133,13 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Er
                     .join(", ")
             )));
         };
+        if matches!(probe, compose::Probe::Healthcheck) && !s.has_healthcheck() {
+            return Err(Error::BadInput(format!(
+                "{}: readiness.services.{service}: `healthcheck`, but {service} has no healthcheck in the compose file; \
+                 add one there, or judge it by a port (`tcp: PORT`), its log (`log: REGEX`) or `running`",
+                config.path
+            )));
+        }
         let port = match probe {
             compose::Probe::Tcp(p) => Some(*p),
             compose::Probe::Http(h) => Some(h.port),
