@@ -11,7 +11,8 @@ use crate::ci_log::CiHost;
 use crate::flags::E2e;
 
 pub fn run(flags: &E2e) -> anyhow::Result<()> {
-    let (workspace, config) = crate::load_config(flags.config.config.as_deref())?;
+    let (workspace, mut config) = crate::load_config(flags.config.config.as_deref())?;
+    config.readiness.logs &= !flags.no_logs;
     let ci = crate::in_ci();
     let project = config.project_name(flags.project.as_deref(), ci);
     let teardown = flags.teardown.unwrap_or_else(|| config.default_policy(ci));
@@ -44,7 +45,7 @@ pub fn run(flags: &E2e) -> anyhow::Result<()> {
     };
     on_signals(project, teardown)?;
     if flags.watch {
-        return crate::watch::run(&opts, flags.only_failed);
+        return crate::watch::run(&opts, flags.only_failed, flags.no_logs);
     }
     let ci_host = CiHost::detect(|k| std::env::var(k).ok());
     let report = pipeline::e2e::run(&opts, &mut crate::progress::Progress::new(ci_host));

@@ -140,6 +140,10 @@ pub struct E2e {
     /// at once instead of waiting for it.
     #[arg(long)]
     pub no_wait: bool,
+    /// Do not show the services' log lines while the stack starts (they are
+    /// kept in the run folder's logs/ either way) [config: readiness.logs].
+    #[arg(long)]
+    pub no_logs: bool,
     /// Publish every port on a host port the engine picks, so runs of this
     /// stack can share an engine; `{service:port}` follows [config: compose.ephemeral_ports].
     #[arg(long)]

@@ -30,7 +30,8 @@ type Events = std::sync::mpsc::Receiver<notify::Result<notify::Event>>;
 /// Runs the loop; the teardown policy (`opts.teardown`) applies when it
 /// ends. With `only_failed`, a cycle after one whose tests failed runs only
 /// those that failed.
-pub fn run(opts: &Options, only_failed: bool) -> anyhow::Result<()> {
+/// `no_logs`: `--no-logs`, which a reloaded config does not undo.
+pub fn run(opts: &Options, only_failed: bool, no_logs: bool) -> anyhow::Result<()> {
     let root = &opts.workspace.root;
     let policy = opts.teardown;
     let mut map = Map::new(opts).map_err(|e| anyhow::anyhow!(e))?;
@@ -118,7 +119,10 @@ pub fn run(opts: &Options, only_failed: bool) -> anyhow::Result<()> {
             .any(|p| config_file.is_some() && p.canonicalize_utf8().ok() == config_file)
         {
             match pipeline::Config::load(&config_path, &opts.workspace) {
-                Ok(config) => session.use_config(config),
+                Ok(mut config) => {
+                    config.readiness.logs &= !no_logs;
+                    session.use_config(config)
+                }
                 Err(e) => {
                     say(&format!(
                         "no cycle: {e}; fix it and save again (the last config stays in use)"

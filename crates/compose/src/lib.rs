@@ -35,7 +35,7 @@ pub use project::{Container, ImageBuild, Project, Publisher, image_ids, image_ke
 pub use readiness::{HttpProbe, Probe};
 pub use sweep::{Labelled, labelled_projects, remove_project};
 pub use teardown::{Policy, Stopped};
-pub use up::{POLL_INTERVAL, UpOptions, UpSummary};
+pub use up::{POLL_INTERVAL, UpEvent, UpOptions, UpSummary};
 
 use process::Cmd;
 

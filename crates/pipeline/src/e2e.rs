@@ -14,9 +14,10 @@ use crate::fingerprint::Store;
 use crate::lock::ProjectLock;
 pub(crate) use crate::phases::Phases;
 pub(crate) use crate::phases::apply_policy;
-pub use crate::phases::{Options, Progress};
+pub use crate::phases::{Options, Progress, Work};
 use crate::phases::{
-    Prebuild, Staging, build_phase, certs_phase, clean_phase, preflight, teardown, up_phase,
+    Prebuild, Staging, UpRequest, build_phase, certs_phase, clean_phase, preflight, teardown,
+    up_phase,
 };
 use crate::report::{Failure, Phase, RunReport, Verdict};
 
@@ -221,14 +222,20 @@ pub(crate) fn body(
         None
     } else {
         let staging = staging.expect("staging starts unless --no-build");
-        let built = phases.run(Phase::Build, |_| {
-            build_phase(opts, project, &mut store, staging)
+        let built = phases.run(Phase::Build, |progress| {
+            build_phase(opts, project, &mut store, staging, progress)
         })?;
         (phases.report.contexts, phases.report.images) = (built.contexts, built.images);
         Some(built.image_ids)
     };
     let up = phases.run(Phase::Up, |progress| {
-        up_phase(opts, project, &mut store, image_ids, None, None, progress)
+        let request = UpRequest {
+            image_ids,
+            only: None,
+            known: None,
+            beside: &|| prebuild.news(),
+        };
+        up_phase(opts, project, &mut store, request, progress)
     })?;
     // The tests are told the containers as the wait last saw them.
     let containers = up.containers.clone();

@@ -21,7 +21,7 @@ use crate::e2e::{
 };
 use crate::fingerprint::Store;
 use crate::lock::ProjectLock;
-use crate::phases::{Prebuild, Staging, build_phase, preflight, up_phase};
+use crate::phases::{Prebuild, Staging, UpRequest, build_phase, preflight, up_phase};
 use crate::reaper::Reaper;
 use crate::report::{Failure, Phase, RunReport, Status, Verdict};
 
@@ -204,8 +204,8 @@ impl Session {
             } else {
                 Staging::skip(opts)
             };
-            let built = phases.run(Phase::Build, |_| {
-                build_phase(opts, project, &mut store, staging)
+            let built = phases.run(Phase::Build, |progress| {
+                build_phase(opts, project, &mut store, staging, progress)
             })?;
             (phases.report.contexts, phases.report.images) = (built.contexts, built.images);
             changed = built.changed;
@@ -221,7 +221,13 @@ impl Session {
             };
             self.stack_ok = false;
             let up = phases.run(Phase::Up, |progress| {
-                up_phase(opts, project, &mut store, image_ids, only, known, progress)
+                let request = UpRequest {
+                    image_ids,
+                    only,
+                    known,
+                    beside: &|| prebuild.news(),
+                };
+                up_phase(opts, project, &mut store, request, progress)
             })?;
             self.stack_ok = true;
             self.containers = Some(up.containers.clone());

@@ -6,17 +6,22 @@
 //! folder's lock makes any other wait.
 
 use camino::{Utf8Path, Utf8PathBuf};
-use process::{Cmd, GroupOptions};
+use process::Cmd;
 
 use crate::config::StageConfig;
 use crate::error::{Error, Result};
 
-/// Builds the staged packages (one cargo call per profile) and copies the
-/// binaries. Returns how many binaries changed.
+/// How a build says how far it has come.
+pub type OnProgress = std::sync::Arc<dyn Fn(process::CargoProgress) + Send + Sync>;
+
+/// Builds the staged packages (one cargo call per profile, whose progress
+/// goes to `on_progress`) and copies the binaries. Returns how many
+/// binaries changed.
 pub fn stage(
     root: &Utf8Path,
     target_dir: &Utf8Path,
     stages: &[(StageConfig, Utf8PathBuf)],
+    on_progress: OnProgress,
 ) -> Result<usize> {
     if stages.is_empty() {
         return Ok(0);
@@ -31,7 +36,14 @@ pub fn stage(
             .filter(|(s, _)| s.profile == profile)
             .map(|(s, _)| s.package.as_str())
             .collect();
-        build(root, &stage_dir(target_dir), &triple, profile, &packages)?;
+        build(
+            root,
+            &stage_dir(target_dir),
+            &triple,
+            profile,
+            &packages,
+            on_progress.clone(),
+        )?;
     }
     let mut changed = 0;
     for (s, dir) in stages {
@@ -65,6 +77,7 @@ fn build(
     triple: &str,
     profile: &str,
     packages: &[&str],
+    on_progress: OnProgress,
 ) -> Result<()> {
     let packages = packages
         .iter()
@@ -82,20 +95,31 @@ fn build(
     .join(" ");
     let cmd = Cmd::cargo(args)
         .env("RUSTFLAGS", flags.trim())
-        .env("CARGO_TARGET_DIR", target_dir.as_str());
-    let out = cmd.run_group(
-        root,
-        GroupOptions {
-            capture: true,
-            interruptible: true,
-        },
-    )?;
+        .env("CARGO_TARGET_DIR", target_dir.as_str())
+        .with_cargo_progress();
+    let out = cmd
+        .start_group_streaming(root, true, process::Stream::Stderr, move |line| {
+            if let Some(p) = process::cargo_progress(line) {
+                on_progress(p);
+            }
+        })?
+        .wait()?;
     if !out.success() {
-        let lines: Vec<&str> = out.stderr.lines().collect();
-        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-        return Err(Error::Stack(format!("`{cmd}` failed:\n{tail}")));
+        return Err(Error::Stack(format!(
+            "`{cmd}` failed:\n{}",
+            without_progress(&out.stderr, 30)
+        )));
     }
     Ok(())
+}
+
+/// The last `n` lines of a cargo's stderr, without its progress bar.
+pub(crate) fn without_progress(stderr: &str, n: usize) -> String {
+    let lines: Vec<&str> = stderr
+        .split(['\n', '\r'])
+        .filter(|l| !l.trim().is_empty() && process::cargo_progress(l).is_none())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn copy_if_changed(from: &Utf8Path, to: &Utf8Path) -> Result<bool> {

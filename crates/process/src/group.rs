@@ -22,6 +22,13 @@ pub struct GroupOptions {
     pub interruptible: bool,
 }
 
+/// Which of a child's output streams is read as it comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
 /// What a process-group child left behind.
 #[derive(Debug, Clone)]
 pub struct GroupOutput {
@@ -45,6 +52,9 @@ pub struct Group {
     handle: Option<duct::Handle>,
     pgid: i32,
     cmd: Cmd,
+    /// The stream read as it comes, and the thread reading it, which
+    /// returns all of it.
+    streamed: Option<(Stream, std::thread::JoinHandle<String>)>,
 }
 
 impl Group {
@@ -56,13 +66,14 @@ impl Group {
 
     /// Its output once it has exited; `None` while it runs.
     pub fn try_wait(&mut self) -> Result<Option<GroupOutput>> {
-        let Some(handle) = &self.handle else {
+        let Some(handle) = self.handle.take() else {
             return Ok(None);
         };
-        match handle.try_wait() {
+        let done = handle.try_wait().map(|o| o.map(|o| self.output(o)));
+        self.handle = Some(handle);
+        match done {
             Ok(None) => Ok(None),
             Ok(Some(out)) => {
-                let out = output(out);
                 self.done();
                 Ok(Some(out))
             }
@@ -75,10 +86,29 @@ impl Group {
 
     /// Waits for it to exit.
     pub fn wait(mut self) -> Result<GroupOutput> {
-        let handle = self.handle.as_ref().expect("a group is waited for once");
-        let out = handle.wait().map(output);
+        let handle = self.handle.take().expect("a group is waited for once");
+        let out = handle.wait().map(|o| self.output(o));
+        self.handle = Some(handle);
         self.done();
         out.map_err(|source| self.cmd.spawn_error(source))
+    }
+
+    /// What it left; the streamed stream from its reading thread (which ends
+    /// when the last process holding the pipe does).
+    fn output(&mut self, out: &std::process::Output) -> GroupOutput {
+        let mut output = GroupOutput {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        if let Some((stream, reader)) = self.streamed.take() {
+            let text = reader.join().unwrap_or_default();
+            match stream {
+                Stream::Stdout => output.stdout = text,
+                Stream::Stderr => output.stderr = text,
+            }
+        }
+        output
     }
 
     fn done(&mut self) {
@@ -100,14 +130,9 @@ impl Drop for Group {
             let _ = handle.wait();
             self.done();
         }
-    }
-}
-
-fn output(out: &std::process::Output) -> GroupOutput {
-    GroupOutput {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        if let Some((_, reader)) = self.streamed.take() {
+            let _ = reader.join();
+        }
     }
 }
 
@@ -120,6 +145,65 @@ impl Cmd {
         if opts.capture {
             e = e.stdout_capture().stderr_capture();
         }
+        self.start(e, opts, None)
+    }
+
+    /// Starts it like [`Cmd::start_group`], reading `stream` as it comes:
+    /// each line goes to `on_line` (`\r` ends one too: cargo redraws its
+    /// progress bar with it), and the whole of it is in the output; the
+    /// other stream is captured.
+    pub fn start_group_streaming(
+        &self,
+        dir: &Utf8Path,
+        interruptible: bool,
+        stream: Stream,
+        mut on_line: impl FnMut(&str) + Send + 'static,
+    ) -> Result<Group> {
+        let (reader, writer) = std::io::pipe().map_err(|source| self.spawn_error(source))?;
+        let e = self.expression(dir).unchecked();
+        let e = match stream {
+            Stream::Stderr => e.stdout_capture().stderr_file(writer),
+            Stream::Stdout => e.stderr_capture().stdout_file(writer),
+        };
+        let thread = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut line = Vec::new();
+            let mut reader = std::io::BufReader::new(reader);
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                all.extend_from_slice(&buf[..n]);
+                for &b in &buf[..n] {
+                    if b == b'\n' || b == b'\r' {
+                        if !line.is_empty() {
+                            on_line(&String::from_utf8_lossy(&line));
+                            line.clear();
+                        }
+                    } else {
+                        line.push(b);
+                    }
+                }
+            }
+            if !line.is_empty() {
+                on_line(&String::from_utf8_lossy(&line));
+            }
+            String::from_utf8_lossy(&all).into_owned()
+        });
+        let opts = GroupOptions {
+            capture: true,
+            interruptible,
+        };
+        self.start(e, opts, Some((stream, thread)))
+    }
+
+    fn start(
+        &self,
+        e: duct::Expression,
+        opts: GroupOptions,
+        streamed: Option<(Stream, std::thread::JoinHandle<String>)>,
+    ) -> Result<Group> {
         let handle = e.start().map_err(|source| self.spawn_error(source))?;
         // The program is the group's leader: its pid is the group's id.
         let pgid = handle.pids().first().copied().unwrap_or_default() as i32;
@@ -133,6 +217,7 @@ impl Cmd {
             handle: Some(handle),
             pgid,
             cmd: self.clone(),
+            streamed,
         })
     }
 
@@ -220,6 +305,25 @@ mod tests {
         assert!(other.try_wait().unwrap().is_none(), "the other still runs");
         other.stop();
         other.wait().unwrap();
+    }
+
+    #[test]
+    fn stderr_streams_line_by_line_and_stays_whole() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let cmd = Cmd::new(
+            "sh",
+            ["-c", "printf 'a\\rb\\n' >&2; echo out; printf 'c' >&2"],
+        );
+        let group = cmd
+            .start_group_streaming(Utf8Path::new("."), false, Stream::Stderr, move |l| {
+                sink.lock().unwrap().push(l.to_owned())
+            })
+            .unwrap();
+        let out = group.wait().unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["a", "b", "c"]);
+        assert_eq!(out.stderr, "a\rb\nc");
+        assert_eq!(out.stdout, "out\n");
     }
 
     #[test]

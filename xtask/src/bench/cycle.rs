@@ -218,7 +218,7 @@ fn staged_binaries() -> anyhow::Result<Utf8PathBuf> {
             target.join(to),
         )
     });
-    pipeline::stage::stage(&root, &target, &stages).map_err(anyhow::Error::msg)?;
+    pipeline::stage::stage(&root, &target, &stages, std::sync::Arc::new(|_| {}))?;
     Ok(target.join("bench-bin"))
 }
 

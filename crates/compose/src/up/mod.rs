@@ -13,8 +13,23 @@ use crate::project::{Container, Project, tail};
 use crate::readiness::{Probe, default_probes};
 use process::GroupOutput;
 
+mod logs;
 mod wait;
 use wait::Wait;
+
+/// What `up` tells its caller while it waits.
+#[derive(Debug)]
+pub enum UpEvent<'a> {
+    /// Who is still awaited, and why: each time that changes.
+    Waiting(&'a [(String, String)]),
+    /// A line a service printed before it was ready (within its rate; with
+    /// [`UpOptions::logs`]).
+    Log { service: &'a str, line: &'a str },
+    /// `count` lines of a service were not shown: it printed too many at once.
+    Held { service: &'a str, count: usize },
+    /// A poll went by (every ~0.1 s): the caller may show other news.
+    Poll,
+}
 
 /// How often `up` asks `ps` while it waits (a `ps` itself takes ~0.1 s).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -94,13 +109,16 @@ pub struct UpOptions {
     /// The project's containers as the caller saw them last (a watch
     /// session, which alone changes them): no `ps` before `up`.
     pub known: Option<Vec<Container>>,
+    /// Hand the services' log lines to the caller while they start.
+    pub logs: bool,
 }
 
 impl Project {
     /// Starts the stack (reusing unchanged containers) and waits for every
     /// service: healthy with a healthcheck, running without, exited 0 when
-    /// one-shot. Fails fast on an exit or an unhealthy service. `waiting` hears
-    /// who is still awaited, each time that changes.
+    /// one-shot. Fails fast on an exit or an unhealthy service. `on` hears
+    /// who is still awaited, each time that changes, and the services' log
+    /// lines while they start (see [`UpEvent`]).
     ///
     /// A service with a healthcheck is ready as soon as its own check command
     /// passes (run here with `docker exec`), not when Docker next runs it
@@ -111,7 +129,7 @@ impl Project {
     pub fn up_and_wait(
         &self,
         mut opts: UpOptions,
-        mut waiting: impl FnMut(&[(String, String)]),
+        mut on: impl FnMut(UpEvent<'_>),
     ) -> Result<UpSummary> {
         // A container a previous run stopped still says `exited`: until `up`
         // has returned, such a container is not judged.
@@ -139,8 +157,13 @@ impl Project {
             }
         }
         for level in 0..wait.plan.levels.len() {
-            wait.level(level, &opts, &mut waiting)?;
+            let waited = wait.level(level, &opts, &mut on);
+            if waited.is_err() {
+                wait.flush(&mut on);
+            }
+            waited?;
         }
+        wait.flush(&mut on);
         Ok(wait.summary(repaired_networks, killed))
     }
 

@@ -7,19 +7,19 @@ use std::time::{Duration, Instant};
 
 use process::{GroupOptions, GroupOutput};
 
-use super::{POLL_INTERVAL, StartPlan, UP_QUIET, UpOptions, UpSummary, unix_time};
+use super::logs::{Follower, Rate, service_of};
+use super::{POLL_INTERVAL, StartPlan, UP_QUIET, UpEvent, UpOptions, UpSummary, unix_time};
 use crate::error::{Error, Result};
 use crate::project::{Container, Project};
 use crate::readiness::{HealthChecks, Readiness, being_replaced};
-
-/// A service still awaited, and why: `(service, what it waits for)`.
-pub(super) type Awaited = (String, String);
 
 /// The wait across `up`'s levels: what ran before `up`, which services are
 /// settled, when each got ready, and the last listing of the containers.
 pub(super) struct Wait<'a> {
     project: &'a Project,
     start: Instant,
+    /// `start` on the wall clock, which dates the services' log lines.
+    started_at: std::time::SystemTime,
     /// When `up` started (seconds since the epoch): logs count from then.
     up_started: u64,
     /// Container ID to its state before `up`.
@@ -37,6 +37,9 @@ pub(super) struct Wait<'a> {
     /// Who was last said to be awaited.
     last: Vec<(String, String)>,
     containers: Vec<Container>,
+    /// The services' log lines, from the first `up` on.
+    follower: Option<Follower>,
+    rate: Rate,
 }
 
 impl<'a> Wait<'a> {
@@ -71,6 +74,7 @@ impl<'a> Wait<'a> {
         Ok(Wait {
             project,
             start: Instant::now(),
+            started_at: std::time::SystemTime::now(),
             up_started: unix_time(),
             before,
             stale,
@@ -82,6 +86,8 @@ impl<'a> Wait<'a> {
             ready_at: BTreeMap::new(),
             last: Vec::new(),
             containers: Vec::new(),
+            follower: None,
+            rate: Rate::default(),
         })
     }
 
@@ -112,7 +118,7 @@ impl<'a> Wait<'a> {
         &mut self,
         i: usize,
         opts: &UpOptions,
-        waiting: &mut dyn FnMut(&[Awaited]),
+        on: &mut dyn FnMut(UpEvent<'_>),
     ) -> Result<()> {
         let up = self.up_command(i, opts);
         let group = GroupOptions {
@@ -130,7 +136,7 @@ impl<'a> Wait<'a> {
                 .iter()
                 .map(|s| (s.clone(), "starting".to_owned()))
                 .collect();
-            waiting(&starting);
+            on(UpEvent::Waiting(&starting));
             self.last = starting;
         }
         let mut up_out: Option<GroupOutput> = None;
@@ -146,8 +152,10 @@ impl<'a> Wait<'a> {
                 if level_started.elapsed() >= UP_QUIET || process::interrupt::is_requested() {
                     break;
                 }
+                self.show(on);
                 std::thread::sleep(Duration::from_millis(20));
             }
+            self.show(on);
             if process::interrupt::is_requested() {
                 return Err(Error::Interrupted);
             }
@@ -156,6 +164,13 @@ impl<'a> Wait<'a> {
                 continue;
             };
             self.containers = containers;
+            // The services' lines from the first container `up` made on (a
+            // nicety: without it the wait is the same).
+            if opts.logs && !self.skip_up && self.follower.is_none() && !self.containers.is_empty()
+            {
+                let since = self.started_at - Duration::from_secs(1);
+                self.follower = Follower::start(self.project, since).ok();
+            }
             let states = self.judge(i, up_out.is_some());
             // A service that failed explains more than Compose's own error does.
             if let Some((service, detail)) = states.iter().find_map(|(s, r)| match r {
@@ -203,11 +218,62 @@ impl<'a> Wait<'a> {
                 });
             }
             if pending != self.last && !pending.is_empty() {
-                waiting(&pending);
+                on(UpEvent::Waiting(&pending));
                 self.last = pending;
             }
             // `ps` itself takes ~0.1 s: together a state change is seen within ~0.2 s.
             std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// The lines the services printed since the last look, of those not
+    /// ready yet and within their rate; then a poll.
+    fn show(&mut self, on: &mut dyn FnMut(UpEvent<'_>)) {
+        if let Some(follower) = &mut self.follower {
+            let lines = follower.take(self.project);
+            let now = Instant::now();
+            let services: Vec<String> = self.project.stack.services.keys().cloned().collect();
+            let named: BTreeMap<String, String> = self
+                .containers
+                .iter()
+                .map(|c| (c.name.clone(), c.service.clone()))
+                .collect();
+            for line in lines {
+                let service = service_of(&line.container, &services, &named).to_owned();
+                // Quiet once ready (what it printed before is shown): its
+                // lines are in the run's logs.
+                let ready = self
+                    .ready_at
+                    .get(&service)
+                    .map(|s| self.started_at + Duration::from_secs_f64(*s));
+                if ready.is_some_and(|r| line.at.is_none_or(|at| at > r)) {
+                    continue;
+                }
+                if let Some(held) = self.rate.admit(&service, now) {
+                    if held > 0 {
+                        on(UpEvent::Held {
+                            service: &service,
+                            count: held,
+                        });
+                    }
+                    on(UpEvent::Log {
+                        service: &service,
+                        line: &line.text,
+                    });
+                }
+            }
+        }
+        on(UpEvent::Poll);
+    }
+
+    /// Says the lines still held back (the wait is over).
+    pub(super) fn flush(&mut self, on: &mut dyn FnMut(UpEvent<'_>)) {
+        self.show(on);
+        for (service, count) in self.rate.held() {
+            on(UpEvent::Held {
+                service: &service,
+                count,
+            });
         }
     }
 

@@ -115,6 +115,10 @@ pub struct ReadinessConfig {
     /// healthcheck; else, with published ports, a TCP connection that stays
     /// open on each; else running (or exited 0 for a one-shot).
     pub services: BTreeMap<String, Probe>,
+    /// Show each service's log lines while the stack starts, until it is
+    /// ready (`--no-logs` turns them off for a run). They are kept in the
+    /// run folder's `logs/` either way.
+    pub logs: bool,
 }
 
 impl Default for ReadinessConfig {
@@ -122,6 +126,7 @@ impl Default for ReadinessConfig {
         ReadinessConfig {
             timeout_s: 120,
             services: BTreeMap::new(),
+            logs: true,
         }
     }
 }

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use compose::Project;
 
-use super::{Beside, Options, PhaseResult};
+use super::{Beside, Options, PhaseResult, Progress, Work};
 use crate::error::{Error, Result};
 use crate::fingerprint::{self, Store};
 use crate::report::ContextSize;
+use crate::report::Phase;
 
 /// What each context sends now (after staging: exactly what the build will
 /// get), checked against `context.budget` before the build starts; and the
@@ -91,8 +92,11 @@ impl Staging {
             opts.workspace.target_dir.clone(),
         );
         Staging {
-            work: Some(Beside::spawn(move || {
-                crate::stage::stage(&root, &target, &stages)
+            work: Some(Beside::spawn(move |board| {
+                let progress = std::sync::Arc::new(move |p: process::CargoProgress| {
+                    board.post(Work::cargo("staged binaries", &p));
+                });
+                crate::stage::stage(&root, &target, &stages, progress)
             })),
             count,
         }
@@ -107,9 +111,9 @@ impl Staging {
         }
     }
 
-    /// How many staged binaries changed.
-    fn finish(self) -> Result<usize> {
-        self.work.map_or(Ok(0), Beside::join)
+    /// How many staged binaries changed; shows how the build goes meanwhile.
+    fn finish(self, progress: &mut dyn Progress) -> Result<usize> {
+        self.work.map_or(Ok(0), |w| w.join(Phase::Build, progress))
     }
 }
 
@@ -118,12 +122,13 @@ pub(crate) fn build_phase(
     project: &Project,
     store: &mut Store,
     staging: Staging,
+    progress: &mut dyn Progress,
 ) -> PhaseResult<Built> {
     let stages = staging.count;
     // The engine's images are listed while cargo stages: they are independent.
     let (staged, image_ids) = std::thread::scope(|s| {
         let ids = s.spawn(|| compose::image_ids(&project.spec.dir));
-        let staged = staging.finish();
+        let staged = staging.finish(progress);
         (staged, ids.join().expect("listing images does not panic"))
     });
     let staged = staged?;

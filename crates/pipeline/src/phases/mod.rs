@@ -27,7 +27,7 @@ pub(crate) use preflight::preflight;
 pub(crate) use teardown::{apply_policy, teardown};
 pub use test::expand;
 pub(crate) use test::{Prebuild, test_phase};
-pub(crate) use up::up_phase;
+pub(crate) use up::{UpRequest, up_phase};
 
 /// Everything a run needs, decided by the caller.
 #[derive(Debug, Clone)]
@@ -68,6 +68,52 @@ pub trait Progress {
     /// A line worth showing while a phase runs (who is still awaited).
     fn note(&mut self, phase: Phase, line: &str);
     fn end(&mut self, report: &PhaseReport);
+    /// Work under way that changes no state (a cargo build's count, a
+    /// build's step): shown as it comes on a terminal, throttled on a pipe.
+    fn work(&mut self, _phase: Phase, _work: &Work) {}
+    /// A line a service printed while the stack starts.
+    fn service_log(&mut self, _service: &str, _line: &str) {}
+    /// `count` lines of `service` were not shown (too many at once); all are
+    /// in the run folder's `logs/`.
+    fn service_held(&mut self, _service: &str, _count: usize) {}
+}
+
+/// Work under way: how far a build has come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Work {
+    /// What is being done: `staged binaries`, `test binaries`, a service's build.
+    pub what: String,
+    pub line: String,
+    /// Units done of a total, when known.
+    pub done: Option<(u64, u64)>,
+}
+
+impl Work {
+    /// A cargo build's progress.
+    pub(crate) fn cargo(what: &str, p: &process::CargoProgress) -> Work {
+        Work {
+            what: what.to_owned(),
+            line: format!("{}/{} built, building {}", p.done, p.total, p.building),
+            done: Some((p.done, p.total)),
+        }
+    }
+}
+
+/// The latest [`Work`] a thread beside the phases posted, until the phases
+/// look (they show it while they wait).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Board(std::sync::Arc<std::sync::Mutex<Option<Work>>>);
+
+impl Board {
+    pub(crate) fn post(&self, work: Work) {
+        if let Ok(mut w) = self.0.lock() {
+            *w = Some(work);
+        }
+    }
+
+    pub(crate) fn take(&self) -> Option<Work> {
+        self.0.lock().ok()?.take()
+    }
 }
 
 /// A phase's value and the note shown for it.
@@ -139,8 +185,15 @@ impl Phases<'_> {
     ) -> Result<(), Verdict> {
         // A failing phase hands back only its verdict: the counts travel aside.
         let mut counted = None;
-        let outcome = self.run(Phase::Test, |_| {
-            test_phase(opts, project, Some(prebuild), containers, &mut counted)
+        let outcome = self.run(Phase::Test, |progress| {
+            test_phase(
+                opts,
+                project,
+                Some(prebuild),
+                containers,
+                &mut counted,
+                progress,
+            )
         });
         if let Some(o) = counted {
             (self.report.tests, self.report.junit) = (o.counts, o.junit);
@@ -165,28 +218,39 @@ impl Phases<'_> {
 }
 
 /// Work started in a thread of its own to run beside the phases (a cargo
-/// build). Dropped before it was joined (a phase failed, Ctrl-C), it stops
-/// the process groups it started, and only those, and waits for the thread.
+/// build), posting how far it has come on its board. Dropped before it was
+/// joined (a phase failed, Ctrl-C), it stops the process groups it started,
+/// and only those, and waits for the thread.
 #[derive(Debug)]
-struct Beside<T> {
+pub(crate) struct Beside<T> {
     handle: Option<std::thread::JoinHandle<T>>,
     scope: process::Scope,
+    pub(crate) board: Board,
 }
 
 impl<T: Send + 'static> Beside<T> {
-    fn spawn(work: impl FnOnce() -> T + Send + 'static) -> Beside<T> {
+    pub(crate) fn spawn(work: impl FnOnce(Board) -> T + Send + 'static) -> Beside<T> {
         let scope = process::Scope::default();
         let inside = scope.clone();
+        let board = Board::default();
+        let posts = board.clone();
         Beside {
-            handle: Some(std::thread::spawn(move || inside.enter(work))),
+            handle: Some(std::thread::spawn(move || inside.enter(|| work(posts)))),
             scope,
+            board,
         }
     }
 
-    fn join(mut self) -> T {
-        self.handle
-            .take()
-            .expect("joined once")
+    /// Waits for it, showing what it posts meanwhile.
+    pub(crate) fn join(mut self, phase: Phase, progress: &mut dyn Progress) -> T {
+        let handle = self.handle.take().expect("joined once");
+        while !handle.is_finished() {
+            if let Some(w) = self.board.take() {
+                progress.work(phase, &w);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        handle
             .join()
             .expect("work beside the phases does not panic")
     }

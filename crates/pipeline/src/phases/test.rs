@@ -5,8 +5,9 @@
 use camino::Utf8PathBuf;
 use compose::{Container, Engine, Project};
 
-use super::{Beside, Options, PhaseResult};
+use super::{Beside, Options, PhaseResult, Progress, Work};
 use crate::error::{Error, Result};
+use crate::report::Phase;
 
 /// What the tests see: the project, the CA (with certificates), and
 /// `tests.env` with each `{service:port}` made the address where the engine
@@ -102,18 +103,19 @@ impl Prebuild {
         let root = opts.workspace.root.clone();
         let metadata = cargo_metadata_file(opts);
         let workspace = opts.workspace.clone();
-        let work = Beside::spawn(move || {
+        let work = Beside::spawn(move |board| {
             // Preflight wrote it only when it needed the package graph; asked
             // for beside the build, it costs no wall time.
             let meta = (!metadata.exists())
                 .then(|| std::thread::spawn(move || workspace.write_full_metadata(&metadata)));
-            let built = cmd.run_group(
-                &root,
-                process::GroupOptions {
-                    capture: true,
-                    interruptible: true,
-                },
-            );
+            let built = cmd
+                .with_cargo_progress()
+                .start_group_streaming(&root, true, process::Stream::Stderr, move |line| {
+                    if let Some(p) = process::cargo_progress(line) {
+                        board.post(Work::cargo("test binaries", &p));
+                    }
+                })
+                .and_then(process::Group::wait);
             if let Some(m) = meta {
                 let _ = m.join();
             }
@@ -150,23 +152,27 @@ impl Prebuild {
 
     /// Waits for the build; a failed one fails the test phase with its
     /// output. The list of the binaries built, when it could be written.
-    pub(crate) fn finish(self) -> Result<Option<Utf8PathBuf>, Error> {
+    pub(crate) fn finish(self, progress: &mut dyn Progress) -> Result<Option<Utf8PathBuf>, Error> {
         let Some(work) = self.work else {
             return Ok(self.built.then_some(self.binaries));
         };
-        let out = work.join()?;
+        let out = work.join(Phase::Test, progress)?;
         if out.success() {
             return Ok(std::fs::write(&self.binaries, &out.stdout)
                 .is_ok()
                 .then(|| self.binaries.clone()));
         }
         let text = format!("{}{}", out.stdout, out.stderr);
-        let lines: Vec<&str> = text.lines().collect();
         Err(Error::Stack(format!(
             "the test binaries did not build (`{}`):\n{}",
             self.command,
-            lines[lines.len().saturating_sub(30)..].join("\n")
+            crate::stage::without_progress(&text, 30)
         )))
+    }
+
+    /// What its build posted last, if it did since asked.
+    pub(crate) fn news(&self) -> Option<Work> {
+        self.work.as_ref()?.board.take()
     }
 }
 
@@ -176,10 +182,11 @@ pub(crate) fn test_phase(
     prebuild: Option<Prebuild>,
     containers: Option<Vec<Container>>,
     counted: &mut Option<test_runner::Outcome>,
+    progress: &mut dyn Progress,
 ) -> PhaseResult<()> {
     let reused = prebuild.as_ref().is_some_and(|p| p.built);
     let binaries = match prebuild {
-        Some(p) => p.finish()?,
+        Some(p) => p.finish(progress)?,
         None => None,
     };
     let c = &opts.config;

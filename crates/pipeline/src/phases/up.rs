@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use compose::{Container, Engine, Project, UpOptions};
+use compose::{Container, Engine, Project, UpEvent, UpOptions};
 
 use super::preflight::CERTS_VOLUME;
-use super::{Options, PhaseResult, Progress};
+use super::{Options, PhaseResult, Progress, Work};
 use crate::fingerprint::{self, Store};
 use crate::report::Phase;
 
@@ -21,15 +21,31 @@ fn newest_certificate(opts: &Options) -> Option<std::time::SystemTime> {
         .max()
 }
 
+/// What a run or a watch cycle asks of the up phase.
+pub(crate) struct UpRequest<'a> {
+    /// The engine's image IDs, when the build phase listed them.
+    pub image_ids: Option<BTreeMap<String, String>>,
+    /// Start only these (a watch cycle's rebuilt services).
+    pub only: Option<Vec<String>>,
+    /// The containers as the caller saw them last (a watch session).
+    pub known: Option<Vec<Container>>,
+    /// News of the work beside the phases (the test build), shown while waiting.
+    pub beside: &'a dyn Fn() -> Option<Work>,
+}
+
 pub(crate) fn up_phase(
     opts: &Options,
     project: &Project,
     store: &mut Store,
-    image_ids: Option<BTreeMap<String, String>>,
-    only: Option<Vec<String>>,
-    known: Option<Vec<Container>>,
+    request: UpRequest<'_>,
     progress: &mut dyn Progress,
 ) -> PhaseResult<compose::UpSummary> {
+    let UpRequest {
+        image_ids,
+        only,
+        known,
+        beside,
+    } = request;
     let image_ids = match image_ids {
         Some(ids) => ids,
         None => compose::image_ids(&project.spec.dir)?,
@@ -54,6 +70,7 @@ pub(crate) fn up_phase(
         replace_grace: Duration::from_secs(opts.config.teardown.grace_s),
         only,
         known,
+        logs: opts.config.readiness.logs,
     };
     // A remote engine gets the certificates in a volume, filled anew each run
     // (new certificates recreate the containers, as with a bind mount).
@@ -76,9 +93,18 @@ pub(crate) fn up_phase(
             project.fill_volume(CERTS_VOLUME, &dir, &images)?;
         }
     }
-    let up = project.up_and_wait(up_opts, |pending| {
-        let list: Vec<String> = pending.iter().map(|(s, w)| format!("{s} ({w})")).collect();
-        progress.note(Phase::Up, &format!("waiting for {}", list.join(", ")));
+    let up = project.up_and_wait(up_opts, |event| match event {
+        UpEvent::Waiting(pending) => {
+            let list: Vec<String> = pending.iter().map(|(s, w)| format!("{s} ({w})")).collect();
+            progress.note(Phase::Up, &format!("waiting for {}", list.join(", ")));
+        }
+        UpEvent::Log { service, line } => progress.service_log(service, line),
+        UpEvent::Held { service, count } => progress.service_held(service, count),
+        UpEvent::Poll => {
+            if let Some(w) = beside() {
+                progress.work(Phase::Up, &w);
+            }
+        }
     })?;
     store.state.stack = key.map(|key| fingerprint::Started {
         key,
