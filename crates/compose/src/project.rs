@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::{ProjectSpec, Stack};
-use process::{Cmd, GroupOptions, GroupOutput};
+use process::{Cmd, GroupOutput};
 
 /// One container as `docker compose ps --all --format json` describes it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -26,6 +26,10 @@ pub struct Container {
     pub exit_code: i32,
     #[serde(default)]
     pub publishers: Option<Vec<Publisher>>,
+    /// Compose's labels: `k=v,k=v` as `ps --format json` prints them (an
+    /// object in some versions).
+    #[serde(default)]
+    pub labels: serde_json::Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -43,6 +47,18 @@ pub struct Publisher {
 }
 
 impl Container {
+    /// One of its labels.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        match &self.labels {
+            serde_json::Value::String(all) => all.split(',').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k == key).then_some(v)
+            }),
+            serde_json::Value::Object(map) => map.get(key)?.as_str(),
+            _ => None,
+        }
+    }
+
     /// Its state as a run leaves it: `running`, or `exited 0` for a one-shot
     /// that completed: what a later run compares to know it is untouched.
     pub fn condition(&self) -> String {
@@ -75,7 +91,7 @@ impl Container {
 }
 
 /// Whether a service's image changed in a build.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageBuild {
     pub service: String,
     pub image: String,
@@ -89,6 +105,20 @@ pub struct ImageBuild {
     /// name: a service with no step of its own is judged by its image ID.
     #[serde(skip)]
     pub steps_named: bool,
+    /// When its first and last steps started (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<(f64, f64)>,
+    /// Why it was built: the first of its inputs that changed since the
+    /// last build (`api/src/main.rs`, the Dockerfile, build argument `X`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+/// Now, in seconds since the epoch.
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 const NO_DEFAULT_ATTESTATIONS: &str = "BUILDX_NO_DEFAULT_ATTESTATIONS";
@@ -140,9 +170,15 @@ impl Project {
     }
 
     /// Builds the images of `services` (every service that builds, when
-    /// `None`) with BuildKit, writing the whole log to `log`; on failure the
-    /// error holds the log's tail, where the failing step is.
-    pub fn build(&self, log: &Utf8Path, services: Option<&[String]>) -> Result<Vec<ImageBuild>> {
+    /// `None`) with BuildKit, writing the whole log to `log`; `on_step`
+    /// hears each instruction step as it starts (service, `[2/3] COPY ...`).
+    /// On failure the error holds the log's tail, where the failing step is.
+    pub fn build(
+        &self,
+        log: &Utf8Path,
+        services: Option<&[String]>,
+        on_step: &mut dyn FnMut(&str, &str),
+    ) -> Result<Vec<ImageBuild>> {
         let only = services.unwrap_or_default();
         let cmd = self.compose(
             ["--progress", "plain", "build"]
@@ -150,13 +186,41 @@ impl Project {
                 .into_iter()
                 .chain(only.iter().cloned()),
         );
-        let out = cmd.run_group(
-            &self.spec.dir,
-            GroupOptions {
-                capture: true,
-                interruptible: true,
-            },
-        )?;
+        let building: Vec<(String, String)> = self
+            .images()
+            .into_iter()
+            .filter(|(service, _)| services.is_none() || only.contains(service))
+            .collect();
+        let names: Vec<&str> = building.iter().map(|(s, _)| s.as_str()).collect();
+        let one = match names.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        };
+        // Lines come on the reading thread; steps are told from here.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let mut group =
+            cmd.start_group_streaming(&self.spec.dir, true, process::Stream::Stderr, move |l| {
+                let _ = tx.send(l.to_owned());
+            })?;
+        let mut spans: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        let mut tell = |lines: Vec<String>| {
+            for line in lines {
+                if let Some(step) = step_line(&line, &names, one) {
+                    let now = unix_now();
+                    let span = spans.entry(step.service.to_owned()).or_insert((now, now));
+                    span.1 = now;
+                    on_step(step.service, step.label);
+                }
+            }
+        };
+        let out = loop {
+            tell(rx.try_iter().collect());
+            if let Some(out) = group.try_wait()? {
+                tell(rx.try_iter().collect());
+                break out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
         interrupted_check(&out)?;
         let text = format!("{}{}", out.stdout, out.stderr);
         write_file(log, &text)?;
@@ -176,12 +240,6 @@ impl Project {
                 stderr: format!("{}\n(whole log: {log}){lacks}", tail(&text, 40)),
             });
         }
-        let building: Vec<(String, String)> = self
-            .images()
-            .into_iter()
-            .filter(|(service, _)| services.is_none() || only.contains(service))
-            .collect();
-        let names: Vec<&str> = building.iter().map(|(s, _)| s.as_str()).collect();
         // The classic builder (Podman) prints `STEP k/n` lines of parallel
         // builds interleaved and unnamed: no step is anyone's, and each
         // image is judged by its ID.
@@ -197,6 +255,8 @@ impl Project {
                 built: steps.ran.contains(&service),
                 steps_named: steps.named.contains(&service),
                 unchanged: false,
+                span: spans.get(&service).copied(),
+                why: None,
                 service,
                 image,
             })
@@ -317,24 +377,9 @@ fn steps_of(log: &str, building: &[&str]) -> Steps {
             cached.insert(step);
             continue;
         }
-        let Some((label, instruction)) = rest.strip_prefix('[').and_then(|r| r.split_once("] "))
-        else {
-            continue;
-        };
-        // `[service k/n]`, `[service stage k/n]`, bake's lone `[k/n]` or
-        // `[stage k/n]`; `[service internal]` is no instruction, and FROM
-        // resolves a base image: it runs nothing.
-        let words: Vec<&str> = label.split(' ').collect();
-        if !words.last().is_some_and(|k| k.contains('/')) || instruction.starts_with("FROM ") {
-            continue;
+        if let Some(s) = step_line(line, building, only) {
+            service_of.insert(s.id, s.service);
         }
-        let service = match (words.first(), only) {
-            (Some(first), _) if building.contains(first) => *first,
-            (_, Some(one)) => one,
-            (Some(first), None) => *first,
-            (None, None) => continue,
-        };
-        service_of.insert(step, service);
     }
     Steps {
         named: service_of.values().map(|s| (*s).to_owned()).collect(),
@@ -344,6 +389,43 @@ fn steps_of(log: &str, building: &[&str]) -> Steps {
             .map(|(_, s)| (*s).to_owned())
             .collect(),
     }
+}
+
+/// One instruction step of `--progress plain`: `#4 [backend 2/3] COPY ...`.
+#[derive(Debug, PartialEq, Eq)]
+struct StepLine<'a> {
+    id: &'a str,
+    service: &'a str,
+    /// `[2/3] COPY bin/x /x`, as the user reads it.
+    label: &'a str,
+}
+
+/// The step a line starts, and whose: `[service k/n]`, `[service stage k/n]`,
+/// bake's lone `[k/n]` or `[stage k/n]` (the one service building, when
+/// there is one). `[service internal]` is no instruction, and FROM resolves
+/// a base image: it runs nothing.
+fn step_line<'a>(
+    line: &'a str,
+    building: &[&'a str],
+    only: Option<&'a str>,
+) -> Option<StepLine<'a>> {
+    let (id, rest) = line.strip_prefix('#')?.split_once(' ')?;
+    let (label, instruction) = rest.strip_prefix('[')?.split_once("] ")?;
+    let words: Vec<&str> = label.split(' ').collect();
+    if !words.last().is_some_and(|k| k.contains('/')) || instruction.starts_with("FROM ") {
+        return None;
+    }
+    let service = match (words.first(), only) {
+        (Some(first), _) if building.contains(first) => *first,
+        (_, Some(one)) => one,
+        (Some(first), None) => *first,
+        (None, None) => return None,
+    };
+    Some(StepLine {
+        id,
+        service,
+        label: rest,
+    })
 }
 
 pub(crate) fn write_file(path: &Utf8Path, text: &str) -> Result<()> {

@@ -467,6 +467,7 @@ mod tests {
                     })
                     .collect(),
             ),
+            labels: serde_json::Value::Null,
         }
     }
 

@@ -40,6 +40,79 @@ pub(crate) struct State {
 pub(crate) struct Built {
     pub key: String,
     pub image_id: String,
+    /// The key's parts, to say which changed (none in records written
+    /// before they were kept).
+    #[serde(default)]
+    pub inputs: Option<Inputs>,
+}
+
+/// What one image is built from, part by part.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Inputs {
+    /// The files the build sends: paths, kinds, modes, contents, links.
+    pub files: String,
+    pub dockerfile: String,
+    /// The service's `build` config, key by key (`args.NOTE`, `target`).
+    pub build: BTreeMap<String, String>,
+    /// Base image to its ID (`?` where the engine holds none).
+    pub bases: BTreeMap<String, String>,
+}
+
+/// The key of one image's inputs, its parts, and the first file the build
+/// sends that the last run saw otherwise (`(path, new)`).
+#[derive(Debug, Clone)]
+pub(crate) struct BuildKey {
+    pub key: String,
+    pub inputs: Inputs,
+    pub first_changed: Option<(String, bool)>,
+}
+
+impl BuildKey {
+    /// Why an image with these inputs is built, against the `last` build
+    /// (its record) and whether the engine still holds what that made.
+    pub(crate) fn why(&self, last: Option<&Built>, image_held: bool) -> String {
+        let Some(last) = last else {
+            return "no earlier build of it on record".into();
+        };
+        if last.key == self.key {
+            return if image_held {
+                "asked to (--rebuild)".into()
+            } else {
+                "the image the last build made is gone (removed or replaced)".into()
+            };
+        }
+        let Some(before) = &last.inputs else {
+            return "its inputs changed".into();
+        };
+        let now = &self.inputs;
+        if before.dockerfile != now.dockerfile {
+            return "its Dockerfile changed".into();
+        }
+        let keys: BTreeSet<&String> = before.build.keys().chain(now.build.keys()).collect();
+        for k in keys {
+            if before.build.get(k) != now.build.get(k) {
+                return match k.strip_prefix("args.") {
+                    Some(arg) => format!("build argument {arg} changed"),
+                    None => format!("build setting {k} changed"),
+                };
+            }
+        }
+        for (base, id) in &now.bases {
+            match before.bases.get(base) {
+                Some(old) if old != id => return format!("base image {base} has a new ID"),
+                None => return format!("a new base image, {base}"),
+                Some(_) => {}
+            }
+        }
+        match &self.first_changed {
+            Some((path, true)) => format!("{path} is new"),
+            Some((path, false)) => format!("{path} changed"),
+            None if before.files != now.files => {
+                "a file it sent before is gone, or a mode or link changed".into()
+            }
+            None => "its inputs changed".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,13 +183,20 @@ impl Store {
         sent: &[usize],
         build_config: &serde_json::Value,
         image_ids: &BTreeMap<String, String>,
-    ) -> std::io::Result<String> {
+    ) -> std::io::Result<BuildKey> {
         let mut h = Hasher::new(&SHA256);
-        let mut field = |bytes: &[u8]| {
+        // The files alone, for the parts.
+        let mut files = Hasher::new(&SHA256);
+        let mut first_changed = None;
+        let mut field = |bytes: &[u8], files: Option<&mut Hasher>| {
             h.update(&(bytes.len() as u64).to_le_bytes());
             h.update(bytes);
+            if let Some(f) = files {
+                f.update(&(bytes.len() as u64).to_le_bytes());
+                f.update(bytes);
+            }
         };
-        field(b"context");
+        field(b"context", None);
         // Only what the build transfers: a file its Dockerfile never names
         // cannot change the image.
         for e in sent.iter().map(|&i| &walk.entries[i]) {
@@ -125,12 +205,27 @@ impl Store {
                 .as_std_path()
                 .join(std::ffi::OsStr::from_bytes(&e.path));
             let meta = std::fs::symlink_metadata(&path)?;
-            field(&e.path);
-            field(&[e.kind as u8]);
-            field(&(meta.mode() & 0o7777).to_le_bytes());
+            field(&e.path, Some(&mut files));
+            field(&[e.kind as u8], Some(&mut files));
+            field(&(meta.mode() & 0o7777).to_le_bytes(), Some(&mut files));
             match e.kind {
-                EntryKind::File => field(self.content_hash(&path, &meta)?.as_bytes()),
-                EntryKind::Symlink => field(std::fs::read_link(&path)?.as_os_str().as_bytes()),
+                EntryKind::File => {
+                    let before = self
+                        .state
+                        .files
+                        .get(path.to_string_lossy().as_ref())
+                        .map(|s| s.sha256.clone());
+                    let hash = self.content_hash(&path, &meta)?;
+                    if first_changed.is_none() && before.as_ref() != Some(&hash) {
+                        let shown = String::from_utf8_lossy(&e.path).into_owned();
+                        first_changed = Some((shown, before.is_none()));
+                    }
+                    field(hash.as_bytes(), Some(&mut files));
+                }
+                EntryKind::Symlink => field(
+                    std::fs::read_link(&path)?.as_os_str().as_bytes(),
+                    Some(&mut files),
+                ),
                 EntryKind::Dir | EntryKind::Other => {}
             }
         }
@@ -139,16 +234,42 @@ impl Store {
             .clone()
             .unwrap_or_else(|| ctx.root.join("Dockerfile"));
         let text = std::fs::read(&dockerfile)?;
-        field(b"dockerfile");
-        field(&text);
-        field(b"build");
-        field(build_config.to_string().as_bytes());
+        field(b"dockerfile", None);
+        field(&text, None);
+        field(b"build", None);
+        field(build_config.to_string().as_bytes(), None);
+        let mut bases = BTreeMap::new();
         for base in build_context::dockerfile::base_images(&String::from_utf8_lossy(&text)) {
-            field(base.as_bytes());
+            field(base.as_bytes(), None);
             let id = image_ids.get(&compose::image_key(&base));
-            field(id.map_or("?", String::as_str).as_bytes());
+            field(id.map_or("?", String::as_str).as_bytes(), None);
+            bases.insert(base, id.cloned().unwrap_or_else(|| "?".into()));
         }
-        Ok(hex(h.finish().as_ref()))
+        let mut build = BTreeMap::new();
+        if let Some(config) = build_config.as_object() {
+            for (k, v) in config {
+                match v.as_object() {
+                    Some(inner) if k == "args" => {
+                        for (arg, value) in inner {
+                            build.insert(format!("args.{arg}"), value.to_string());
+                        }
+                    }
+                    _ => {
+                        build.insert(k.clone(), v.to_string());
+                    }
+                }
+            }
+        }
+        Ok(BuildKey {
+            key: hex(h.finish().as_ref()),
+            inputs: Inputs {
+                files: hex(files.finish().as_ref()),
+                dockerfile: hex(ring::digest::digest(&SHA256, &text).as_ref()),
+                build,
+                bases,
+            },
+            first_changed,
+        })
     }
 
     /// A file's SHA-256, from the record when its metadata did not change.
@@ -238,6 +359,7 @@ mod tests {
         store
             .build_key(&ctx, &walk, &sent, build, &BTreeMap::new())
             .unwrap()
+            .key
     }
 
     #[test]

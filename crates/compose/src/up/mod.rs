@@ -72,6 +72,10 @@ pub struct UpSummary {
     /// then failed with "network ... is ambiguous").
     #[serde(default)]
     pub repaired_networks: Vec<String>,
+    /// Why each service whose container `up` replaced got a new one: its
+    /// image changed, its config changed, the files it mounts changed.
+    #[serde(default)]
+    pub recreated: BTreeMap<String, String>,
     /// Services whose old container `up` was about to replace were killed
     /// at once: their PID 1 ignores its stop signal (a watch cycle's).
     #[serde(default)]

@@ -24,6 +24,8 @@ pub(super) struct Wait<'a> {
     up_started: u64,
     /// Container ID to its state before `up`.
     before: BTreeMap<String, String>,
+    /// The containers before `up`, to say why one was replaced.
+    found: Vec<Container>,
     /// A running container holds files that changed since: recreate all.
     stale: bool,
     /// Nothing changed and the same containers run: no `up`, only judged.
@@ -40,6 +42,22 @@ pub(super) struct Wait<'a> {
     /// The services' log lines, from the first `up` on.
     follower: Option<Follower>,
     rate: Rate,
+}
+
+/// Why `new` replaced `old`, a container of the same service, as their
+/// labels tell (Compose records the image ID and a hash of the config).
+fn replaced_why(old: &Container, new: &Container, stale: bool) -> String {
+    const IMAGE: &str = "com.docker.compose.image";
+    const CONFIG: &str = "com.docker.compose.config-hash";
+    if old.label(IMAGE) != new.label(IMAGE) {
+        "its image changed".into()
+    } else if old.label(CONFIG) != new.label(CONFIG) {
+        "its compose config changed".into()
+    } else if stale {
+        "the files it mounts changed since it started (certificates)".into()
+    } else {
+        "Compose replaced it".into()
+    }
 }
 
 impl<'a> Wait<'a> {
@@ -77,6 +95,7 @@ impl<'a> Wait<'a> {
             started_at: std::time::SystemTime::now(),
             up_started: unix_time(),
             before,
+            found: found.to_vec(),
             stale,
             skip_up,
             reuse_listing: skip_up.then(|| found.to_vec()),
@@ -356,6 +375,13 @@ impl<'a> Wait<'a> {
             .iter()
             .filter(|c| judged.contains(&c.service))
         {
+            if !self.before.contains_key(&c.id)
+                && let Some(old) = self.found.iter().find(|o| o.service == c.service)
+            {
+                summary
+                    .recreated
+                    .insert(c.service.clone(), replaced_why(old, c, self.stale));
+            }
             match self.before.get(&c.id).map(String::as_str) {
                 // No `up` ran: an exited one-shot was left as it was too.
                 _ if self.skip_up => summary.reused += 1,

@@ -8,7 +8,7 @@ use compose::Project;
 
 use super::{Beside, Options, PhaseResult, Progress, Work};
 use crate::error::{Error, Result};
-use crate::fingerprint::{self, Store};
+use crate::fingerprint::{self, BuildKey, Store};
 use crate::report::ContextSize;
 use crate::report::Phase;
 
@@ -21,7 +21,7 @@ fn measure_contexts(
     project: &Project,
     store: &mut Store,
     image_ids: &BTreeMap<String, String>,
-) -> Result<(Vec<ContextSize>, BTreeMap<String, String>), Error> {
+) -> Result<(Vec<ContextSize>, BTreeMap<String, BuildKey>), Error> {
     let budget = opts.config.budget();
     let mut sizes = Vec::new();
     let mut keys = BTreeMap::new();
@@ -142,10 +142,24 @@ pub(crate) fn build_phase(
             let record = store.state.builds.get(service);
             !opts.rebuild
                 && record.is_some_and(|r| {
-                    keys.get(service) == Some(&r.key)
+                    keys.get(service).map(|k| &k.key) == Some(&r.key)
                         && image_ids.get(&compose::image_key(image)) == Some(&r.image_id)
                 })
         });
+    // Why each is built: the first input that changed since the last build.
+    let why: BTreeMap<String, String> = to_build
+        .iter()
+        .map(|(service, image)| {
+            let record = store.state.builds.get(service);
+            let held = record
+                .is_some_and(|r| image_ids.get(&compose::image_key(image)) == Some(&r.image_id));
+            let why = match keys.get(service) {
+                Some(key) => key.why(record, held),
+                None => "its inputs could not be read".to_owned(),
+            };
+            (service.clone(), why)
+        })
+        .collect();
     let mut images: Vec<compose::ImageBuild> = unchanged
         .iter()
         .map(|(service, image)| compose::ImageBuild {
@@ -154,12 +168,34 @@ pub(crate) fn build_phase(
             built: false,
             unchanged: true,
             steps_named: false,
+            span: None,
+            why: Some(
+                "every input as the last build: the files it sends, the Dockerfile, \
+                 the build config, the base images' IDs; its image on the engine"
+                    .into(),
+            ),
         })
         .collect();
     let mut changed = Vec::new();
     if !to_build.is_empty() {
         let services: Vec<String> = to_build.iter().map(|(s, _)| s.clone()).collect();
-        images.extend(project.build(&opts.run_dir.join("build.log"), Some(&services))?);
+        let mut on_step = |service: &str, step: &str| {
+            let work = Work {
+                what: format!("image {service}"),
+                line: step.to_owned(),
+                done: None,
+            };
+            progress.work(Phase::Build, &work);
+        };
+        let mut built = project.build(
+            &opts.run_dir.join("build.log"),
+            Some(&services),
+            &mut on_step,
+        )?;
+        for b in &mut built {
+            b.why = why.get(&b.service).cloned();
+        }
+        images.extend(built);
         let before = std::mem::replace(&mut image_ids, compose::image_ids(&project.spec.dir)?);
         for (service, image) in &to_build {
             let key = compose::image_key(image);
@@ -177,8 +213,9 @@ pub(crate) fn build_phase(
                 (Some(key), Some(id)) => store.state.builds.insert(
                     service.clone(),
                     fingerprint::Built {
-                        key: key.clone(),
+                        key: key.key.clone(),
                         image_id: id.clone(),
+                        inputs: Some(key.inputs.clone()),
                     },
                 ),
                 _ => store.state.builds.remove(service),
@@ -207,6 +244,22 @@ pub(crate) fn build_phase(
     let mut parts = Vec::new();
     if !shown.is_empty() {
         parts.push(format!("images: {}", shown.join(", ")));
+    }
+    // Why the others were built, each reason once, with whom it concerns.
+    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    for i in images.iter().filter(|i| !i.unchanged) {
+        let why = i.why.as_deref().unwrap_or("its inputs changed");
+        match reasons.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, who)) => who.push(&i.service),
+            None => reasons.push((why, vec![&i.service])),
+        }
+    }
+    if !reasons.is_empty() {
+        let said: Vec<String> = reasons
+            .iter()
+            .map(|(why, who)| format!("{why} ({})", who.join(", ")))
+            .collect();
+        parts.push(format!("why: {}", said.join("; ")));
     }
     if !sizes.is_empty() {
         parts.push(format!("contexts sent: {}", sizes.join(", ")));

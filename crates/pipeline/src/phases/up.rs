@@ -119,7 +119,8 @@ pub(crate) fn up_phase(
         .collect();
     let mut note = if up.unchanged {
         format!(
-            "unchanged: {} containers as the last run left them, `up` skipped; ready: {}",
+            "unchanged: {} containers as the last run left them, `up` skipped (the stack's config, \
+             its images' IDs and its containers match the last up); ready: {}",
             up.reused,
             ready.join(", ")
         )
@@ -132,6 +133,14 @@ pub(crate) fn up_phase(
             ready.join(", ")
         )
     };
+    if !up.recreated.is_empty() {
+        let why: Vec<String> = up
+            .recreated
+            .iter()
+            .map(|(s, why)| format!("{s} ({why})"))
+            .collect();
+        note.push_str(&format!("; recreated: {}", why.join(", ")));
+    }
     if !up.checks_run_here.is_empty() {
         note.push_str(&format!(
             "; health checks run by the tool: {}",
