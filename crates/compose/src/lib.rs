@@ -3,6 +3,7 @@
 //! the helpers Docker-backed tests use to skip or fail. Processes start through
 //! the `process` crate; [`docker`] is the one way to name the CLI.
 
+mod build;
 mod disk;
 mod engine;
 mod error;
@@ -24,6 +25,7 @@ mod up;
 pub mod versions;
 mod volume;
 
+pub use build::ImageBuild;
 pub use disk::{ProjectImage, PrunedCache, project_images, prune_build_cache, remove_image};
 pub use engine::{ComposeFlavor, Engine};
 pub use error::{Error, Result};
@@ -31,7 +33,7 @@ pub use facts::{Facts, ImageStore, Product};
 pub use leftovers::{LeftContainer, Leftovers, leftovers};
 pub use model::{HealthTiming, ProjectSpec, Stack};
 pub use ports::{PortState, PortStatus};
-pub use project::{Container, ImageBuild, Project, Publisher, image_ids, image_key};
+pub use project::{Container, Project, Publisher, image_ids, image_key};
 pub use readiness::{HttpProbe, Probe};
 pub use sweep::{Labelled, labelled_projects, remove_project};
 pub use teardown::{Policy, Stopped};
