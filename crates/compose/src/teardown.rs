@@ -92,16 +92,33 @@ pub struct Stopped {
     /// Seconds from the stop until each service's container had exited, as
     /// the engine dates the exit (the slowest container of a service).
     pub stop_s: BTreeMap<String, f64>,
+    /// Each service's whole log, when asked for.
+    pub logs: Vec<Utf8PathBuf>,
 }
 
 impl Project {
-    /// Applies the policy; `grace` is how long each container gets after SIGTERM.
-    pub fn teardown(&self, policy: Policy, grace: Duration) -> Result<Stopped> {
+    /// Applies the policy; `grace` is how long each container gets after
+    /// SIGTERM. With `logs`, each service's whole log is saved there (see
+    /// [`Project::save_logs`]) once its containers stopped and before they
+    /// are removed, so nothing they printed is lost.
+    pub fn teardown(
+        &self,
+        policy: Policy,
+        grace: Duration,
+        logs: Option<&Utf8Path>,
+    ) -> Result<Stopped> {
         let t = grace.as_secs().to_string();
         // After `docker stop`, Compose's own command handles what that does not:
         // containers not running (created, restarting), networks, volumes, images.
         let args: Vec<&str> = match policy {
-            Policy::Keep => return Ok(Stopped::default()),
+            Policy::Keep => {
+                return Ok(Stopped {
+                    logs: logs
+                        .map(|d| self.save_logs(d).unwrap_or_default())
+                        .unwrap_or_default(),
+                    ..Stopped::default()
+                });
+            }
             Policy::Stop => vec!["stop", "--timeout", &t],
             Policy::Down => vec!["down", "--timeout", &t, "--remove-orphans"],
             // `--rmi local`: the images Compose named after the project (services
@@ -117,7 +134,11 @@ impl Project {
                 "local",
             ],
         };
-        let stopped = self.stop_all_at_once(grace)?;
+        let mut stopped = self.stop_all_at_once(grace)?;
+        // A log that cannot be saved fails nothing: the policy comes first.
+        if let Some(dir) = logs {
+            stopped.logs = self.save_logs(dir).unwrap_or_default();
+        }
         self.run_teardown_step(&self.compose(args))?;
         if policy == Policy::Purge {
             // `--rmi local` removes the tagged images; each rebuild also left
@@ -190,6 +211,7 @@ impl Project {
         Ok(Stopped {
             killed,
             stop_s: self.exit_times(&ids, since),
+            logs: Vec::new(),
         })
     }
 
@@ -305,6 +327,37 @@ impl Project {
         plan
     }
 
+    /// Saves each service's whole log, with the engine's timestamps, as
+    /// `dir/<service>.log` (one `compose logs` for all); returns the files.
+    pub fn save_logs(&self, dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
+        let text = self
+            .compose(["logs", "--no-color", "--timestamps"])
+            .text(&self.spec.dir)?;
+        let services: Vec<String> = self.stack.services.keys().cloned().collect();
+        // A file for each service, an empty one for a service that said nothing.
+        let mut by_service: BTreeMap<String, String> = services
+            .iter()
+            .map(|s| (s.clone(), String::new()))
+            .collect();
+        let named = BTreeMap::new();
+        for line in text.lines() {
+            let Some((prefix, rest)) = crate::up::split_prefix(line) else {
+                continue;
+            };
+            let service = crate::up::service_of(prefix, &services, &named);
+            let log = by_service.entry(service.to_owned()).or_default();
+            log.push_str(rest);
+            log.push('\n');
+        }
+        let mut files = Vec::new();
+        for (service, log) in by_service {
+            let file = dir.join(format!("{service}.log"));
+            write_file(&file, &log)?;
+            files.push(file);
+        }
+        Ok(files)
+    }
+
     /// Writes every service's logs, `ps --all` and each container's state
     /// (with its health-check log) into `dir`. What a command could not get is
     /// written in its place, so the bundle is never missing a file silently.
@@ -320,6 +373,9 @@ impl Project {
             &text(self.compose(["logs", "--no-color", "--timestamps"])),
         )?;
         write_file(&dir.join("ps.txt"), &text(self.compose(["ps", "--all"])))?;
+        // Each service's on its own too: the failing window, whatever the
+        // policy removes after.
+        let _ = self.save_logs(&dir.join("logs"));
         for c in self.ps().unwrap_or_default() {
             let state = text(crate::docker([
                 "inspect",

@@ -76,7 +76,7 @@ fn a_handler_keeps_its_grace_and_a_deaf_pid_1_is_killed_at_once() {
 
     let since = now();
     let stopped = project
-        .teardown(Policy::Down, Duration::from_secs(10))
+        .teardown(Policy::Down, Duration::from_secs(10), None)
         .unwrap();
     assert_eq!(
         stopped.killed,

@@ -188,7 +188,7 @@ pub fn carry_out(order: &Order, mut lock: std::fs::File) -> crate::Result<String
     // creating containers: passes go on until a check a second after the
     // last one finds the promise kept (a few at most).
     for _ in 0..5 {
-        project.teardown(order.policy, grace)?;
+        project.teardown(order.policy, grace, None)?;
         std::thread::sleep(Duration::from_secs(1));
         if project
             .leftovers()

@@ -220,6 +220,10 @@ pub struct RunReport {
     /// What keeping the disk budgets did after the run (`disk.build_cache`, `disk.images`).
     #[serde(default)]
     pub disk: Vec<String>,
+    /// Each service's whole log, saved before teardown removed anything
+    /// (`<run folder>/logs/<service>.log`).
+    #[serde(default)]
+    pub logs: Vec<Utf8PathBuf>,
 }
 
 impl RunReport {
@@ -264,6 +268,7 @@ impl RunReport {
             seconds: 0.0,
             pruned_runs: 0,
             disk: Vec::new(),
+            logs: Vec::new(),
         }
     }
 }
@@ -284,6 +289,10 @@ impl std::fmt::Display for RunReport {
             )?;
         }
         writeln!(f, "  {:<10} {:<11} {:>6.1} s", "total", "", self.seconds)?;
+        if let Some(dir) = self.logs.first().and_then(|l| l.parent()) {
+            let names: Vec<&str> = self.logs.iter().filter_map(|l| l.file_name()).collect();
+            writeln!(f, "  logs       {dir}/ ({})", names.join(", "))?;
+        }
         if let Some(b) = &self.bundle {
             writeln!(f, "  bundle     {b}")?;
         }

@@ -300,7 +300,8 @@ impl Session {
             )?,
         };
         let grace = std::time::Duration::from_secs(self.opts.config.teardown.grace_s);
-        let failure = apply_policy(&project, policy, grace).2;
+        let logs = self.opts.run_dir.join("logs");
+        let failure = apply_policy(&project, policy, grace, Some(&logs)).2;
         if let Some(r) = self.reaper.take() {
             r.disarm();
         }

@@ -128,7 +128,7 @@ fn parse(line: &str) -> Option<Line> {
 }
 
 /// `db-1  | the line` as Compose prefixes a line with its container.
-fn split_prefix(line: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_prefix(line: &str) -> Option<(&str, &str)> {
     let (name, rest) = line.split_once(" | ")?;
     let rest = rest.strip_prefix(' ').unwrap_or(rest);
     Some((name.trim(), rest))
@@ -136,7 +136,7 @@ fn split_prefix(line: &str) -> Option<(&str, &str)> {
 
 /// The service a `compose logs` prefix names: `<service>-<n>`, else a
 /// container of that name (`container_name:`), else the prefix itself.
-pub(super) fn service_of<'a>(
+pub(crate) fn service_of<'a>(
     prefix: &'a str,
     services: &'a [String],
     named: &'a BTreeMap<String, String>,

@@ -34,7 +34,9 @@ pub(crate) fn teardown(
         lock.doing(Phase::Teardown.name());
     }
     let start = Instant::now();
-    let (stopped, leftovers, failure) = apply_policy(project, policy, grace);
+    let logs = opts.run_dir.join("logs");
+    let (stopped, leftovers, failure) = apply_policy(project, policy, grace, Some(&logs));
+    phases.report.logs = stopped.logs.clone();
     let killed = &stopped.killed;
     let mut note = match (&failure, policy) {
         (Some(f), _) => format!("FAILED: {f}"),
@@ -87,8 +89,9 @@ pub(crate) fn apply_policy(
     project: &Project,
     policy: Policy,
     grace: Duration,
+    logs: Option<&camino::Utf8Path>,
 ) -> (compose::Stopped, Option<compose::Leftovers>, Option<String>) {
-    let mut result = project.teardown(policy, grace);
+    let mut result = project.teardown(policy, grace, logs);
     // `keep` promises everything stays: nothing to check, and no listing to
     // wait for after the tests.
     let mut leftovers = (policy != Policy::Keep)
@@ -98,7 +101,10 @@ pub(crate) fn apply_policy(
         && let Some(left) = &leftovers
         && left.broken_promise(policy).is_some()
     {
-        result = project.teardown(policy, grace);
+        let logs = result.as_ref().map(|s| s.logs.clone()).unwrap_or_default();
+        result = project
+            .teardown(policy, grace, None)
+            .map(|s| compose::Stopped { logs, ..s });
         leftovers = project.leftovers().ok();
     }
     let failure = match (
