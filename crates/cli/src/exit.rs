@@ -105,5 +105,9 @@ fn class(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     {
         return Some(USAGE);
     }
-    cause.is::<compose::Error>().then_some(ENVIRONMENT)
+    match cause.downcast_ref::<compose::Error>() {
+        Some(compose::Error::Refused { .. }) => Some(USAGE),
+        Some(_) => Some(ENVIRONMENT),
+        None => None,
+    }
 }

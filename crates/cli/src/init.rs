@@ -52,7 +52,8 @@ pub fn run(flags: &Init) -> anyhow::Result<()> {
         files: vec![compose.clone()],
         ..ProjectSpec::default()
     };
-    let stack = Stack::load(&spec).with_context(|| format!("reading {compose} with Compose"))?;
+    // Compose's own error names the file: it comes first, as it is.
+    let stack = Stack::load(&spec)?;
     let members = test_members(&ws);
     let text = render(&ws, &dir, &compose, &stack, &members, flags.certs);
     if flags.print {

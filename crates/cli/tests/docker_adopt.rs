@@ -493,6 +493,44 @@ fn a_test_package_that_is_not_a_member_stops_preflight() {
 }
 
 #[test]
+fn a_compose_file_compose_refuses_is_bad_input_with_its_error_first() {
+    let Some(shop) = Shop::ready("refused") else {
+        return;
+    };
+    // As public compose files are refused: unset variables Compose warns of,
+    // and a secret nothing defines.
+    shop.with_override(
+        "services:\n  api:\n    environment: { K1: \"${SHOP_UNSET_KEY}\", K2: \"${SHOP_UNSET_KEY}\" }\n    secrets: [nosuch]\n",
+    );
+    let (code, out) = shop.run(&["e2e"]);
+    assert_eq!(code, Some(2), "{out}");
+    let error = out
+        .lines()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap_or_else(|| panic!("no error line:\n{out}"));
+    assert_eq!(
+        error,
+        "compose.yaml, compose.override.yaml: service \"api\" refers to undefined secret nosuch: invalid compose project",
+        "{out}"
+    );
+    // The warnings come after, each once.
+    assert!(
+        out.contains("Compose also warned: The \"SHOP_UNSET_KEY\" variable is not set. Defaulting to a blank string. (2 times)"),
+        "{out}"
+    );
+    assert!(shop.leftovers().is_empty(), "{}", shop.leftovers());
+    // init reads the file the same way.
+    std::fs::remove_file(shop.root.join("e2e.yaml")).unwrap();
+    std::fs::rename(
+        shop.root.join("compose.override.yaml"),
+        shop.root.join("compose.yaml"),
+    )
+    .unwrap();
+    let (code, out) = shop.run(&["e2e", "init"]);
+    assert_eq!(code, Some(2), "{out}");
+}
+
+#[test]
 fn purge_also_removes_the_images_rebuilds_left_behind() {
     let Some(shop) = Shop::ready("dangling") else {
         return;

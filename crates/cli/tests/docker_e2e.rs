@@ -623,7 +623,8 @@ fn bad_input_exits_2_names_the_problem_and_creates_nothing() {
         (
             vec![],
             Some(format!("compose:\n  files: [{r}/docker/nowhere.yaml]\n")),
-            vec!["the compose stack", "nowhere.yaml"],
+            // Compose's own error first, naming the file.
+            vec!["nowhere.yaml: open ", "no such file or directory"],
         ),
         (
             vec![],

@@ -55,6 +55,15 @@ pub enum Error {
          then run again: the next run takes over what this one left"
     )]
     EngineGone { command: String, detail: String },
+    /// Compose refused the project's files (a schema error, an undefined
+    /// secret, a required variable unset): the user's to fix. Its error
+    /// first, naming the files; its warnings after, each once.
+    #[error("{files}: {first}{}", folded(.warnings))]
+    Refused {
+        files: String,
+        first: String,
+        warnings: Vec<(String, usize)>,
+    },
     #[error("interrupted")]
     Interrupted,
     #[error("unexpected output from `{command}`: {detail}")]
@@ -128,6 +137,47 @@ pub fn engine_capability(log: &str) -> Option<&'static str> {
         .map(|(_, fix)| *fix)
 }
 
+/// Compose's warnings, after its error: each once, with how often it came.
+fn folded(warnings: &[(String, usize)]) -> String {
+    if warnings.is_empty() {
+        return String::new();
+    }
+    let said: Vec<String> = warnings
+        .iter()
+        .map(|(w, n)| match n {
+            1 => w.clone(),
+            n => format!("{w} ({n} times)"),
+        })
+        .collect();
+    format!("\n  Compose also warned: {}", said.join("; "))
+}
+
+/// Compose's stderr when it refused a project's files: its error (the lines
+/// that are not warnings) and its warnings (`level=warning msg="..."`),
+/// each once with its count, in the order they came.
+pub(crate) fn refusal(stderr: &str) -> (String, Vec<(String, usize)>) {
+    let mut warnings: Vec<(String, usize)> = Vec::new();
+    let mut errors = Vec::new();
+    for line in stderr.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match line.split_once("level=warning msg=") {
+            Some((_, msg)) => {
+                let msg = msg.trim_matches('"').replace("\\\"", "\"");
+                match warnings.iter_mut().find(|(w, _)| *w == msg) {
+                    Some((_, n)) => *n += 1,
+                    None => warnings.push((msg, 1)),
+                }
+            }
+            None => errors.push(line),
+        }
+    }
+    let first = if errors.is_empty() {
+        "Compose refused it without saying why".to_owned()
+    } else {
+        errors.join("\n  ")
+    };
+    (first, warnings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +220,30 @@ mod tests {
             stderr: "Error response from daemon: pull access denied".into(),
         };
         assert!(matches!(Error::from(failed), Error::Failed { .. }));
+    }
+
+    #[test]
+    fn a_refusal_reads_as_its_error_first_and_its_warnings_once() {
+        // Recorded: Compose 2.40.3 refusing a file with an undefined secret.
+        let stderr = r#"time="2026-12-07T17:51:08Z" level=warning msg="The \"FERNET_KEY\" variable is not set. Defaulting to a blank string."
+time="2026-12-07T17:51:08Z" level=warning msg="The \"OTHER\" variable is not set. Defaulting to a blank string."
+time="2026-12-07T17:51:08Z" level=warning msg="The \"FERNET_KEY\" variable is not set. Defaulting to a blank string."
+service "a" refers to undefined secret nosuch: invalid compose project
+"#;
+        let (first, warnings) = refusal(stderr);
+        let e = Error::Refused {
+            files: "compose.yaml".into(),
+            first,
+            warnings,
+        };
+        let shown = e.to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                r#"compose.yaml: service "a" refers to undefined secret nosuch: invalid compose project"#,
+                r#"  Compose also warned: The "FERNET_KEY" variable is not set. Defaulting to a blank string. (2 times); The "OTHER" variable is not set. Defaulting to a blank string."#,
+            ]
+        );
     }
 }

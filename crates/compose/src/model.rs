@@ -220,7 +220,28 @@ impl Stack {
         let mut args = spec.args();
         args.extend(["config".into(), "--format".into(), "json".into()]);
         let cmd = crate::docker(args).envs(&spec.env);
-        let json = cmd.output(&spec.dir)?;
+        let json = match cmd.output(&spec.dir) {
+            Ok(json) => json,
+            // `compose config` needs no engine: a failure is the files', but
+            // for a docker without Compose v2 (said by the caller's check).
+            Err(process::Error::Failed { stderr, .. })
+                if !stderr.contains("is not a docker command")
+                    && !stderr.contains("unknown command") =>
+            {
+                let (first, warnings) = crate::error::refusal(&stderr);
+                let files: Vec<String> = spec.files.iter().map(|f| f.to_string()).collect();
+                return Err(Error::Refused {
+                    files: if files.is_empty() {
+                        "the compose file".to_owned()
+                    } else {
+                        files.join(", ")
+                    },
+                    first,
+                    warnings,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         let parse_error = |e: serde_json::Error| Error::Parse {
             command: cmd.to_string(),
             detail: e.to_string(),

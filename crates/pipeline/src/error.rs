@@ -52,7 +52,9 @@ impl Error {
     pub fn failure(&self) -> Failure {
         let message = self.to_string();
         match self {
-            Error::BadInput(_) | Error::Config(_) => Failure::BadInput(message),
+            Error::BadInput(_)
+            | Error::Config(_)
+            | Error::Compose(compose::Error::Refused { .. }) => Failure::BadInput(message),
             Error::Certs(certs::Error::BadHost { .. } | certs::Error::KeyInMountedDir { .. }) => {
                 Failure::BadInput(message)
             }

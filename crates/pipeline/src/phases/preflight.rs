@@ -88,6 +88,8 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Er
     let engine = server.summary();
     let mut project = match project {
         Ok(p) => p,
+        // Compose's own error first, naming its files.
+        Err(e @ compose::Error::Refused { .. }) => return Err(Error::BadInput(e.to_string())),
         Err(e) => {
             // A missing or v1-only Compose explains more than its failure does.
             Engine::require()?;
