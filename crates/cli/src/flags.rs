@@ -46,7 +46,8 @@ pub enum Command {
     /// Remove the projects that dead runs left (labelled by this tool; never
     /// anyone else's, never one in use).
     Reap(Reap),
-    /// Read run reports: `report merge` combines shards' reports and JUnit files.
+    /// Read run reports: `report merge` combines shards' reports and JUnit
+    /// files; `report trace` draws a run as a timeline.
     #[command(subcommand)]
     Report(ReportCommand),
     /// Internal: started by `e2e` beside each run; applies the run's policy
@@ -60,6 +61,20 @@ pub enum ReportCommand {
     /// One summary and one JUnit file from N shards' runs
     /// (`-- --partition slice:K/N` on N machines).
     Merge(ReportMerge),
+    /// A run drawn as an SVG timeline: phases, each image's build, each
+    /// service from created to ready, each test (from the run's trace.json).
+    Trace(ReportTrace),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportTrace {
+    /// A run's `trace.json`, its folder, or its `report.json` [default: the
+    /// last run's, from target/e2e/report.json].
+    #[arg(value_name = "RUN")]
+    pub run: Option<Utf8PathBuf>,
+    /// Where to write the SVG [default: trace.svg beside the trace].
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<Utf8PathBuf>,
 }
 
 #[derive(Debug, Args)]

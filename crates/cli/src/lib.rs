@@ -23,6 +23,7 @@ mod progress;
 mod reap;
 mod reaper;
 mod report;
+mod timeline;
 mod watch;
 
 use std::ffi::OsString;
@@ -65,6 +66,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Reaper => reaper::run(),
         Command::Reap(f) => reap::run(&f),
         Command::Report(flags::ReportCommand::Merge(f)) => report::merge(&f),
+        Command::Report(flags::ReportCommand::Trace(f)) => report::trace(&f),
     }
 }
 

@@ -254,6 +254,7 @@ fn shard(dir: &Utf8Path, name: &str, cases: &[(&str, bool)], phase_s: f64) -> Ut
         phase: pipeline::Phase::Build,
         status: Status::Ok,
         seconds: phase_s,
+        started_at: 0.0,
         note: String::new(),
     });
     if counts.failed > 0 {

@@ -73,7 +73,8 @@ impl Project {
         // Lines come on the reading thread; steps are told from here.
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let mut group =
-            cmd.start_group_streaming(&self.spec.dir, true, process::Stream::Stderr, move |l| {
+            // Compose's own builder writes its progress to stderr, bake to stdout.
+            cmd.start_group_streaming(&self.spec.dir, true, process::Stream::Both, move |l| {
                 let _ = tx.send(l.to_owned());
             })?;
         let mut spans: BTreeMap<String, (f64, f64)> = BTreeMap::new();

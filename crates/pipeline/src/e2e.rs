@@ -78,7 +78,17 @@ pub fn run(opts: &Options, progress: &mut dyn Progress) -> RunReport {
         let max_age = Duration::from_secs(r.max_age_days * 24 * 3600);
         report.pruned_runs = prune_runs(runs, &opts.run_dir, r.keep, max_age);
     }
+    write_trace(&mut report);
     report
+}
+
+/// The run's trace beside its other files (a picture of it; one that cannot
+/// be written costs only the picture).
+pub(crate) fn write_trace(report: &mut RunReport) {
+    let path = report.run_dir.join("trace.json");
+    if crate::trace::Trace::of_run(report).write(&path).is_ok() {
+        report.trace = Some(path);
+    }
 }
 
 /// How the phases ended, whatever they returned or however they panicked;

@@ -15,6 +15,7 @@ pub mod reaper;
 pub mod report;
 pub mod session;
 pub mod stage;
+pub mod trace;
 pub mod watch;
 pub mod workspace;
 

@@ -151,6 +151,9 @@ pub struct PhaseReport {
     pub status: Status,
     pub seconds: f64,
     pub note: String,
+    /// When it started (seconds since the epoch).
+    #[serde(default)]
+    pub started_at: f64,
 }
 
 /// One build context as the build phase measured it, after staging.
@@ -224,6 +227,10 @@ pub struct RunReport {
     /// (`<run folder>/logs/<service>.log`).
     #[serde(default)]
     pub logs: Vec<Utf8PathBuf>,
+    /// The run as a trace (`trace.json`: Perfetto, `chrome://tracing`, or
+    /// `cargo e2e report trace` for an SVG).
+    #[serde(default)]
+    pub trace: Option<Utf8PathBuf>,
 }
 
 impl RunReport {
@@ -269,6 +276,7 @@ impl RunReport {
             pruned_runs: 0,
             disk: Vec::new(),
             logs: Vec::new(),
+            trace: None,
         }
     }
 }
@@ -296,6 +304,9 @@ impl std::fmt::Display for RunReport {
         if let Some(b) = &self.bundle {
             writeln!(f, "  bundle     {b}")?;
         }
+        if let Some(t) = &self.trace {
+            writeln!(f, "  trace      {t}")?;
+        }
         let verdict = self.verdict.to_string();
         // The whole error is the caller's to print once; the table names it.
         write!(
@@ -317,6 +328,7 @@ mod tests {
             phase: Phase::Up,
             status: Status::Ok,
             seconds: 1.5,
+            started_at: 0.0,
             note: "containers: 1 created".into(),
         });
         r.verdict = Verdict::Failed(Failure::Tests("1 failed".into()));

@@ -132,6 +132,7 @@ impl Session {
         self.lock = phases.lock.take();
         report.verdict = verdict_of(outcome);
         report.seconds = started.elapsed().as_secs_f64();
+        crate::e2e::write_trace(&mut report);
         if report.phases.iter().any(|p| p.phase == Phase::Test) {
             self.remember_failures(&report, narrowed);
         }

@@ -27,6 +27,8 @@ pub struct GroupOptions {
 pub enum Stream {
     Stdout,
     Stderr,
+    /// Both as one, in the order written (read as stdout).
+    Both,
 }
 
 /// What a process-group child left behind.
@@ -104,7 +106,7 @@ impl Group {
         if let Some((stream, reader)) = self.streamed.take() {
             let text = reader.join().unwrap_or_default();
             match stream {
-                Stream::Stdout => output.stdout = text,
+                Stream::Stdout | Stream::Both => output.stdout = text,
                 Stream::Stderr => output.stderr = text,
             }
         }
@@ -164,6 +166,7 @@ impl Cmd {
         let e = match stream {
             Stream::Stderr => e.stdout_capture().stderr_file(writer),
             Stream::Stdout => e.stderr_capture().stdout_file(writer),
+            Stream::Both => e.stderr_to_stdout().stdout_file(writer),
         };
         let thread = std::thread::spawn(move || {
             let mut all = Vec::new();

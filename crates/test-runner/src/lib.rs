@@ -9,6 +9,6 @@ pub mod run;
 pub use error::{Error, Result};
 pub use filterset::Workspace;
 pub use run::{
-    Counts, Failure, Invocation, Outcome, Reuse, TOOL, Verdict, failed_filterset, failures,
-    merge_junit, reusable_with, write_tool_config,
+    Case, Counts, Failure, Invocation, Outcome, Reuse, TOOL, Verdict, cases, failed_filterset,
+    failures, merge_junit, reusable_with, write_tool_config,
 };

@@ -344,6 +344,40 @@ pub fn failures(path: &Utf8Path) -> Result<Vec<Failure>> {
     Ok(out)
 }
 
+/// One test of a JUnit report and when it ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    /// `binary test_name`.
+    pub name: String,
+    /// When it started (seconds since the epoch), when the report says.
+    pub start: Option<f64>,
+    pub seconds: f64,
+    pub passed: bool,
+}
+
+/// Every test of a nextest JUnit report, with its start and duration.
+pub fn cases(path: &Utf8Path) -> Result<Vec<Case>> {
+    let report = load_junit(path)?;
+    Ok(report
+        .test_suites
+        .iter()
+        .flat_map(|suite| {
+            suite.test_cases.iter().map(move |case| {
+                let class = case
+                    .classname
+                    .as_ref()
+                    .map_or_else(|| suite.name.to_string(), |c| c.to_string());
+                Case {
+                    name: format!("{class} {}", case.name.as_str()),
+                    start: case.timestamp.map(|t| t.timestamp_millis() as f64 / 1000.0),
+                    seconds: case.time.map_or(0.0, |d| d.as_secs_f64()),
+                    passed: matches!(case.status, quick_junit::TestCaseStatus::Success { .. }),
+                }
+            })
+        })
+        .collect())
+}
+
 /// A filterset that selects exactly the tests a JUnit report says failed
 /// (each by its binary and its full name), `None` when none failed: a
 /// watch cycle's `--only-failed`.

@@ -73,6 +73,10 @@ pub struct UpSummary {
     /// then failed with "network ... is ambiguous").
     #[serde(default)]
     pub repaired_networks: Vec<String>,
+    /// When each service's container was created and started (seconds since
+    /// the epoch; the newest container of a service), for the run's trace.
+    #[serde(default)]
+    pub times: BTreeMap<String, (f64, f64)>,
     /// Why each service whose container `up` replaced got a new one: its
     /// image changed, its config changed, the files it mounts changed.
     #[serde(default)]
@@ -169,7 +173,11 @@ impl Project {
             waited?;
         }
         wait.flush(&mut on);
-        Ok(wait.summary(repaired_networks, killed))
+        let mut summary = wait.summary(repaired_networks, killed);
+        if !summary.unchanged {
+            summary.times = self.container_times(&summary.containers);
+        }
+        Ok(summary)
     }
 
     /// Networks of this project that share a name with another: the ones no
@@ -321,6 +329,40 @@ impl Project {
             }
         }
         Ok(false)
+    }
+
+    /// When each service's newest container was created and started, by the
+    /// engine's dates (one `docker inspect`; what cannot be read is left out).
+    fn container_times(&self, containers: &[Container]) -> BTreeMap<String, (f64, f64)> {
+        let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        if containers.is_empty() {
+            return out;
+        }
+        let format = "{{index .Config.Labels \"com.docker.compose.service\"}} {{.Created}} {{.State.StartedAt}}";
+        let args = ["inspect", "--format", format]
+            .map(str::to_owned)
+            .into_iter()
+            .chain(containers.iter().map(|c| c.id.clone()));
+        let Ok(text) = crate::docker(args).text(&self.spec.dir) else {
+            return out;
+        };
+        let at = |t: &str| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
+        };
+        for line in text.lines() {
+            let mut words = line.split(' ');
+            if let (Some(service), Some(Some(created)), Some(Some(started))) =
+                (words.next(), words.next().map(at), words.next().map(at))
+            {
+                let slot = out.entry(service.to_owned()).or_insert((created, started));
+                if created > slot.0 {
+                    *slot = (created, started);
+                }
+            }
+        }
+        out
     }
 
     /// A failed service's last log lines and last health-check output, for the error.

@@ -180,9 +180,14 @@ pub(crate) fn build_phase(
     if !to_build.is_empty() {
         let services: Vec<String> = to_build.iter().map(|(s, _)| s.clone()).collect();
         let mut on_step = |service: &str, step: &str| {
+            // A long RUN line is its start.
+            let line = match step.char_indices().nth(100) {
+                Some((cut, _)) => format!("{}...", &step[..cut]),
+                None => step.to_owned(),
+            };
             let work = Work {
                 what: format!("image {service}"),
-                line: step.to_owned(),
+                line,
                 done: None,
             };
             progress.work(Phase::Build, &work);

@@ -206,11 +206,15 @@ impl Phases<'_> {
     }
 
     pub(crate) fn record(&mut self, phase: Phase, status: Status, seconds: f64, note: String) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         let r = PhaseReport {
             phase,
             status,
             seconds,
             note,
+            started_at: now - seconds,
         };
         self.progress.end(&r);
         self.report.phases.push(r);
