@@ -217,14 +217,14 @@ mod tests {
   </testsuite>
 </testsuites>"#;
         std::fs::write(&path, xml).unwrap();
-        let f = crate::run::failed_filterset(&path).unwrap().unwrap();
+        let f = crate::junit::failed_filterset(&path).unwrap().unwrap();
         assert_eq!(
             f,
             r"(binary_id(=e2e-tests::gateway) & test(=tls::refused)) | (binary_id(=e2e-tests::gateway) & test(=case(a\,b\)\\x))"
         );
         workspace().check(&f, "-E").unwrap();
         std::fs::write(&path, xml.replace("<failure>no</failure>", "")).unwrap();
-        assert_eq!(crate::run::failed_filterset(&path).unwrap(), None);
+        assert_eq!(crate::junit::failed_filterset(&path).unwrap(), None);
     }
 
     #[test]

@@ -4,11 +4,12 @@
 
 mod error;
 pub mod filterset;
+mod junit;
 pub mod run;
 
 pub use error::{Error, Result};
 pub use filterset::Workspace;
+pub use junit::{Case, Failure, cases, failed_filterset, failures, merge_junit};
 pub use run::{
-    Case, Counts, Failure, Invocation, Outcome, Reuse, TOOL, Verdict, cases, failed_filterset,
-    failures, merge_junit, reusable_with, write_tool_config,
+    Counts, Invocation, Outcome, Reuse, TOOL, Verdict, reusable_with, write_tool_config,
 };
