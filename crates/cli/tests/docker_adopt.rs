@@ -493,6 +493,149 @@ fn a_test_package_that_is_not_a_member_stops_preflight() {
 }
 
 #[test]
+fn what_the_stack_says_is_seen_while_it_starts_and_kept_after_it_goes() {
+    let Some(shop) = Shop::ready("seen") else {
+        return;
+    };
+    let (code, out) = shop.run(&["e2e", "--teardown", "purge"]);
+    assert_eq!(code, Some(0), "{out}");
+    // Postgres's own lines, streamed while the wait went on: before `up` ended.
+    let said = out
+        .find("db | ")
+        .unwrap_or_else(|| panic!("no line of db's:\n{out}"));
+    let up_ok = out.find("up         ok").unwrap();
+    assert!(said < up_ok, "streamed before up ended:\n{out}");
+    assert!(
+        out.contains("ready to accept connections"),
+        "db's own words:\n{out}"
+    );
+    // A whole log per service in the run's folder, though purge removed the
+    // containers: db's shutdown is in it.
+    let report = shop.report();
+    let logs = report.run_dir.join("logs");
+    for service in ALL {
+        assert!(
+            report.logs.contains(&logs.join(format!("{service}.log"))),
+            "{:?}",
+            report.logs
+        );
+    }
+    let db = std::fs::read_to_string(logs.join("db.log")).unwrap();
+    assert!(db.contains("database system is shut down"), "{db}");
+    assert!(
+        out.contains(&format!("logs       {logs}/ (api.log")),
+        "{out}"
+    );
+    // The run as a trace: every phase, every service, the tests.
+    let trace = pipeline::trace::Trace::read(report.trace.as_ref().unwrap()).unwrap();
+    let spans = |tid: u32| -> Vec<String> {
+        trace
+            .trace_events
+            .iter()
+            .filter(|e| e.ph == "X" && e.tid == tid)
+            .map(|e| e.name.clone())
+            .collect()
+    };
+    let phases: Vec<String> = report
+        .phases
+        .iter()
+        .map(|p| p.phase.name().to_owned())
+        .collect();
+    assert_eq!(spans(1), phases);
+    let tracks: Vec<String> = trace.tracks().into_values().collect();
+    for service in ALL {
+        assert!(tracks.contains(&format!("service {service}")), "{tracks:?}");
+    }
+    assert!(tracks.iter().any(|t| t.starts_with("tests")), "{tracks:?}");
+    // And drawn.
+    let (code, out) = shop.run(&["e2e", "report", "trace"]);
+    assert_eq!(code, Some(0), "{out}");
+    let svg = std::fs::read_to_string(out.trim()).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("service db"),
+        "{svg}"
+    );
+    // --no-logs keeps them off the screen (not out of the files).
+    let (code, out) = shop.run(&[
+        "e2e",
+        "--teardown",
+        "purge",
+        "--no-logs",
+        "-E",
+        "test(proxy)",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("db | "), "{out}");
+    assert!(shop.report().run_dir.join("logs/db.log").is_file());
+}
+
+#[test]
+fn a_long_quiet_wait_still_says_it_runs() {
+    let Some(shop) = Shop::ready("quiet") else {
+        return;
+    };
+    // The proxy says nothing and listens only after 7 s: nothing changes
+    // while `up` waits for its port.
+    shop.with_override(
+        "services:\n  proxy:\n    command: [\"sh\", \"-c\", \"sleep 7; exec nginx -g 'daemon off;'\"]\n",
+    );
+    let (code, out) = shop.run(&["e2e", "--teardown", "purge", "-E", "test(proxy)"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("up         still running (") && l.contains(" s)")),
+        "{out}"
+    );
+}
+
+#[test]
+fn under_github_actions_nothing_a_container_prints_is_a_workflow_command() {
+    let Some(shop) = Shop::ready("ghcommands") else {
+        return;
+    };
+    // The proxy prints workflow commands before it listens.
+    shop.with_override(
+        "services:\n  proxy:\n    command: [\"sh\", \"-c\", \"echo '::error::from a container'; echo '::add-mask::hunter2'; echo '::stop-commands::nope'; echo '##[error]old style'; sleep 1; exec nginx -g 'daemon off;'\"]\n",
+    );
+    let (code, out) = shop.run_with(
+        shop.cargo(&["e2e", "--teardown", "purge", "-E", "test(proxy)"])
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", ""),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("proxy | ::error::from a container"), "{out}");
+    // Commands are stopped while containers' lines print: every line that
+    // reads as a command is one of ours.
+    let mut stopped: Option<String> = None;
+    for line in out.lines() {
+        if let Some(token) = line.strip_prefix("::stop-commands::") {
+            assert!(stopped.is_none(), "stopped twice:\n{out}");
+            stopped = Some(token.to_owned());
+            continue;
+        }
+        if let Some(token) = &stopped {
+            if line == format!("::{token}::") {
+                stopped = None;
+            }
+            continue;
+        }
+        if line.trim_start().starts_with("::") || line.trim_start().starts_with("##[") {
+            assert!(
+                line.starts_with("::group::") || line.starts_with("::endgroup::"),
+                "a command outside the stopped stretch: {line}\n{out}"
+            );
+        }
+    }
+    assert!(stopped.is_none(), "commands left stopped:\n{out}");
+    for line in out
+        .lines()
+        .filter(|l| l.contains("::error::from a container"))
+    {
+        assert!(line.starts_with("proxy | "), "{line}");
+    }
+}
+
+#[test]
 fn a_compose_file_compose_refuses_is_bad_input_with_its_error_first() {
     let Some(shop) = Shop::ready("refused") else {
         return;
@@ -864,6 +1007,10 @@ fn an_unchanged_stack_is_neither_built_nor_started_then_a_sent_file_changes_that
     };
     let (first, before) = kept_run(&shop, None);
     assert_eq!(skipped(&first), (vec![], false), "{first}");
+    assert_eq!(
+        why(&first, "proxy").as_deref(),
+        Some("no earlier build of it on record")
+    );
     let (again, after) = kept_run(&shop, None);
     assert_eq!(
         skipped(&again),
@@ -874,9 +1021,17 @@ fn an_unchanged_stack_is_neither_built_nor_started_then_a_sent_file_changes_that
     // The migration ran once and exited: with no `up`, it was not started again.
     let up = again.containers.as_ref().expect("up ran");
     assert_eq!((up.created, up.started), (0, 0), "{again}");
+    // Each skip says what matched.
+    let note = &phase(&again, Phase::Up).note;
     assert!(
-        phase(&again, Phase::Up).note.starts_with("unchanged"),
+        note.starts_with("unchanged")
+            && note.contains("its images' IDs and its containers match the last up"),
         "{again}"
+    );
+    assert!(
+        why(&again, "api")
+            .unwrap()
+            .starts_with("every input as the last build")
     );
     // A file only the proxy's build transfers (all four share the context,
     // but each target's stages name their own paths): only the proxy builds
@@ -889,7 +1044,34 @@ fn an_unchanged_stack_is_neither_built_nor_started_then_a_sent_file_changes_that
     assert_eq!(skipped(&changed), (others, false), "{changed}");
     assert_ne!(recreated["proxy"], before["proxy"], "{changed}");
     assert_eq!(recreated["db"], before["db"], "{changed}");
+    // Why: the file, then what it did to the container.
+    assert_eq!(
+        why(&changed, "proxy").as_deref(),
+        Some("docker/nginx.conf changed")
+    );
+    let up = changed.containers.as_ref().unwrap();
+    assert_eq!(
+        up.recreated.get("proxy").map(String::as_str),
+        Some("its image changed"),
+        "{changed}"
+    );
+    assert!(!up.recreated.contains_key("db"), "{changed}");
+    assert!(
+        phase(&changed, Phase::Build)
+            .note
+            .contains("why: docker/nginx.conf changed (proxy)"),
+        "{changed}"
+    );
     shop.purge_and_check(&["-E", "test(proxy)"]);
+}
+
+/// Why the last run built `service`'s image, as its report says.
+fn why(report: &RunReport, service: &str) -> Option<String> {
+    report
+        .images
+        .iter()
+        .find(|i| i.service == service)
+        .and_then(|i| i.why.clone())
 }
 
 #[test]
@@ -907,6 +1089,10 @@ fn a_dockerfile_change_builds_again() {
     std::fs::write(&dockerfile, text).unwrap();
     let (report, after) = kept_run(&shop, None);
     assert_eq!(skipped(&report), (vec![], false), "{report}");
+    assert_eq!(
+        why(&report, "api").as_deref(),
+        Some("its Dockerfile changed")
+    );
     assert_ne!(after["proxy"], before["proxy"], "{report}");
     assert_eq!(after["api"], before["api"], "{report}");
     shop.purge_and_check(&["-E", "test(proxy)"]);
@@ -942,6 +1128,10 @@ fn a_build_arg_change_builds_that_service_again() {
         (["api", "db", "migrate"].map(String::from).to_vec(), false),
         "{report}"
     );
+    assert_eq!(
+        why(&report, "proxy").as_deref(),
+        Some("build argument NOTE changed")
+    );
     assert_ne!(after["proxy"], before["proxy"], "{report}");
     assert_eq!(after["db"], before["db"], "{report}");
     let label = compose::docker([
@@ -974,6 +1164,12 @@ fn a_service_config_change_starts_again_without_building() {
     );
     assert_ne!(after["proxy"], before["proxy"], "{report}");
     assert_eq!(after["db"], before["db"], "{report}");
+    let recreated = &report.containers.as_ref().unwrap().recreated;
+    assert_eq!(
+        recreated.get("proxy").map(String::as_str),
+        Some("its compose config changed"),
+        "{report}"
+    );
     shop.purge_and_check(&["-E", "test(proxy)"]);
 }
 
