@@ -1,8 +1,8 @@
 //! Progress of the e2e phases on stderr: on a terminal a spinner per phase,
 //! a bar per build beside it, and the services' log lines above them,
-//! coloured; on a pipe (CI logs) plain timestamped lines, work throttled to
-//! one line per source every few seconds, and a line whenever a phase has
-//! said nothing for that long. Under GitHub Actions the services' lines go
+//! coloured; on a pipe (CI logs) plain timestamped lines, and whenever a
+//! phase has said nothing for a few seconds, where its work has got to (or
+//! that it still runs). Under GitHub Actions the services' lines go
 //! to stdout between `::stop-commands::` and its token, so nothing a
 //! container prints is read as a workflow command.
 
@@ -18,8 +18,7 @@ use pipeline::Phase;
 use pipeline::e2e::Work;
 use pipeline::report::{PhaseReport, Status};
 
-/// On a pipe, the longest a phase goes without a line, and the least time
-/// between two lines of one work source.
+/// On a pipe, the longest a phase goes without a line.
 pub const QUIET: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
@@ -32,8 +31,6 @@ pub struct Progress {
     ci: Option<CiHost>,
     /// The phase whose fold is open (a skipped phase never opens one).
     open: Option<Phase>,
-    /// On a pipe: when each work source was last printed.
-    printed: BTreeMap<String, Instant>,
     /// What the heartbeat (on a pipe) knows.
     beat: Arc<Mutex<Beat>>,
     /// GitHub: workflow commands are stopped with this token while services' lines print.
@@ -46,7 +43,8 @@ struct Beat {
     /// The phase running and since when.
     phase: Option<(Phase, Instant)>,
     last_line: Instant,
-    last_work: Option<String>,
+    /// Each work source's latest line, and whether it is news since said.
+    works: BTreeMap<String, (String, bool)>,
 }
 
 impl Progress {
@@ -55,7 +53,7 @@ impl Progress {
         let beat = Arc::new(Mutex::new(Beat {
             phase: None,
             last_line: Instant::now(),
-            last_work: None,
+            works: BTreeMap::new(),
         }));
         if !terminal {
             heartbeat(Arc::downgrade(&beat));
@@ -66,7 +64,6 @@ impl Progress {
             bars: BTreeMap::new(),
             ci,
             open: None,
-            printed: BTreeMap::new(),
             beat,
             stopped: None,
             colours: BTreeMap::new(),
@@ -129,7 +126,7 @@ impl pipeline::e2e::Progress for Progress {
         }
         if let Ok(mut b) = self.beat.lock() {
             b.phase = Some((phase, Instant::now()));
-            b.last_work = None;
+            b.works.clear();
         }
         match &self.multi {
             // nextest draws its own progress on the terminal: no spinner over it.
@@ -157,13 +154,16 @@ impl pipeline::e2e::Progress for Progress {
     fn work(&mut self, phase: Phase, work: &Work) {
         if let Some(multi) = &self.multi {
             let bar = self.bars.entry(work.what.clone()).or_insert_with(|| {
+                // A count gets a bar; a build's steps, their line alone.
+                let template = match work.done {
+                    Some(_) => "  {prefix:<16} [{bar:24}] {pos}/{len} {wide_msg}",
+                    None => "  {prefix:<16} {wide_msg}",
+                };
                 let bar = multi.add(ProgressBar::new(0));
                 bar.set_style(
-                    ProgressStyle::with_template(
-                        "  {prefix:<16} [{bar:24}] {pos}/{len} {wide_msg}",
-                    )
-                    .expect("static template")
-                    .progress_chars("=> "),
+                    ProgressStyle::with_template(template)
+                        .expect("static template")
+                        .progress_chars("=> "),
                 );
                 bar.set_prefix(work.what.clone());
                 bar
@@ -175,21 +175,10 @@ impl pipeline::e2e::Progress for Progress {
             bar.set_message(work.line.clone());
             return;
         }
+        // On a pipe the heartbeat says it, when the phase has been quiet.
+        let _ = phase;
         if let Ok(mut b) = self.beat.lock() {
-            b.last_work = Some(format!("{}: {}", work.what, work.line));
-        }
-        let due = self
-            .printed
-            .get(&work.what)
-            .is_none_or(|t| t.elapsed() >= QUIET);
-        if due {
-            self.printed.insert(work.what.clone(), Instant::now());
-            self.line(&format!(
-                "{:<10} {}: {}",
-                phase.name(),
-                work.what,
-                work.line
-            ));
+            b.works.insert(work.what.clone(), (work.line.clone(), true));
         }
     }
 
@@ -233,7 +222,6 @@ impl pipeline::e2e::Progress for Progress {
     fn end(&mut self, r: &PhaseReport) {
         self.resume_commands();
         self.finish_bars();
-        self.printed.clear();
         if let Ok(mut b) = self.beat.lock() {
             b.phase = None;
         }
@@ -272,12 +260,13 @@ fn stdout_line(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
-/// On a pipe: a line whenever the running phase has said nothing for
-/// [`QUIET`], with the last work it heard of. Ends with its [`Progress`].
+/// On a pipe: whenever the running phase has said nothing for [`QUIET`],
+/// where each of its works has got to since last said, else that it still
+/// runs. Ends with its [`Progress`].
 fn heartbeat(beat: std::sync::Weak<Mutex<Beat>>) {
     std::thread::spawn(move || {
         loop {
-            std::thread::sleep(Duration::from_secs(1));
+            std::thread::sleep(Duration::from_millis(500));
             let Some(beat) = beat.upgrade() else {
                 return;
             };
@@ -291,18 +280,22 @@ fn heartbeat(beat: std::sync::Weak<Mutex<Beat>>) {
                 continue;
             }
             b.last_line = Instant::now();
-            let work = b
-                .last_work
-                .as_deref()
-                .map(|w| format!(": {w}"))
-                .unwrap_or_default();
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "[{}] {:<10} still running ({:.0} s){work}",
-                clock(),
-                phase.name(),
-                since.elapsed().as_secs_f64()
-            );
+            let mut err = std::io::stderr().lock();
+            let mut said = false;
+            for (what, (line, news)) in b.works.iter_mut().filter(|(_, (_, news))| *news) {
+                *news = false;
+                said = true;
+                let _ = writeln!(err, "[{}] {:<10} {what}: {line}", clock(), phase.name());
+            }
+            if !said {
+                let _ = writeln!(
+                    err,
+                    "[{}] {:<10} still running ({:.0} s)",
+                    clock(),
+                    phase.name(),
+                    since.elapsed().as_secs_f64()
+                );
+            }
         }
     });
 }
