@@ -45,6 +45,7 @@ pub fn run(opts: &Options, only_failed: bool, no_logs: bool) -> anyhow::Result<(
             .with_context(|| format!("watching {path}"))?;
         folders.insert(path);
     }
+    let own = own_output();
     let mut session = Session::open(opts, say)?;
     let first = one_cycle(&mut session, Work::default(), only_failed);
     say(&format!("{first}"));
@@ -80,6 +81,13 @@ pub fn run(opts: &Options, only_failed: bool, no_logs: bool) -> anyhow::Result<(
             }
         }
         paths.retain(|p| !(p == &lock_file && std::fs::read(p).ok() == lock_text));
+        // What the watch itself writes (`cargo e2e --watch > watch.log` in
+        // the workspace) is no change: each line it said woke it again, and
+        // a user's edit drowned among "nothing uses watch.log".
+        paths.retain(|p| !own.contains(p));
+        if paths.is_empty() {
+            continue;
+        }
         let mut causes: Vec<String> = Vec::new();
         let mut idle: Vec<String> = Vec::new();
         let mut work = Work::default();
@@ -189,6 +197,17 @@ fn watched(
 /// The paths of the next burst of changes (everything already waiting is
 /// taken too: changes made during a cycle start the next one), or `None`
 /// on Ctrl-C.
+/// The files this process writes its output to (stdout or stderr sent to a
+/// file), as the watcher names them.
+fn own_output() -> Vec<Utf8PathBuf> {
+    ["/proc/self/fd/1", "/proc/self/fd/2"]
+        .iter()
+        .filter_map(|fd| std::fs::canonicalize(fd).ok())
+        .filter(|p| p.is_file())
+        .filter_map(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .collect()
+}
+
 fn next_batch(rx: &Events) -> Option<BTreeSet<Utf8PathBuf>> {
     let mut paths = BTreeSet::new();
     // Files the burst made: an editor's or sed's temporary file, gone by the

@@ -395,9 +395,9 @@ pub(super) struct StartPlan {
     pub(super) probes: BTreeMap<String, Vec<Probe>>,
 }
 
-pub(super) fn unix_time() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
+/// A time in whole seconds since the epoch.
+pub(super) fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use process::{GroupOptions, GroupOutput};
 
 use super::logs::{Follower, Rate, service_of};
-use super::{POLL_INTERVAL, StartPlan, UP_QUIET, UpEvent, UpOptions, UpSummary, unix_time};
+use super::{POLL_INTERVAL, StartPlan, UP_QUIET, UpEvent, UpOptions, UpSummary};
 use crate::error::{Error, Result};
 use crate::project::{Container, Project};
 use crate::readiness::{HealthChecks, Readiness, being_replaced};
@@ -20,11 +20,7 @@ pub(super) struct Wait<'a> {
     start: Instant,
     /// `start` on the wall clock, which dates the services' log lines.
     started_at: std::time::SystemTime,
-    /// When `up` started (seconds since the epoch): logs count from then.
-    up_started: u64,
-    /// Container ID to its state before `up`.
-    before: BTreeMap<String, String>,
-    /// The containers before `up`, to say why one was replaced.
+    /// The containers before `up`: their states, and why one was replaced.
     found: Vec<Container>,
     /// A running container holds files that changed since: recreate all.
     stale: bool,
@@ -93,8 +89,6 @@ impl<'a> Wait<'a> {
             project,
             start: Instant::now(),
             started_at: std::time::SystemTime::now(),
-            up_started: unix_time(),
-            before,
             found: found.to_vec(),
             stale,
             skip_up,
@@ -108,6 +102,14 @@ impl<'a> Wait<'a> {
             follower: None,
             rate: Rate::default(),
         })
+    }
+
+    /// A container's state before `up`; `None` for one `up` made.
+    fn state_before(&self, id: &str) -> Option<&str> {
+        self.found
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.state.as_str())
     }
 
     /// `compose up` of level `i`.
@@ -323,7 +325,7 @@ impl<'a> Wait<'a> {
             .flatten()
             .map(String::as_str)
             .collect();
-        let before = |c: &Container| self.before.get(&c.id).map(String::as_str);
+        let before = |c: &Container| self.state_before(&c.id);
         let up_running = !up_done && !self.skip_up;
         let fresh = |c: &Container| {
             !(up_running && being_replaced(before(c), &c.state))
@@ -336,7 +338,7 @@ impl<'a> Wait<'a> {
         // an earlier start must not count as ready now.
         let since = |c: &Container| match before(c) {
             Some("running") => 0,
-            _ => self.up_started.saturating_sub(1),
+            _ => super::unix_secs(self.started_at).saturating_sub(1),
         };
         self.project.readiness(
             &self.containers,
@@ -351,7 +353,7 @@ impl<'a> Wait<'a> {
     pub(super) fn summary(self, repaired_networks: Vec<String>, killed: Vec<String>) -> UpSummary {
         let mut summary = UpSummary {
             seconds: self.start.elapsed().as_secs_f64(),
-            ready_s: self.ready_at,
+            ready_s: self.ready_at.clone(),
             levels: if self.skip_up {
                 0
             } else {
@@ -366,7 +368,7 @@ impl<'a> Wait<'a> {
                 .map(|c| (c.id.clone(), c.condition()))
                 .collect(),
             checks_run_here: self.checks.used(),
-            checks_left_to_docker: self.checks.unusable.into_inner().into_iter().collect(),
+            checks_left_to_docker: self.checks.unusable.borrow().clone().into_iter().collect(),
             ..UpSummary::default()
         };
         let judged: BTreeSet<&String> = self.plan.levels.iter().flatten().collect();
@@ -375,14 +377,14 @@ impl<'a> Wait<'a> {
             .iter()
             .filter(|c| judged.contains(&c.service))
         {
-            if !self.before.contains_key(&c.id)
+            if self.state_before(&c.id).is_none()
                 && let Some(old) = self.found.iter().find(|o| o.service == c.service)
             {
                 summary
                     .recreated
                     .insert(c.service.clone(), replaced_why(old, c, self.stale));
             }
-            match self.before.get(&c.id).map(String::as_str) {
+            match self.state_before(&c.id) {
                 // No `up` ran: an exited one-shot was left as it was too.
                 _ if self.skip_up => summary.reused += 1,
                 None => summary.created += 1,
