@@ -594,9 +594,11 @@ fn under_github_actions_nothing_a_container_prints_is_a_workflow_command() {
     let Some(shop) = Shop::ready("ghcommands") else {
         return;
     };
-    // The proxy prints workflow commands before it listens.
+    // The proxy prints workflow commands, then listens 3 s later: time for
+    // the lines to reach the screen before it is ready (the screen is a view;
+    // logs/ holds every line whenever it came).
     shop.with_override(
-        "services:\n  proxy:\n    command: [\"sh\", \"-c\", \"echo '::error::from a container'; echo '::add-mask::hunter2'; echo '::stop-commands::nope'; echo '##[error]old style'; sleep 1; exec nginx -g 'daemon off;'\"]\n",
+        "services:\n  proxy:\n    command: [\"sh\", \"-c\", \"echo '::error::from a container'; echo '::add-mask::hunter2'; echo '::stop-commands::nope'; echo '##[error]old style'; sleep 3; exec nginx -g 'daemon off;'\"]\n",
     );
     let (code, out) = shop.run_with(
         shop.cargo(&["e2e", "--teardown", "purge", "-E", "test(proxy)"])

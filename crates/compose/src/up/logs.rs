@@ -1,18 +1,17 @@
-//! The services' log lines while the stack starts: one `compose logs
-//! --follow` for the project (it takes up containers created after it
-//! started, as a level-by-level `up` makes them, but exits at once when the
-//! project has none yet: it starts once `up` made one, and again, from the
-//! last line it gave, if it ended), its lines read on a thread and handed to
-//! the wait at each poll, each service's within a rate.
+//! The services' log lines while the stack starts: each container the wait
+//! lists is followed on its own (`docker logs --follow --since`, from the
+//! start of `up`), its lines read on a thread and handed to the wait at each
+//! poll, each service's within a rate. (One `compose logs --follow` for the
+//! project missed containers started in its first second on Engine 20.10,
+//! and exits at once in a project that has none yet.)
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Instant, SystemTime};
 
 use process::{Group, Stream};
 
-use crate::error::Result;
-use crate::project::Project;
+use crate::project::{Container, Project};
 
 /// Lines a service may show at once, then per second after.
 const BURST: f64 = 20.0;
@@ -21,20 +20,20 @@ const PER_SECOND: f64 = 10.0;
 /// One line a container printed, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Line {
-    /// The container as Compose prefixes its lines (`db-1`).
-    pub container: String,
+    pub service: String,
     pub at: Option<SystemTime>,
     pub text: String,
 }
 
-/// The project's log lines as they come.
+/// The containers' log lines as they come.
 pub(super) struct Follower {
-    group: Group,
+    /// `docker logs --since`: seconds since the epoch with their nanoseconds.
+    since: String,
+    /// The containers followed (by ID); each ends with its container, or
+    /// when dropped.
+    followed: BTreeMap<String, Group>,
+    tx: Sender<Line>,
     lines: Receiver<Line>,
-    /// The newest line seen: where a follower started again picks up.
-    newest: Option<SystemTime>,
-    /// When each container's newest line was printed (no line twice).
-    seen: BTreeMap<String, SystemTime>,
 }
 
 impl std::fmt::Debug for Follower {
@@ -44,87 +43,72 @@ impl std::fmt::Debug for Follower {
 }
 
 impl Follower {
-    /// Follows every container of the project from `since` on; stopped
-    /// when dropped.
-    pub(super) fn start(project: &Project, since: SystemTime) -> Result<Follower> {
-        let (group, lines) = Follower::spawn(project, since)?;
-        Ok(Follower {
-            group,
-            lines,
-            newest: None,
-            seen: BTreeMap::new(),
-        })
-    }
-
-    fn spawn(project: &Project, since: SystemTime) -> Result<(Group, Receiver<Line>)> {
-        // Seconds since the epoch with their nanoseconds, as Docker reads them.
+    /// A follower of the lines printed from `since` on.
+    pub(super) fn new(since: SystemTime) -> Follower {
         let since = since
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| format!("{}.{:09}", d.as_secs(), d.subsec_nanos()))
             .unwrap_or_default();
-        let cmd = project.compose([
-            "logs".to_owned(),
-            "--follow".into(),
-            "--no-color".into(),
-            "--timestamps".into(),
-            "--since".into(),
+        let (tx, lines) = channel();
+        Follower {
             since,
-        ]);
-        let (tx, rx) = channel();
-        let group =
-            cmd.start_group_streaming(&project.spec.dir, false, Stream::Stdout, move |l| {
-                if let Some(line) = parse(l) {
-                    let _ = tx.send(line);
-                }
-            })?;
-        Ok((group, rx))
+            followed: BTreeMap::new(),
+            tx,
+            lines,
+        }
     }
 
-    /// The lines that came since the last call, each once; a follower that
-    /// ended is started again from the newest line.
-    pub(super) fn take(&mut self, project: &Project) -> Vec<Line> {
-        let mut lines: Vec<Line> = self.lines.try_iter().collect();
-        if self.group.try_wait().ok().flatten().is_some() {
-            lines.extend(self.lines.try_iter());
-            let from = self.newest.unwrap_or_else(SystemTime::now);
-            if let Ok((group, rx)) = Follower::spawn(project, from) {
-                (self.group, self.lines) = (group, rx);
+    /// Follows each of `containers` not followed yet (a new one `up` made,
+    /// or one it started again); one that cannot be followed is left out.
+    pub(super) fn follow(&mut self, project: &Project, containers: &[Container]) {
+        for c in containers {
+            if self.followed.contains_key(&c.id) || c.state == "created" {
+                continue;
+            }
+            let cmd = crate::docker([
+                "logs",
+                "--follow",
+                "--timestamps",
+                "--since",
+                &self.since,
+                &c.id,
+            ]);
+            let (tx, service) = (self.tx.clone(), c.service.clone());
+            // The container's stdout and stderr, as the two streams of `docker logs`.
+            if let Ok(group) =
+                cmd.start_group_streaming(&project.spec.dir, false, Stream::Both, move |l| {
+                    let _ = tx.send(parse(&service, l));
+                })
+            {
+                self.followed.insert(c.id.clone(), group);
             }
         }
-        lines.retain(|l| {
-            let Some(at) = l.at else { return true };
-            self.newest = Some(self.newest.map_or(at, |n| n.max(at)));
-            let seen = self
-                .seen
-                .entry(l.container.clone())
-                .or_insert(SystemTime::UNIX_EPOCH);
-            let new = at > *seen;
-            *seen = (*seen).max(at);
-            new
-        });
-        lines
+    }
+
+    /// The lines that came since the last call.
+    pub(super) fn take(&self) -> Vec<Line> {
+        self.lines.try_iter().collect()
     }
 }
 
-/// `db-1  | 2026-12-07T17:30:06.168632653Z the line`, as `compose logs
-/// --timestamps` writes it.
-fn parse(line: &str) -> Option<Line> {
-    let (container, rest) = split_prefix(line)?;
-    let (at, text) = match rest.split_once(' ') {
+/// `2026-12-07T17:30:06.168632653Z the line`, as `docker logs --timestamps`
+/// writes it.
+fn parse(service: &str, line: &str) -> Line {
+    let (at, text) = match line.split_once(' ') {
         Some((stamp, text)) => {
             match time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
             {
                 Ok(t) => (Some(SystemTime::from(t)), text),
-                Err(_) => (None, rest),
+                Err(_) => (None, line),
             }
         }
-        None => (None, rest),
+        None => (None, line),
     };
-    Some(Line {
-        container: container.to_owned(),
+    Line {
+        service: service.to_owned(),
         at,
         text: text.to_owned(),
-    })
+    }
 }
 
 /// `db-1  | the line` as Compose prefixes a line with its container.
@@ -195,7 +179,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_prefix_names_its_service() {
+    fn a_line_reads_as_its_time_and_text_and_a_prefix_names_its_service() {
         let services = ["db".to_owned(), "api-v2".to_owned()];
         let named = BTreeMap::from([("custom".to_owned(), "db".to_owned())]);
         assert_eq!(
@@ -203,11 +187,12 @@ mod tests {
             Some(("db-1", "ready to accept"))
         );
         assert_eq!(split_prefix("no prefix here"), None);
-        let line = parse("db-1  | 2026-12-07T17:30:06.5Z ready | to accept").unwrap();
+        let line = parse("db", "2026-12-07T17:30:06.5Z ready | to accept");
         assert_eq!(
-            (line.container.as_str(), line.text.as_str()),
-            ("db-1", "ready | to accept")
+            (line.service.as_str(), line.text.as_str()),
+            ("db", "ready | to accept")
         );
+        assert_eq!(parse("db", "no stamp").text, "no stamp");
         let at = line
             .at
             .unwrap()

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use process::{GroupOptions, GroupOutput};
 
-use super::logs::{Follower, Rate, service_of};
+use super::logs::{Follower, Rate};
 use super::{POLL_INTERVAL, StartPlan, UP_QUIET, UpEvent, UpOptions, UpSummary};
 use crate::error::{Error, Result};
 use crate::project::{Container, Project};
@@ -185,12 +185,12 @@ impl<'a> Wait<'a> {
                 continue;
             };
             self.containers = containers;
-            // The services' lines from the first container `up` made on (a
-            // nicety: without it the wait is the same).
-            if opts.logs && !self.skip_up && self.follower.is_none() && !self.containers.is_empty()
-            {
+            // The services' lines, from each container `up` made or started
+            // (a nicety: without it the wait is the same).
+            if opts.logs && !self.skip_up {
                 let since = self.started_at - Duration::from_secs(1);
-                self.follower = Follower::start(self.project, since).ok();
+                let follower = self.follower.get_or_insert_with(|| Follower::new(since));
+                follower.follow(self.project, &self.containers);
             }
             let states = self.judge(i, up_out.is_some());
             // A service that failed explains more than Compose's own error does.
@@ -250,17 +250,11 @@ impl<'a> Wait<'a> {
     /// The lines the services printed since the last look, of those not
     /// ready yet and within their rate; then a poll.
     fn show(&mut self, on: &mut dyn FnMut(UpEvent<'_>)) {
-        if let Some(follower) = &mut self.follower {
-            let lines = follower.take(self.project);
+        if let Some(follower) = &self.follower {
+            let lines = follower.take();
             let now = Instant::now();
-            let services: Vec<String> = self.project.stack.services.keys().cloned().collect();
-            let named: BTreeMap<String, String> = self
-                .containers
-                .iter()
-                .map(|c| (c.name.clone(), c.service.clone()))
-                .collect();
             for line in lines {
-                let service = service_of(&line.container, &services, &named).to_owned();
+                let service = line.service;
                 // Quiet once ready (what it printed before is shown): its
                 // lines are in the run's logs.
                 let ready = self
