@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which engine serves the Docker API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Product {
     Docker,
@@ -33,7 +33,7 @@ pub fn honours_start_interval(api: &str) -> Option<bool> {
 }
 
 /// Where the engine keeps images, which decides what an image ID is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "name", rename_all = "kebab-case")]
 pub enum ImageStore {
     /// The classic graph driver (`overlay2`): an image ID is its config's digest.
@@ -64,7 +64,7 @@ impl std::fmt::Display for ImageStore {
 
 /// What `docker info --format '{{json .}}'` and `docker version --format
 /// '{{json .Server}}'` say, the fields the tool reads.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Facts {
     pub product: Product,
     pub version: String,

@@ -247,7 +247,15 @@ impl Stack {
             detail: e.to_string(),
         };
         let config: serde_json::Value = serde_json::from_slice(&json).map_err(parse_error)?;
-        let mut stack: Stack = serde_json::from_value(config.clone()).map_err(parse_error)?;
+        Stack::from_config(config).map_err(|e| Error::Parse {
+            command: cmd.to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// The stack of a model `compose config --format json` printed before.
+    pub fn from_config(config: serde_json::Value) -> Result<Stack, serde_json::Error> {
+        let mut stack: Stack = serde_json::from_value(config.clone())?;
         stack.config = config;
         Ok(stack)
     }

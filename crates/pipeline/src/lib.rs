@@ -10,6 +10,7 @@ pub mod git;
 pub mod lock;
 pub mod merge;
 mod phases;
+mod probed;
 pub mod reap;
 pub mod reaper;
 pub mod report;

@@ -9,6 +9,7 @@ use process::Cmd;
 use super::test::write_cargo_metadata;
 use super::{Options, PhaseResult, expand};
 use crate::error::{Error, Result};
+use crate::probed::Probed;
 
 /// Checks filtersets (cargo metadata) and the engine and stack (docker) at
 /// once: two independent chains of process starts. A filterset error wins,
@@ -79,11 +80,37 @@ fn check_filtersets(opts: &Options) -> Result<Option<String>, Error> {
 }
 
 fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Error> {
-    // The engine's answer and Compose's model of the stack are independent;
-    // loading the stack proves Compose v2 is there.
-    let engine = std::thread::spawn(Engine::server);
-    let project = Project::load(opts.config.project_spec(Some(opts.project.clone())));
-    let server = engine.join().expect("asking the engine does not panic")?;
+    let spec = opts.config.project_spec(Some(opts.project.clone()));
+    let target = &opts.workspace.target_dir;
+    // The last run's answers, while nothing they depend on changed.
+    let key = Probed::key(&spec, &opts.config.path);
+    let kept = key
+        .as_deref()
+        .filter(|_| !opts.rebuild)
+        .and_then(|k| Probed::load(target, &opts.project, k));
+    let mut warnings = Vec::new();
+    let (server, project) = match kept {
+        Some(probed) => {
+            warnings.push(
+                "engine and compose model as the last run found them (nothing they depend on changed)"
+                    .to_owned(),
+            );
+            let stack = compose::Stack::from_config(probed.config)
+                .map_err(|e| Error::Stack(format!("the kept compose model: {e}")))?;
+            (probed.facts, Ok(Project { spec, stack }))
+        }
+        None => {
+            // The engine's answer and Compose's model of the stack are
+            // independent; loading the stack proves Compose v2 is there.
+            let engine = std::thread::spawn(Engine::server);
+            let project = Project::load(spec);
+            let server = engine.join().expect("asking the engine does not panic")?;
+            if let (Some(key), Ok(p)) = (&key, &project) {
+                Probed::save(target, &opts.project, key, &server, &p.stack.config);
+            }
+            (server, project)
+        }
+    };
     crate::disk::check_floor(&server, &opts.config.disk, &opts.config.path)?;
     let engine = server.summary();
     let mut project = match project {
@@ -157,7 +184,6 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Er
             )));
         }
     }
-    let mut warnings = Vec::new();
     if let Some(remote) = Engine::remote_host() {
         warnings.push(format!(
             "engine on {remote}, ports reached at {}",
