@@ -210,6 +210,117 @@ impl Project {
     }
 }
 
+impl Project {
+    /// The containers `ids` name, as `ps` would list them, from one `docker
+    /// inspect` (the docker CLI starts faster than Compose's); `None` when
+    /// one is gone or not this project's, for the caller to list the
+    /// project instead.
+    pub fn inspect(&self, ids: &[String]) -> Option<Vec<Container>> {
+        if ids.is_empty() {
+            return None;
+        }
+        let cmd = crate::docker(
+            ["inspect".to_owned()]
+                .into_iter()
+                .chain(ids.iter().cloned()),
+        );
+        let text = cmd.text(&self.spec.dir).ok()?;
+        from_inspect(self.name(), ids, &text)
+    }
+}
+
+/// The containers `docker inspect IDS` printed, as `ps` would list them;
+/// `None` when one is missing or not `project`'s.
+fn from_inspect(project: &str, ids: &[String], text: &str) -> Option<Vec<Container>> {
+    let mut inspected: Vec<Inspected> = serde_json::from_str(text).ok()?;
+    ids.iter()
+        .map(|id| {
+            // `ps` names a container by its short ID; inspect gives the whole.
+            let at = inspected
+                .iter()
+                .position(|i| i.id.starts_with(id.as_str()))?;
+            let i = inspected.swap_remove(at);
+            let labels = i.config.labels.unwrap_or_default();
+            let label = |k: &str| labels.get(k).cloned();
+            (label("com.docker.compose.project").as_deref() == Some(project)).then_some(())?;
+            let publishers = i
+                .network_settings
+                .ports
+                .iter()
+                .flatten()
+                .flat_map(|(port, bound)| {
+                    let (target, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
+                    let target: u16 = target.parse().unwrap_or(0);
+                    bound.iter().flatten().map(move |b| Publisher {
+                        url: b.host_ip.clone(),
+                        target_port: target,
+                        published_port: b.host_port.parse().unwrap_or(0),
+                        protocol: protocol.to_owned(),
+                    })
+                })
+                .collect();
+            Some(Container {
+                id: id.clone(),
+                name: i.name.trim_start_matches('/').to_owned(),
+                service: label("com.docker.compose.service")?,
+                state: i.state.status,
+                health: i.state.health.map(|h| h.status).unwrap_or_default(),
+                exit_code: i.state.exit_code,
+                publishers: Some(publishers),
+                labels: serde_json::to_value(&labels).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// What `docker inspect` says of a container, the fields `ps` gives.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Inspected {
+    id: String,
+    name: String,
+    state: InspectedState,
+    config: InspectedConfig,
+    network_settings: InspectedNetwork,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedState {
+    status: String,
+    exit_code: i32,
+    health: Option<InspectedHealth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedHealth {
+    status: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedConfig {
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedNetwork {
+    #[serde(default)]
+    ports: Option<BTreeMap<String, Option<Vec<Bound>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Bound {
+    #[serde(default)]
+    host_ip: String,
+    #[serde(default)]
+    host_port: String,
+}
+
 /// `compose ps --format json`: Compose up to 2.20 prints one array, later
 /// versions (5.x too) one object per line.
 fn parse_ps(text: &str) -> Result<Vec<Container>, serde_json::Error> {
@@ -258,6 +369,41 @@ pub(crate) fn tail(text: &str, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inspected_containers_read_as_ps_lists_them() {
+        // Recorded on Engine 20.10 from one project (`rec`): a running,
+        // healthy service publishing 8080, and a one-shot that exited 3;
+        // `compose ps --format json` and `docker inspect` of the same IDs.
+        for engine in ["engine-20.10"] {
+            let listed = parse_ps(&crate::build::tests::recorded(&format!(
+                "{engine}/ps-inspected.json"
+            )))
+            .unwrap();
+            let ids: Vec<String> = listed.iter().map(|c| c.id.clone()).collect();
+            let text = crate::build::tests::recorded(&format!("{engine}/inspect.json"));
+            let inspected = from_inspect("rec", &ids, &text).unwrap();
+            for (l, i) in listed.iter().zip(&inspected) {
+                assert_eq!(
+                    (&l.id, &l.name, &l.service, &l.state, &l.health, l.exit_code),
+                    (&i.id, &i.name, &i.service, &i.state, &i.health, i.exit_code),
+                    "{engine}"
+                );
+                assert_eq!(
+                    l.published(8080, "127.0.0.1"),
+                    i.published(8080, "127.0.0.1")
+                );
+                assert_eq!(
+                    l.label("com.docker.compose.service"),
+                    i.label("com.docker.compose.service")
+                );
+            }
+            // Not this project's, or one missing: the caller lists the project.
+            assert!(from_inspect("other", &ids, &text).is_none());
+            let gone = [ids[0].clone(), "0123456789ab".to_owned()];
+            assert!(from_inspect("rec", &gone, &text).is_none());
+        }
+    }
 
     #[test]
     fn image_references_are_keyed_as_the_engine_lists_them() {

@@ -59,6 +59,13 @@ pub(crate) fn up_phase(
         }
         _ => None,
     };
+    // Nothing they are made from changed: the containers the last run left
+    // are judged from one `docker inspect` of them (if they are all still
+    // there) instead of a listing of the project.
+    let known = known.or_else(|| {
+        let ids: Vec<String> = unchanged.as_ref()?.keys().cloned().collect();
+        project.inspect(&ids)
+    });
     // A running container holds the certificates it read at start: new ones
     // need new containers, which Compose would not make for unchanged config.
     let up_opts = UpOptions {
