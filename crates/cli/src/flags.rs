@@ -147,8 +147,9 @@ pub struct E2e {
     /// Skip building images: use the ones the engine has.
     #[arg(long)]
     pub no_build: bool,
-    /// Build every image and run `up` even when nothing they are made from
-    /// changed since the last run (which otherwise skips both).
+    /// Build every image, ask cargo for the staged and test binaries, and run
+    /// `up` even when nothing they are made from changed since the last run
+    /// (which otherwise skips all three).
     #[arg(long, conflicts_with = "no_build")]
     pub rebuild: bool,
     /// When another run holds this project (same user, same engine), exit 3

@@ -1068,6 +1068,50 @@ fn an_unchanged_stack_is_neither_built_nor_started_then_a_sent_file_changes_that
     shop.purge_and_check(&["-E", "test(proxy)"]);
 }
 
+/// What a run says of test binaries it did not ask cargo for.
+const NOT_ASKED: &str =
+    "test binaries as the last build left them (none of their sources changed: cargo not asked)";
+
+#[test]
+fn an_unchanged_workspace_runs_the_last_test_binaries_and_an_edit_builds_them_again() {
+    let Some(shop) = Shop::ready("testbins") else {
+        return;
+    };
+    let (first, _) = kept_run(&shop, None);
+    assert!(
+        !phase(&first, Phase::Test).note.contains(NOT_ASKED),
+        "{first}"
+    );
+    let (again, _) = kept_run(&shop, None);
+    assert!(
+        phase(&again, Phase::Test).note.contains(NOT_ASKED),
+        "{again}"
+    );
+    assert_eq!(passed(&again), 1, "{again}");
+    // A new test the filterset selects: it runs, so the binary is the edited one.
+    let tests = shop.root.join("shop-e2e/tests/shop.rs");
+    let text = std::fs::read_to_string(&tests).unwrap();
+    let added = "#[test]\nfn the_proxy_answers_twice() {\n    assert_eq!(get(\"/health\").0, 200);\n    assert_eq!(get(\"/health\").0, 200);\n}\n";
+    std::fs::write(&tests, format!("{text}\n{added}")).unwrap();
+    let (edited, _) = kept_run(&shop, None);
+    assert!(
+        !phase(&edited, Phase::Test).note.contains(NOT_ASKED),
+        "{edited}"
+    );
+    assert_eq!(passed(&edited), 2, "{edited}");
+    let (after, _) = kept_run(&shop, None);
+    assert!(
+        phase(&after, Phase::Test).note.contains(NOT_ASKED),
+        "{after}"
+    );
+    assert_eq!(passed(&after), 2, "{after}");
+    // --rebuild asks cargo whatever the record says.
+    let (code, out) = shop.run_with(shop.cargo(&[&KEEP[..], &["--rebuild"]].concat()));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains(NOT_ASKED), "{out}");
+    shop.purge_and_check(&["-E", "test(proxy)"]);
+}
+
 /// Why the last run built `service`'s image, as its report says.
 fn why(report: &RunReport, service: &str) -> Option<String> {
     report

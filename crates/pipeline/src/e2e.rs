@@ -20,6 +20,7 @@ use crate::phases::{
     up_phase,
 };
 use crate::report::{Failure, Phase, RunReport, Verdict};
+use crate::sources::Snapshot;
 
 /// Runs the pipeline. Never panics out and never skips teardown once the
 /// stack may exist.
@@ -194,10 +195,15 @@ pub(crate) struct Background {
 }
 
 impl Background {
+    /// Starts the builds whose sources changed since they last passed
+    /// (the staged binaries' outside the walk: they are the stack's).
     pub fn start(opts: &Options) -> Background {
+        let store = Store::open(&opts.workspace.target_dir, &opts.project);
+        let staged = crate::phases::stage_outputs(opts);
+        let now = Snapshot::take(&opts.workspace, &staged);
         Background {
-            staging: (!opts.no_build).then(|| Staging::start(opts)),
-            prebuild: Prebuild::start(opts),
+            staging: (!opts.no_build).then(|| Staging::for_run(opts, &store, now.as_ref())),
+            prebuild: Prebuild::for_run(opts, now.as_ref()),
         }
     }
 }

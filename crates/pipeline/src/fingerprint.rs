@@ -27,6 +27,12 @@ pub(crate) struct State {
     pub builds: BTreeMap<String, Built>,
     /// The key of the stack and the containers `up` left ready for it.
     pub stack: Option<Started>,
+    /// The staged binaries' last cargo build: what it started from, what it left.
+    #[serde(default)]
+    pub stage: Option<CargoBuilt>,
+    /// The test binaries' last cargo build, and the run folder holding their lists.
+    #[serde(default)]
+    pub tests: Option<CargoBuilt>,
     /// Content hashes by absolute path, reused while a file's size, mtime,
     /// ctime and inode stay the same (git's index does the same).
     files: BTreeMap<String, Stamp>,
@@ -113,6 +119,17 @@ impl BuildKey {
             None => "its inputs changed".into(),
         }
     }
+}
+
+/// A cargo build as [`crate::sources`] keys it: the sources before it
+/// started (an edit during the build is not in them) and its outputs after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CargoBuilt {
+    pub sources: String,
+    pub outputs: String,
+    /// Where its lists are (the test binaries': a run folder).
+    #[serde(default)]
+    pub dir: Option<Utf8PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint::{self, BuildKey, Store};
 use crate::report::ContextSize;
 use crate::report::Phase;
+use crate::sources::Snapshot;
 
 /// What each context sends now (after staging: exactly what the build will
 /// get), checked against `context.budget` before the build starts; and the
@@ -76,9 +77,52 @@ pub(crate) struct Staging {
     /// `None`: nothing to build (see [`Staging::skip`]).
     work: Option<Beside<Result<usize>>>,
     count: usize,
+    /// The key of the sources the build started from, to record with its outputs.
+    sources: Option<String>,
+    /// Nothing built: the sources and the staged files are as the last build left them.
+    unchanged: bool,
 }
 
 impl Staging {
+    /// A run's staging: none at all when the sources and the staged files
+    /// are as the last build left them (cargo is not even asked), else the
+    /// build, started now.
+    pub(crate) fn for_run(opts: &Options, store: &Store, now: Option<&Snapshot>) -> Staging {
+        let sources = now
+            .filter(|_| !opts.rebuild && !opts.config.stage.is_empty())
+            .map(|s| stage_key(opts, s));
+        let unchanged = store.state.stage.as_ref().is_some_and(|last| {
+            Some(&last.sources) == sources.as_ref()
+                && last.outputs == crate::sources::outputs(&stage_outputs(opts))
+        });
+        if unchanged {
+            return Staging {
+                unchanged,
+                ..Staging::skip(opts)
+            };
+        }
+        Staging {
+            sources,
+            ..Staging::start(opts)
+        }
+    }
+
+    /// Records what the build started from and what it left, once it
+    /// passed; not when a source changed while it ran (cargo may have read
+    /// either version: the next run asks it).
+    fn record(&self, opts: &Options, store: &mut Store) {
+        let Some(before) = &self.sources else { return };
+        let after = Snapshot::take(&opts.workspace, &stage_outputs(opts));
+        store.state.stage =
+            (after.map(|s| stage_key(opts, &s)).as_ref() == Some(before)).then(|| {
+                fingerprint::CargoBuilt {
+                    sources: before.clone(),
+                    outputs: crate::sources::outputs(&stage_outputs(opts)),
+                    dir: None,
+                }
+            });
+    }
+
     pub(crate) fn start(opts: &Options) -> Staging {
         let stages: Vec<_> = opts
             .config
@@ -99,6 +143,8 @@ impl Staging {
                 crate::stage::stage(&root, &target, &stages, progress)
             })),
             count,
+            sources: None,
+            unchanged: false,
         }
     }
 
@@ -108,20 +154,39 @@ impl Staging {
         Staging {
             work: None,
             count: opts.config.stage.len(),
+            sources: None,
+            unchanged: false,
         }
     }
 
     /// How many staged binaries changed; shows how the build goes meanwhile.
-    fn finish(self, progress: &mut dyn Progress) -> Result<usize> {
-        self.work.map_or(Ok(0), |w| w.join(Phase::Build, progress))
+    fn finish(&mut self, progress: &mut dyn Progress) -> Result<usize> {
+        self.work
+            .take()
+            .map_or(Ok(0), |w| w.join(Phase::Build, progress))
     }
+}
+
+/// The key of what the staged binaries build from: their packages,
+/// profiles and folders, and the workspace's sources.
+fn stage_key(opts: &Options, sources: &Snapshot) -> String {
+    sources.key(&format!("stage {:?}", opts.config.stage))
+}
+
+/// The staged binaries, where the build copies them.
+pub(crate) fn stage_outputs(opts: &Options) -> Vec<camino::Utf8PathBuf> {
+    opts.config
+        .stage
+        .iter()
+        .map(|s| opts.config.resolve(&s.to).join(&s.package))
+        .collect()
 }
 
 pub(crate) fn build_phase(
     opts: &Options,
     project: &Project,
     store: &mut Store,
-    staging: Staging,
+    mut staging: Staging,
     progress: &mut dyn Progress,
 ) -> PhaseResult<Built> {
     let stages = staging.count;
@@ -132,6 +197,7 @@ pub(crate) fn build_phase(
         (staged, ids.join().expect("listing images does not panic"))
     });
     let staged = staged?;
+    staging.record(opts, store);
     let mut image_ids = image_ids?;
     let (contexts, keys) = measure_contexts(opts, project, store, &image_ids)?;
     // A service whose inputs, recorded image and engine's image all match
@@ -226,9 +292,9 @@ pub(crate) fn build_phase(
                 _ => store.state.builds.remove(service),
             };
         }
-        // Losing the record costs only the next run's skip.
-        let _ = store.save();
     }
+    // Losing the record costs only the next run's skip.
+    let _ = store.save();
     images.sort_by(|a, b| a.service.cmp(&b.service));
     let shown: Vec<String> = images
         .iter()
@@ -269,7 +335,11 @@ pub(crate) fn build_phase(
     if !sizes.is_empty() {
         parts.push(format!("contexts sent: {}", sizes.join(", ")));
     }
-    if stages > 0 {
+    if staging.unchanged {
+        parts.push(format!(
+            "staged binaries: 0 of {stages} changed (their sources as the last build left them: cargo not asked)"
+        ));
+    } else if stages > 0 {
         parts.push(format!("staged binaries: {staged} of {stages} changed"));
     }
     let note = if parts.is_empty() {

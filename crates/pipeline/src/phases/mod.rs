@@ -22,7 +22,7 @@ use crate::lock::ProjectLock;
 use crate::report::{CertsDone, Cleaned, Failure, Phase, PhaseReport, RunReport, Status, Verdict};
 use crate::workspace::Workspace;
 
-pub(crate) use build::{Staging, build_phase};
+pub(crate) use build::{Staging, build_phase, stage_outputs};
 pub(crate) use preflight::preflight;
 pub(crate) use teardown::{apply_policy, teardown};
 pub use test::expand;

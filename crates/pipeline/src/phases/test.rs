@@ -7,7 +7,9 @@ use compose::{Container, Engine, Project};
 
 use super::{Beside, Options, PhaseResult, Progress, Work};
 use crate::error::{Error, Result};
+use crate::fingerprint::{self, Store};
 use crate::report::Phase;
+use crate::sources::Snapshot;
 
 /// What the tests see: the project, the CA (with certificates), and
 /// `tests.env` with each `{service:port}` made the address where the engine
@@ -83,8 +85,13 @@ pub(crate) struct Prebuild {
     command: String,
     /// Where the list of built binaries goes, for [`test_runner::Reuse`].
     binaries: Utf8PathBuf,
-    /// Built by an earlier cycle: `binaries` is ready.
+    /// Built by an earlier cycle or run: `binaries` is ready.
     built: bool,
+    /// What the test phase says of binaries it did not build.
+    reused_note: &'static str,
+    /// The key of the sources the build started from, to record with its
+    /// outputs (see [`crate::sources`]).
+    sources: Option<String>,
 }
 
 impl Prebuild {
@@ -96,6 +103,8 @@ impl Prebuild {
                 command: String::new(),
                 binaries: Utf8PathBuf::new(),
                 built: false,
+                reused_note: "",
+                sources: None,
             };
         };
         let cmd = inv.list_command();
@@ -126,6 +135,34 @@ impl Prebuild {
             command,
             binaries: opts.run_dir.join("binaries-metadata.json"),
             built: false,
+            reused_note: "",
+            sources: None,
+        }
+    }
+
+    /// A run's test binaries: the last build's, when neither their sources
+    /// nor the binaries changed since (cargo is not even asked), else a
+    /// build started now.
+    pub(crate) fn for_run(opts: &Options, now: Option<&Snapshot>) -> Prebuild {
+        let sources = now
+            .filter(|_| !opts.rebuild)
+            .and_then(|s| test_key(opts, s));
+        let store = Store::open(&opts.workspace.target_dir, &opts.project);
+        if let (Some(now), Some(last)) = (&sources, &store.state.tests)
+            && &last.sources == now
+            && let Some(dir) = &last.dir
+            && last.outputs == test_outputs(dir)
+            && let Some(p) = Prebuild::copied(opts, dir)
+        {
+            return Prebuild {
+                reused_note: "; test binaries as the last build left them (none of their sources changed: cargo not asked)",
+                sources,
+                ..p
+            };
+        }
+        Prebuild {
+            sources,
+            ..Prebuild::start(opts)
         }
     }
 
@@ -135,32 +172,63 @@ impl Prebuild {
     /// and the test phase runs them without cargo. Anything missing: the
     /// tests build as usual.
     pub(crate) fn reuse(opts: &Options, from: &camino::Utf8Path) -> Prebuild {
+        Prebuild::copied(opts, from).unwrap_or_else(|| Prebuild::start(opts))
+    }
+
+    fn copied(opts: &Options, from: &camino::Utf8Path) -> Option<Prebuild> {
         let binaries = opts.run_dir.join("binaries-metadata.json");
         let copied = std::fs::create_dir_all(&opts.run_dir).is_ok()
             && std::fs::copy(from.join("binaries-metadata.json"), &binaries).is_ok()
             && std::fs::copy(from.join("cargo-metadata.json"), cargo_metadata_file(opts)).is_ok();
-        if !copied {
-            return Prebuild::start(opts);
-        }
-        Prebuild {
+        copied.then_some(Prebuild {
             work: None,
             command: String::new(),
             binaries,
             built: true,
-        }
+            reused_note: "; test binaries as an earlier cycle built them (none of their sources changed)",
+            sources: None,
+        })
+    }
+
+    /// Records what the build started from and the lists and binaries it
+    /// left in this run's folder, for the next run; not when a source
+    /// changed while it ran (cargo may have read either version).
+    fn record(&self, opts: &Options) {
+        let Some(before) = &self.sources else { return };
+        let mut store = Store::open(&opts.workspace.target_dir, &opts.project);
+        let after = Snapshot::take(&opts.workspace, &super::build::stage_outputs(opts));
+        store.state.tests =
+            (after.and_then(|s| test_key(opts, &s)).as_ref() == Some(before)).then(|| {
+                fingerprint::CargoBuilt {
+                    sources: before.clone(),
+                    outputs: test_outputs(&opts.run_dir),
+                    dir: Some(opts.run_dir.clone()),
+                }
+            });
+        // Losing the record costs only the next run's skip.
+        let _ = store.save();
     }
 
     /// Waits for the build; a failed one fails the test phase with its
     /// output. The list of the binaries built, when it could be written.
-    pub(crate) fn finish(self, progress: &mut dyn Progress) -> Result<Option<Utf8PathBuf>, Error> {
-        let Some(work) = self.work else {
+    pub(crate) fn finish(
+        mut self,
+        opts: &Options,
+        progress: &mut dyn Progress,
+    ) -> Result<Option<Utf8PathBuf>, Error> {
+        let Some(work) = self.work.take() else {
+            if self.built {
+                self.record(opts);
+            }
             return Ok(self.built.then_some(self.binaries));
         };
         let out = work.join(Phase::Test, progress)?;
         if out.success() {
-            return Ok(std::fs::write(&self.binaries, &out.stdout)
-                .is_ok()
-                .then(|| self.binaries.clone()));
+            let written = std::fs::write(&self.binaries, &out.stdout).is_ok();
+            if written {
+                self.record(opts);
+            }
+            return Ok(written.then(|| self.binaries.clone()));
         }
         let text = format!("{}{}", out.stdout, out.stderr);
         Err(Error::Stack(format!(
@@ -184,9 +252,9 @@ pub(crate) fn test_phase(
     counted: &mut Option<test_runner::Outcome>,
     progress: &mut dyn Progress,
 ) -> PhaseResult<()> {
-    let reused = prebuild.as_ref().is_some_and(|p| p.built);
+    let reused = prebuild.as_ref().filter(|p| p.built).map(|p| p.reused_note);
     let binaries = match prebuild {
-        Some(p) => p.finish(progress)?,
+        Some(p) => p.finish(opts, progress)?,
         None => None,
     };
     let c = &opts.config;
@@ -228,10 +296,10 @@ pub(crate) fn test_phase(
     let mut counts = outcome
         .counts
         .map_or_else(|| "no JUnit report to count from".into(), |c| c.to_string());
-    if reused && invocation.reuse.is_some() {
-        counts.push_str(
-            "; test binaries as an earlier cycle built them (none of their sources changed)",
-        );
+    if let Some(note) = reused
+        && invocation.reuse.is_some()
+    {
+        counts.push_str(note);
     }
     let verdict = outcome.verdict.clone();
     *counted = Some(outcome);
@@ -253,6 +321,52 @@ pub(crate) fn test_phase(
             code.map_or("none (a signal)".into(), |c| c.to_string())
         ))),
     }
+}
+
+/// The key of what the test binaries build from: the build command (its
+/// profile and packages; the run's own folder in it aside) and the
+/// workspace's sources.
+fn test_key(opts: &Options, sources: &Snapshot) -> Option<String> {
+    let inv = invocation(opts, Vec::new(), Vec::new()).ok()?;
+    let command = inv.list_command().to_string();
+    Some(sources.key(&command.replace(opts.run_dir.as_str(), "<run>")))
+}
+
+/// The key of a test build's outputs in `dir`: its two lists and every
+/// binary the first names (test binaries and the binaries they run).
+fn test_outputs(dir: &camino::Utf8Path) -> String {
+    let lists = [
+        dir.join("binaries-metadata.json"),
+        dir.join("cargo-metadata.json"),
+    ];
+    let mut paths = lists.to_vec();
+    if let Ok(json) = std::fs::read(&lists[0])
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&json)
+    {
+        paths.extend(binary_paths(&v));
+    }
+    crate::sources::outputs(&paths)
+}
+
+/// Every `binary-path` and non-test binary `path` in nextest's binary list.
+fn binary_paths(v: &serde_json::Value) -> Vec<Utf8PathBuf> {
+    let base = v["rust-build-meta"]["target-directory"]
+        .as_str()
+        .map(Utf8PathBuf::from)
+        .unwrap_or_default();
+    let tests = v["rust-binaries"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(|b| b["binary-path"].as_str());
+    let others = v["rust-build-meta"]["non-test-binaries"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(|list| list.as_array())
+        .flatten()
+        .filter_map(|b| b["path"].as_str());
+    tests.chain(others).map(|p| base.join(p)).collect()
 }
 
 /// Each `{service:port}` in `value` becomes what `published` says (the
