@@ -200,7 +200,7 @@ impl Background {
     pub fn start(opts: &Options) -> Background {
         let store = Store::open(&opts.workspace.target_dir, &opts.project);
         let staged = crate::phases::stage_outputs(opts);
-        let now = Snapshot::take(&opts.workspace, &staged);
+        let now = Snapshot::take(&opts.workspace, &staged, &store.state.outside);
         Background {
             staging: (!opts.no_build).then(|| Staging::for_run(opts, &store, now.as_ref())),
             prebuild: Prebuild::for_run(opts, now.as_ref()),

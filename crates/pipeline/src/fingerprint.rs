@@ -33,6 +33,10 @@ pub(crate) struct State {
     /// The test binaries' last cargo build, and the run folder holding their lists.
     #[serde(default)]
     pub tests: Option<CargoBuilt>,
+    /// The local packages' folders outside the workspace root, as the last
+    /// test build's metadata named them: walked for both keys.
+    #[serde(default)]
+    pub outside: Vec<Utf8PathBuf>,
     /// Content hashes by absolute path, reused while a file's size, mtime,
     /// ctime and inode stay the same (git's index does the same).
     files: BTreeMap<String, Stamp>,

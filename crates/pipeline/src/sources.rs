@@ -28,7 +28,14 @@ const MOST_FILES: usize = 20_000;
 pub(crate) struct Snapshot(String);
 
 impl Snapshot {
-    pub(crate) fn take(ws: &Workspace, outputs: &[Utf8PathBuf]) -> Option<Snapshot> {
+    /// `outside`: the local packages' folders outside the root, as the last
+    /// build's metadata named them (a new one needs a change to a manifest
+    /// already counted, so an old list is enough to see that something changed).
+    pub(crate) fn take(
+        ws: &Workspace,
+        outputs: &[Utf8PathBuf],
+        outside: &[Utf8PathBuf],
+    ) -> Option<Snapshot> {
         let mut walk = Walk {
             lines: Vec::new(),
             files: 0,
@@ -38,8 +45,9 @@ impl Snapshot {
         walk.dir(&ws.root)?;
         // Branch and commit, which build scripts such as vergen read.
         walk.lines.push(stamped(&ws.root.join(".git/HEAD")));
-        for dir in outside_packages(ws)? {
-            walk.dir(&dir)?;
+        for dir in outside {
+            walk.lines.push(format!("outside {dir}"));
+            walk.dir(dir)?;
         }
         // The toolchain, and what the environment tells cargo.
         if let Ok(home) = std::env::var("RUSTUP_HOME")
@@ -77,10 +85,13 @@ fn digest(lines: &[String]) -> String {
 }
 
 /// The folders of the local packages outside the workspace root (path
-/// dependencies), from the full `cargo metadata` the last run kept; `None`
-/// when there is none of this workspace yet (the first run writes it; a
-/// target folder several workspaces share holds the last one's).
-fn outside_packages(ws: &Workspace) -> Option<Vec<Utf8PathBuf>> {
+/// dependencies), from a full `cargo metadata` of this workspace; none
+/// when it cannot be read.
+pub(crate) fn outside_packages(ws: &Workspace, metadata: &Utf8Path) -> Vec<Utf8PathBuf> {
+    read_outside(ws, metadata).unwrap_or_default()
+}
+
+fn read_outside(ws: &Workspace, metadata: &Utf8Path) -> Option<Vec<Utf8PathBuf>> {
     #[derive(serde::Deserialize)]
     struct Metadata {
         workspace_root: Utf8PathBuf,
@@ -91,7 +102,7 @@ fn outside_packages(ws: &Workspace) -> Option<Vec<Utf8PathBuf>> {
         source: Option<String>,
         manifest_path: Utf8PathBuf,
     }
-    let json = std::fs::read(ws.target_dir.join("e2e/state/cargo-metadata.json")).ok()?;
+    let json = std::fs::read(metadata).ok()?;
     let m: Metadata = serde_json::from_slice(&json).ok()?;
     if m.workspace_root != ws.root {
         return None;
@@ -186,10 +197,6 @@ mod tests {
             "target/CACHEDIR.TAG",
             "Signature: 8a477f597d28d172789f06886806bc55",
         );
-        write(
-            "target/e2e/state/cargo-metadata.json",
-            &format!(r#"{{"workspace_root": "{root}", "packages": []}}"#),
-        );
         let ws = Workspace {
             root: root.clone(),
             target_dir: root.join("target"),
@@ -197,7 +204,8 @@ mod tests {
             manifests: vec![root.join("app/Cargo.toml")],
         };
         let out = [root.join("docker/app/bin/app")];
-        let key = |what: &str, out: &[Utf8PathBuf]| Snapshot::take(&ws, out).map(|s| s.key(what));
+        let key =
+            |what: &str, out: &[Utf8PathBuf]| Snapshot::take(&ws, out, &[]).map(|s| s.key(what));
         let (first, built) = (key("build", &out).unwrap(), outputs(&out));
         assert_eq!(key("build", &out).unwrap(), first, "nothing changed");
         assert_ne!(key("another build", &out).unwrap(), first);
@@ -230,7 +238,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let base = Utf8Path::from_path(tmp.path()).unwrap().to_owned();
         let (root, lib) = (base.join("ws"), base.join("shared-lib"));
-        std::fs::create_dir_all(root.join("target/e2e/state")).unwrap();
+        std::fs::create_dir_all(&root).unwrap();
         std::fs::create_dir_all(lib.join("src")).unwrap();
         std::fs::write(lib.join("src/lib.rs"), "pub fn f() {}").unwrap();
         let ws = Workspace {
@@ -238,27 +246,28 @@ mod tests {
             target_dir: root.join("target"),
             ..Workspace::default()
         };
-        assert_eq!(Snapshot::take(&ws, &[]), None, "no metadata kept yet");
-        let state = root.join("target/e2e/state/cargo-metadata.json");
-        let other = serde_json::json!({"workspace_root": base.join("other"), "packages": []});
-        std::fs::write(&state, other.to_string()).unwrap();
-        assert_eq!(
-            Snapshot::take(&ws, &[]),
-            None,
+        let file = base.join("cargo-metadata.json");
+        assert_eq!(outside_packages(&ws, &file), Vec::<Utf8PathBuf>::new());
+        let other = serde_json::json!({"workspace_root": base.join("other"), "packages": [
+            {"source": null, "manifest_path": lib.join("Cargo.toml")},
+        ]});
+        std::fs::write(&file, other.to_string()).unwrap();
+        assert!(
+            outside_packages(&ws, &file).is_empty(),
             "another workspace's metadata"
         );
         let metadata = serde_json::json!({"workspace_root": root, "packages": [
             {"source": null, "manifest_path": lib.join("Cargo.toml")},
+            {"source": null, "manifest_path": root.join("app/Cargo.toml")},
             {"source": "registry+https://github.com/rust-lang/crates.io-index",
              "manifest_path": base.join("registry/serde/Cargo.toml")},
         ]});
-        std::fs::write(
-            root.join("target/e2e/state/cargo-metadata.json"),
-            metadata.to_string(),
-        )
-        .unwrap();
-        let first = Snapshot::take(&ws, &[]).unwrap();
+        std::fs::write(&file, metadata.to_string()).unwrap();
+        let outside = outside_packages(&ws, &file);
+        assert_eq!(outside, vec![lib.clone()]);
+        let first = Snapshot::take(&ws, &[], &outside).unwrap();
+        assert_ne!(Snapshot::take(&ws, &[], &[]).unwrap(), first);
         std::fs::write(lib.join("src/lib.rs"), "pub fn f() { }").unwrap();
-        assert_ne!(Snapshot::take(&ws, &[]).unwrap(), first);
+        assert_ne!(Snapshot::take(&ws, &[], &outside).unwrap(), first);
     }
 }

@@ -112,7 +112,8 @@ impl Staging {
     /// either version: the next run asks it).
     fn record(&self, opts: &Options, store: &mut Store) {
         let Some(before) = &self.sources else { return };
-        let after = Snapshot::take(&opts.workspace, &stage_outputs(opts));
+        let outside = &store.state.outside;
+        let after = Snapshot::take(&opts.workspace, &stage_outputs(opts), outside);
         store.state.stage =
             (after.map(|s| stage_key(opts, &s)).as_ref() == Some(before)).then(|| {
                 fingerprint::CargoBuilt {

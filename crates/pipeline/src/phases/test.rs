@@ -196,7 +196,8 @@ impl Prebuild {
     fn record(&self, opts: &Options) {
         let Some(before) = &self.sources else { return };
         let mut store = Store::open(&opts.workspace.target_dir, &opts.project);
-        let after = Snapshot::take(&opts.workspace, &super::build::stage_outputs(opts));
+        let staged = super::build::stage_outputs(opts);
+        let after = Snapshot::take(&opts.workspace, &staged, &store.state.outside);
         store.state.tests =
             (after.and_then(|s| test_key(opts, &s)).as_ref() == Some(before)).then(|| {
                 fingerprint::CargoBuilt {
@@ -205,6 +206,10 @@ impl Prebuild {
                     dir: Some(opts.run_dir.clone()),
                 }
             });
+        // The next keys walk the path dependencies this build's metadata names
+        // (a new list turns them: cargo runs once more, then they hold).
+        let metadata = cargo_metadata_file(opts);
+        store.state.outside = crate::sources::outside_packages(&opts.workspace, &metadata);
         // Losing the record costs only the next run's skip.
         let _ = store.save();
     }
