@@ -7,7 +7,6 @@
 //! remote engine's answers are never kept: nothing here can tell it changed.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt as _;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
@@ -132,18 +131,10 @@ fn local_socket(endpoint: &str) -> Option<Utf8PathBuf> {
     }
 }
 
-/// A file's identity: its inode, size and change times.
+/// A file's identity (links followed).
 fn stamp(path: &Utf8Path) -> Option<String> {
     let m = std::fs::metadata(path).ok()?;
-    Some(format!(
-        "{} {} {}.{} {}.{}",
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec()
-    ))
+    Some(crate::sources::identity(&m))
 }
 
 fn on_path(program: &str) -> Option<Utf8PathBuf> {

@@ -160,20 +160,26 @@ impl Walk<'_> {
     }
 }
 
-/// `path` and its identity (inode, size, change times), or `none`.
+/// `path` and its identity, or `none`.
 fn stamped(path: &Utf8Path) -> String {
     match std::fs::symlink_metadata(path) {
-        Ok(m) => format!(
-            "{path} {} {} {}.{} {}.{}",
-            m.ino(),
-            m.size(),
-            m.mtime(),
-            m.mtime_nsec(),
-            m.ctime(),
-            m.ctime_nsec()
-        ),
+        Ok(m) => format!("{path} {}", identity(&m)),
         Err(_) => format!("{path} none"),
     }
+}
+
+/// A file's identity: its inode, size and change times (what git's index
+/// trusts to say a file is as it was).
+pub(crate) fn identity(m: &std::fs::Metadata) -> String {
+    format!(
+        "{} {} {}.{} {}.{}",
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
 }
 
 #[cfg(test)]
