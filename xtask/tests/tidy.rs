@@ -167,17 +167,19 @@ fn manifests() -> Vec<Utf8PathBuf> {
     out
 }
 
+/// The library crates' sources: what the tool is made of, apart from its CLI.
+const LIBRARIES: [&str; 6] = [
+    "crates/build-context/src",
+    "crates/certs/src",
+    "crates/compose/src",
+    "crates/pipeline/src",
+    "crates/process/src",
+    "crates/test-runner/src",
+];
+
 #[test]
 fn each_library_has_one_error_type() {
-    let libraries = [
-        "crates/build-context/src",
-        "crates/certs/src",
-        "crates/compose/src",
-        "crates/pipeline/src",
-        "crates/process/src",
-        "crates/test-runner/src",
-    ];
-    for lib in libraries {
+    for lib in LIBRARIES {
         let errors: Vec<_> = rust_files()
             .into_iter()
             .filter(|(p, _)| p.starts_with(lib))
@@ -255,14 +257,6 @@ fn docker_backed_tests_live_in_docker_binaries() {
 
 #[test]
 fn libraries_neither_print_nor_exit() {
-    let libraries = [
-        "crates/build-context/src",
-        "crates/certs/src",
-        "crates/compose/src",
-        "crates/pipeline/src",
-        "crates/process/src",
-        "crates/test-runner/src",
-    ];
     // Test support prints why a Docker-backed test skips; it is not the library.
     let allowed = ["crates/compose/src/testing.rs"];
     let banned = [
@@ -274,7 +268,7 @@ fn libraries_neither_print_nor_exit() {
     ];
     let offenders: Vec<_> = rust_files()
         .into_iter()
-        .filter(|(p, _)| libraries.iter().any(|l| p.starts_with(l)))
+        .filter(|(p, _)| LIBRARIES.iter().any(|l| p.starts_with(l)))
         .filter(|(p, _)| !allowed.contains(&p.as_str()))
         .filter(|(_, text)| {
             // Only the code before the unit tests counts.
