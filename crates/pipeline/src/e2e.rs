@@ -192,6 +192,8 @@ pub fn prune_runs(
 pub(crate) struct Background {
     pub staging: Option<Staging>,
     pub prebuild: Prebuild,
+    /// What the last run built and started, read once for the whole run.
+    pub store: Store,
 }
 
 impl Background {
@@ -203,7 +205,8 @@ impl Background {
         let now = Snapshot::take(&opts.workspace, &staged, &store.state.outside);
         Background {
             staging: (!opts.no_build).then(|| Staging::for_run(opts, &store, now.as_ref())),
-            prebuild: Prebuild::for_run(opts, now.as_ref()),
+            prebuild: Prebuild::for_run(opts, &store, now.as_ref()),
+            store,
         }
     }
 }
@@ -217,7 +220,11 @@ pub(crate) fn body(
     // The test binaries build while everything else runs: they do not depend
     // on the stack, and staging builds in a target folder of its own, so the
     // two cargo builds do not wait for each other's lock.
-    let Background { staging, prebuild } = background;
+    let Background {
+        staging,
+        prebuild,
+        mut store,
+    } = background;
     if opts.no_clean {
         phases.skip(Phase::Clean, "--no-clean");
     } else {
@@ -231,8 +238,6 @@ pub(crate) fn body(
     } else {
         phases.report.certs = Some(phases.run(Phase::Certs, |_| certs_phase(opts, project))?);
     }
-    // What the last run built and started, to skip what did not change.
-    let mut store = Store::open(&opts.workspace.target_dir, &opts.project);
     let image_ids = if opts.no_build {
         phases.skip(Phase::Build, "--no-build");
         None

@@ -143,7 +143,7 @@ pub(crate) struct Started {
     pub containers: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Stamp {
     size: u64,
     mtime_ns: i128,
@@ -161,35 +161,48 @@ pub(crate) struct Store {
     /// The stamps seen in this run: only these are written back, so files
     /// that left the contexts leave the record too.
     seen: BTreeMap<String, Stamp>,
+    /// The file's bytes as last read or written: a state that did not
+    /// change is not written again (a kept, unchanged run changes nothing).
+    on_disk: Vec<u8>,
 }
 
 impl Store {
     pub(crate) fn open(target_dir: &Utf8Path, project: &str) -> Store {
         let path = target_dir.join("e2e/state").join(format!("{project}.json"));
-        let state = std::fs::read(&path)
+        let on_disk = std::fs::read(&path).unwrap_or_default();
+        let state = serde_json::from_slice::<State>(&on_disk)
             .ok()
-            .and_then(|b| serde_json::from_slice::<State>(&b).ok())
             .filter(|s| s.version == VERSION)
             .unwrap_or_default();
         Store {
             path,
             state,
             seen: BTreeMap::new(),
+            on_disk,
         }
     }
 
-    /// Writes the state atomically; a failure costs only the next run's skip.
+    /// Writes the state atomically, when it changed; a failure costs only
+    /// the next run's skip.
     pub(crate) fn save(&mut self) -> crate::Result<()> {
         self.state.version = VERSION;
-        if !self.seen.is_empty() {
-            self.state.files = std::mem::take(&mut self.seen);
+        let seen = std::mem::take(&mut self.seen);
+        // Stamps as recorded keep their date: files stamped since then are
+        // hashed again as racy, which an older date only makes more of.
+        if !seen.is_empty() && seen != self.state.files {
+            self.state.files = seen;
             self.state.written_ns = now_ns();
         }
         let json = serde_json::to_vec(&self.state).expect("the state serialises");
+        if json == self.on_disk {
+            return Ok(());
+        }
         let dir = self.path.parent().expect("the state file has a folder");
         std::fs::create_dir_all(dir)
             .and_then(|()| crate::write_whole(&self.path, &json))
-            .map_err(crate::Error::io(&self.path))
+            .map_err(crate::Error::io(&self.path))?;
+        self.on_disk = json;
+        Ok(())
     }
 
     /// The key of one image's inputs: every entry the context sends (path,
@@ -285,7 +298,7 @@ impl Store {
             key: hex(h.finish().as_ref()),
             inputs: Inputs {
                 files: hex(files.finish().as_ref()),
-                dockerfile: hex(ring::digest::digest(&SHA256, &text).as_ref()),
+                dockerfile: sha256_hex(&text),
                 build,
                 bases,
             },
@@ -359,6 +372,11 @@ pub(crate) fn stack_key(
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of `bytes`, in hex: every key the state files keep.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&SHA256, bytes).as_ref())
 }
 
 fn now_ns() -> i128 {
@@ -470,5 +488,33 @@ mod tests {
         let mut store = Store::open(&target, "p");
         let changed = key_of(&mut store, &root, &build);
         assert_ne!(changed, first);
+    }
+
+    #[test]
+    fn a_state_that_did_not_change_is_not_written_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(tmp.path()).unwrap().join("ctx");
+        std::fs::create_dir(&root).unwrap();
+        let target = root.with_file_name("target");
+        std::fs::write(root.join("Dockerfile"), "FROM scratch\nCOPY a /\n").unwrap();
+        std::fs::write(root.join("a"), "a").unwrap();
+        let state = target.join("e2e/state/p.json");
+        let build = serde_json::json!({});
+        let mut store = Store::open(&target, "p");
+        key_of(&mut store, &root, &build);
+        store.save().unwrap();
+        let written = std::fs::metadata(&state).unwrap().ino();
+        // The same files seen again, nothing else changed: the file stays
+        // (written whole, a new write would be a new inode).
+        let mut store = Store::open(&target, "p");
+        key_of(&mut store, &root, &build);
+        store.save().unwrap();
+        assert_eq!(std::fs::metadata(&state).unwrap().ino(), written);
+        store.state.stack = Some(Started {
+            key: "k".into(),
+            containers: BTreeMap::new(),
+        });
+        store.save().unwrap();
+        assert_ne!(std::fs::metadata(&state).unwrap().ino(), written, "changed");
     }
 }

@@ -146,11 +146,7 @@ fn on_path(program: &str) -> Option<Utf8PathBuf> {
 }
 
 fn digest(text: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::fingerprint::sha256_hex(text.as_bytes())
 }
 
 #[cfg(test)]

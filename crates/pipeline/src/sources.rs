@@ -77,11 +77,7 @@ pub(crate) fn outputs(paths: &[Utf8PathBuf]) -> String {
 }
 
 fn digest(lines: &[String]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, lines.join("\n").as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::fingerprint::sha256_hex(lines.join("\n").as_bytes())
 }
 
 /// The folders of the local packages outside the workspace root (path

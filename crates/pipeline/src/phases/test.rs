@@ -85,34 +85,40 @@ pub(crate) struct Prebuild {
     command: String,
     /// Where the list of built binaries goes, for [`test_runner::Reuse`].
     binaries: Utf8PathBuf,
-    /// Built by an earlier cycle or run: `binaries` is ready.
-    built: bool,
-    /// What the test phase says of binaries it did not build.
-    reused_note: &'static str,
+    /// Built by an earlier cycle or run (`binaries` is ready), and what the
+    /// test phase says of it.
+    reused: Option<&'static str>,
     /// The key of the sources the build started from, to record with its
     /// outputs (see [`crate::sources`]).
     sources: Option<String>,
 }
 
+/// What the test phase says of binaries a watch cycle before built.
+const CYCLE_BUILT: &str =
+    "; test binaries as an earlier cycle built them (none of their sources changed)";
+/// What it says of binaries the last run's build left.
+const RUN_BUILT: &str =
+    "; test binaries as the last build left them (none of their sources changed: cargo not asked)";
+
 impl Prebuild {
     pub(crate) fn start(opts: &Options) -> Prebuild {
+        let mut prebuild = Prebuild {
+            work: None,
+            command: String::new(),
+            binaries: opts.run_dir.join("binaries-metadata.json"),
+            reused: None,
+            sources: None,
+        };
+        // The test phase writes the same file and reports the error.
         let Ok(inv) = invocation(opts, Vec::new(), Vec::new()) else {
-            // The test phase writes the same file and reports the error.
-            return Prebuild {
-                work: None,
-                command: String::new(),
-                binaries: Utf8PathBuf::new(),
-                built: false,
-                reused_note: "",
-                sources: None,
-            };
+            return prebuild;
         };
         let cmd = inv.list_command();
-        let command = cmd.to_string();
+        prebuild.command = cmd.to_string();
         let root = opts.workspace.root.clone();
         let metadata = cargo_metadata_file(opts);
         let workspace = opts.workspace.clone();
-        let work = Beside::spawn(move |board| {
+        prebuild.work = Some(Beside::spawn(move |board| {
             // Preflight wrote it only when it needed the package graph; asked
             // for beside the build, it costs no wall time.
             let meta = (!metadata.exists())
@@ -129,36 +135,22 @@ impl Prebuild {
                 let _ = m.join();
             }
             built
-        });
-        Prebuild {
-            work: Some(work),
-            command,
-            binaries: opts.run_dir.join("binaries-metadata.json"),
-            built: false,
-            reused_note: "",
-            sources: None,
-        }
+        }));
+        prebuild
     }
 
     /// A run's test binaries: the last build's, when neither their sources
     /// nor the binaries changed since (cargo is not even asked), else a
     /// build started now.
-    pub(crate) fn for_run(opts: &Options, now: Option<&Snapshot>) -> Prebuild {
-        let sources = now
-            .filter(|_| !opts.rebuild)
-            .and_then(|s| test_key(opts, s));
-        let store = Store::open(&opts.workspace.target_dir, &opts.project);
+    pub(crate) fn for_run(opts: &Options, store: &Store, now: Option<&Snapshot>) -> Prebuild {
+        let sources = now.filter(|_| !opts.rebuild).map(|s| test_key(opts, s));
         if let (Some(now), Some(last)) = (&sources, &store.state.tests)
             && &last.sources == now
             && let Some(dir) = &last.dir
             && last.outputs == test_outputs(dir)
-            && let Some(p) = Prebuild::copied(opts, dir)
+            && let Some(p) = Prebuild::copied(opts, dir, RUN_BUILT)
         {
-            return Prebuild {
-                reused_note: "; test binaries as the last build left them (none of their sources changed: cargo not asked)",
-                sources,
-                ..p
-            };
+            return Prebuild { sources, ..p };
         }
         Prebuild {
             sources,
@@ -172,10 +164,10 @@ impl Prebuild {
     /// and the test phase runs them without cargo. Anything missing: the
     /// tests build as usual.
     pub(crate) fn reuse(opts: &Options, from: &camino::Utf8Path) -> Prebuild {
-        Prebuild::copied(opts, from).unwrap_or_else(|| Prebuild::start(opts))
+        Prebuild::copied(opts, from, CYCLE_BUILT).unwrap_or_else(|| Prebuild::start(opts))
     }
 
-    fn copied(opts: &Options, from: &camino::Utf8Path) -> Option<Prebuild> {
+    fn copied(opts: &Options, from: &camino::Utf8Path, note: &'static str) -> Option<Prebuild> {
         let binaries = opts.run_dir.join("binaries-metadata.json");
         let copied = std::fs::create_dir_all(&opts.run_dir).is_ok()
             && std::fs::copy(from.join("binaries-metadata.json"), &binaries).is_ok()
@@ -184,32 +176,37 @@ impl Prebuild {
             work: None,
             command: String::new(),
             binaries,
-            built: true,
-            reused_note: "; test binaries as an earlier cycle built them (none of their sources changed)",
+            reused: Some(note),
             sources: None,
         })
     }
 
-    /// Records what the build started from and the lists and binaries it
-    /// left in this run's folder, for the next run; not when a source
-    /// changed while it ran (cargo may have read either version).
+    /// Records, for the next run, the key the build started from and the
+    /// lists and binaries it left in this run's folder. After a build, not
+    /// when a source changed while it ran (cargo may have read either
+    /// version). Binaries reused from the record only move it to this run's
+    /// folder (the older one may be pruned): nothing was built meanwhile.
     fn record(&self, opts: &Options) {
         let Some(before) = &self.sources else { return };
         let mut store = Store::open(&opts.workspace.target_dir, &opts.project);
-        let staged = super::build::stage_outputs(opts);
-        let after = Snapshot::take(&opts.workspace, &staged, &store.state.outside);
-        store.state.tests =
-            (after.and_then(|s| test_key(opts, &s)).as_ref() == Some(before)).then(|| {
-                fingerprint::CargoBuilt {
-                    sources: before.clone(),
-                    outputs: test_outputs(&opts.run_dir),
-                    dir: Some(opts.run_dir.clone()),
-                }
-            });
-        // The next keys walk the path dependencies this build's metadata names
-        // (a new list turns them: cargo runs once more, then they hold).
-        let metadata = cargo_metadata_file(opts);
-        store.state.outside = crate::sources::outside_packages(&opts.workspace, &metadata);
+        if self.reused.is_none() {
+            let staged = super::build::stage_outputs(opts);
+            let after = Snapshot::take(&opts.workspace, &staged, &store.state.outside);
+            // The next keys walk the path dependencies this build's metadata
+            // names (a new list turns them: cargo runs once more, then they hold).
+            let metadata = cargo_metadata_file(opts);
+            store.state.outside = crate::sources::outside_packages(&opts.workspace, &metadata);
+            if after.map(|s| test_key(opts, &s)).as_ref() != Some(before) {
+                store.state.tests = None;
+                let _ = store.save();
+                return;
+            }
+        }
+        store.state.tests = Some(fingerprint::CargoBuilt {
+            sources: before.clone(),
+            outputs: test_outputs(&opts.run_dir),
+            dir: Some(opts.run_dir.clone()),
+        });
         // Losing the record costs only the next run's skip.
         let _ = store.save();
     }
@@ -222,10 +219,10 @@ impl Prebuild {
         progress: &mut dyn Progress,
     ) -> Result<Option<Utf8PathBuf>, Error> {
         let Some(work) = self.work.take() else {
-            if self.built {
+            if self.reused.is_some() {
                 self.record(opts);
             }
-            return Ok(self.built.then_some(self.binaries));
+            return Ok(self.reused.map(|_| self.binaries));
         };
         let out = work.join(Phase::Test, progress)?;
         if out.success() {
@@ -233,7 +230,7 @@ impl Prebuild {
             if written {
                 self.record(opts);
             }
-            return Ok(written.then(|| self.binaries.clone()));
+            return Ok(written.then_some(self.binaries));
         }
         let text = format!("{}{}", out.stdout, out.stderr);
         Err(Error::Stack(format!(
@@ -257,7 +254,7 @@ pub(crate) fn test_phase(
     counted: &mut Option<test_runner::Outcome>,
     progress: &mut dyn Progress,
 ) -> PhaseResult<()> {
-    let reused = prebuild.as_ref().filter(|p| p.built).map(|p| p.reused_note);
+    let reused = prebuild.as_ref().and_then(|p| p.reused);
     let binaries = match prebuild {
         Some(p) => p.finish(opts, progress)?,
         None => None,
@@ -328,13 +325,12 @@ pub(crate) fn test_phase(
     }
 }
 
-/// The key of what the test binaries build from: the build command (its
-/// profile and packages; the run's own folder in it aside) and the
+/// The key of what the test binaries build from: their profile and
+/// packages (what the build command says that a run can change) and the
 /// workspace's sources.
-fn test_key(opts: &Options, sources: &Snapshot) -> Option<String> {
-    let inv = invocation(opts, Vec::new(), Vec::new()).ok()?;
-    let command = inv.list_command().to_string();
-    Some(sources.key(&command.replace(opts.run_dir.as_str(), "<run>")))
+fn test_key(opts: &Options, sources: &Snapshot) -> String {
+    let tests = &opts.config.tests;
+    sources.key(&format!("tests {} {:?}", tests.profile, tests.packages))
 }
 
 /// The key of a test build's outputs in `dir`: its two lists and every
