@@ -117,11 +117,18 @@ pub(crate) fn verdict_of(body: std::thread::Result<Result<(), Verdict>>) -> Verd
 /// The projects this workspace ran (those with a record in
 /// `<target>/e2e/state/`), this run's included.
 fn workspace_projects(opts: &Options) -> Vec<String> {
-    let mut out = vec![opts.project.clone()];
-    let dir = opts.workspace.target_dir.join("e2e/state");
+    let state = opts.workspace.target_dir.join("e2e/state");
+    projects_in(&state, &opts.project)
+}
+
+fn projects_in(dir: &camino::Utf8Path, current: &str) -> Vec<String> {
+    let mut out = vec![current.to_owned()];
     if let Ok(entries) = dir.read_dir_utf8() {
         for e in entries.filter_map(Result::ok) {
+            // A project name has no dot (Compose's rule): other files are
+            // not records (caches an older version kept here).
             if let Some(p) = e.file_name().strip_suffix(".json")
+                && !p.contains('.')
                 && !out.iter().any(|o| o == p)
             {
                 out.push(p.to_owned());
@@ -267,6 +274,18 @@ pub(crate) fn body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_workspace_s_projects_are_its_records_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = camino::Utf8Path::from_path(tmp.path()).unwrap();
+        for f in ["shop.json", "ci-1.json", "shop.probed.json", "notes.txt"] {
+            std::fs::write(dir.join(f), "{}").unwrap();
+        }
+        let mut found = projects_in(dir, "shop");
+        found.sort();
+        assert_eq!(found, ["ci-1", "shop"]);
+    }
 
     #[test]
     fn run_folders_beyond_the_count_or_the_age_go_and_nothing_else() {

@@ -30,8 +30,9 @@ const PLUGIN_DIRS: &[&str] = &[
 
 impl Probed {
     fn path(target_dir: &Utf8Path, project: &str) -> Utf8PathBuf {
+        // Not in `e2e/state`, where each file is a project's record.
         target_dir
-            .join("e2e/state")
+            .join("e2e/cache")
             .join(format!("{project}.probed.json"))
     }
 

@@ -135,10 +135,10 @@ impl Workspace {
     /// cores is felt by everything running beside it).
     pub(crate) fn write_full_metadata(&self, to: &Utf8Path) {
         let ws = self;
-        let state = ws.target_dir.join("e2e/state");
+        let cache = ws.target_dir.join("e2e/cache");
         let (cached, key_file) = (
-            state.join("cargo-metadata.json"),
-            state.join("cargo-metadata.key"),
+            cache.join("cargo-metadata.json"),
+            cache.join("cargo-metadata.key"),
         );
         let mut inputs: Vec<Utf8PathBuf> = [
             "Cargo.toml",
@@ -178,7 +178,7 @@ impl Workspace {
         {
             // Runs of other projects in this workspace read the copy meanwhile:
             // each file is replaced whole, the copy before the key that vouches for it.
-            let _ = std::fs::create_dir_all(&state);
+            let _ = std::fs::create_dir_all(&cache);
             if crate::write_whole(&cached, &json).is_ok() {
                 let _ = crate::write_whole(&key_file, key.as_bytes());
             }
