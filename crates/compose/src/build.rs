@@ -72,30 +72,22 @@ impl Project {
         };
         // Lines come on the reading thread; steps are told from here.
         let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let mut group =
+        let group =
             // Compose's own builder writes its progress to stderr, bake to stdout.
             cmd.start_group_streaming(&self.spec.dir, true, process::Stream::Both, move |l| {
                 let _ = tx.send(l.to_owned());
             })?;
         let mut spans: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-        let mut tell = |lines: Vec<String>| {
-            for line in lines {
-                if let Some(step) = step_line(&line, &names, one) {
-                    let now = unix_now();
-                    let span = spans.entry(step.service.to_owned()).or_insert((now, now));
-                    span.1 = now;
-                    on_step(step.service, step.label);
-                }
+        // The reading thread hangs up at the end of the output: then it has exited.
+        for line in rx {
+            if let Some(step) = step_line(&line, &names, one) {
+                let now = unix_now();
+                let span = spans.entry(step.service.to_owned()).or_insert((now, now));
+                span.1 = now;
+                on_step(step.service, step.label);
             }
-        };
-        let out = loop {
-            tell(rx.try_iter().collect());
-            if let Some(out) = group.try_wait()? {
-                tell(rx.try_iter().collect());
-                break out;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        };
+        }
+        let out = group.wait()?;
         interrupted_check(&out)?;
         let text = format!("{}{}", out.stdout, out.stderr);
         write_file(log, &text)?;

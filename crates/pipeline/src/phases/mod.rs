@@ -230,6 +230,8 @@ pub(crate) struct Beside<T> {
     handle: Option<std::thread::JoinHandle<T>>,
     scope: process::Scope,
     pub(crate) board: Board,
+    /// Hangs up when the work ends: the join wakes at once, not at its next look.
+    done: std::sync::mpsc::Receiver<()>,
 }
 
 impl<T: Send + 'static> Beside<T> {
@@ -238,21 +240,27 @@ impl<T: Send + 'static> Beside<T> {
         let inside = scope.clone();
         let board = Board::default();
         let posts = board.clone();
+        let (ends, done) = std::sync::mpsc::channel::<()>();
+        let handle = std::thread::spawn(move || {
+            let _ends = ends;
+            inside.enter(|| work(posts))
+        });
         Beside {
-            handle: Some(std::thread::spawn(move || inside.enter(|| work(posts)))),
+            handle: Some(handle),
             scope,
             board,
+            done,
         }
     }
 
     /// Waits for it, showing what it posts meanwhile.
     pub(crate) fn join(mut self, phase: Phase, progress: &mut dyn Progress) -> T {
         let handle = self.handle.take().expect("joined once");
-        while !handle.is_finished() {
+        let look = std::time::Duration::from_millis(100);
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = self.done.recv_timeout(look) {
             if let Some(w) = self.board.take() {
                 progress.work(phase, &w);
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
         }
         handle
             .join()
