@@ -71,6 +71,9 @@ pub struct Service {
     pub depends_on: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub volumes: Vec<Volume>,
+    /// `container_name:`, which Compose's log lines are prefixed with.
+    #[serde(default)]
+    pub container_name: Option<String>,
 }
 
 /// A mount as `compose config` resolves it (`type`, absolute `source`).

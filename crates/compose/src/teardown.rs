@@ -46,6 +46,62 @@ impl std::fmt::Display for Policy {
     }
 }
 
+/// Every service's log, with the engine's timestamps.
+const LOGS: [&str; 3] = ["logs", "--no-color", "--timestamps"];
+
+/// Each service's lines in `compose logs` output, by the prefix Compose
+/// gives a line: `<service>-<n>`, or the service's `container_name`.
+fn by_service(
+    text: &str,
+    services: &BTreeMap<String, crate::model::Service>,
+) -> BTreeMap<String, String> {
+    let names: Vec<String> = services.keys().cloned().collect();
+    let named: BTreeMap<String, String> = services
+        .iter()
+        .filter_map(|(s, c)| Some((c.container_name.clone()?, s.clone())))
+        .collect();
+    let mut out: BTreeMap<String, String> =
+        names.iter().map(|s| (s.clone(), String::new())).collect();
+    for line in text.lines() {
+        let Some((prefix, rest)) = split_prefix(line) else {
+            continue;
+        };
+        let log = out
+            .entry(service_of(prefix, &names, &named).to_owned())
+            .or_default();
+        log.push_str(rest);
+        log.push('\n');
+    }
+    out
+}
+
+/// `db-1  | the line` as Compose prefixes a line with its container.
+fn split_prefix(line: &str) -> Option<(&str, &str)> {
+    let (name, rest) = line.split_once(" | ")?;
+    let rest = rest.strip_prefix(' ').unwrap_or(rest);
+    Some((name.trim(), rest))
+}
+
+/// The service a `compose logs` prefix names: `<service>-<n>`, else a
+/// container of that name (`container_name:`), else the prefix itself.
+fn service_of<'a>(
+    prefix: &'a str,
+    services: &'a [String],
+    named: &'a BTreeMap<String, String>,
+) -> &'a str {
+    if let Some(service) = named.get(prefix) {
+        return service;
+    }
+    match prefix.rsplit_once('-') {
+        Some((service, n))
+            if n.bytes().all(|b| b.is_ascii_digit()) && services.iter().any(|s| s == service) =>
+        {
+            service
+        }
+        _ => prefix,
+    }
+}
+
 /// The label Compose puts on a container: its service.
 const SERVICE_LABEL: &str = "com.docker.compose.service";
 
@@ -330,27 +386,15 @@ impl Project {
     /// Saves each service's whole log, with the engine's timestamps, as
     /// `dir/<service>.log` (one `compose logs` for all); returns the files.
     pub fn save_logs(&self, dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
-        let text = self
-            .compose(["logs", "--no-color", "--timestamps"])
-            .text(&self.spec.dir)?;
-        let services: Vec<String> = self.stack.services.keys().cloned().collect();
-        // A file for each service, an empty one for a service that said nothing.
-        let mut by_service: BTreeMap<String, String> = services
-            .iter()
-            .map(|s| (s.clone(), String::new()))
-            .collect();
-        let named = BTreeMap::new();
-        for line in text.lines() {
-            let Some((prefix, rest)) = crate::up::split_prefix(line) else {
-                continue;
-            };
-            let service = crate::up::service_of(prefix, &services, &named);
-            let log = by_service.entry(service.to_owned()).or_default();
-            log.push_str(rest);
-            log.push('\n');
-        }
+        let text = self.compose(LOGS).text(&self.spec.dir)?;
+        self.write_service_logs(&text, dir)
+    }
+
+    /// `compose logs` output split into `dir/<service>.log`, an empty file
+    /// for a service that said nothing.
+    fn write_service_logs(&self, text: &str, dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
         let mut files = Vec::new();
-        for (service, log) in by_service {
+        for (service, log) in by_service(text, &self.stack.services) {
             let file = dir.join(format!("{service}.log"));
             write_file(&file, &log)?;
             files.push(file);
@@ -368,14 +412,12 @@ impl Project {
                 |b| String::from_utf8_lossy(&b).into_owned(),
             )
         };
-        write_file(
-            &dir.join("logs.txt"),
-            &text(self.compose(["logs", "--no-color", "--timestamps"])),
-        )?;
-        write_file(&dir.join("ps.txt"), &text(self.compose(["ps", "--all"])))?;
+        let logs = text(self.compose(LOGS));
+        write_file(&dir.join("logs.txt"), &logs)?;
         // Each service's on its own too: the failing window, whatever the
         // policy removes after.
-        let _ = self.save_logs(&dir.join("logs"));
+        let _ = self.write_service_logs(&logs, &dir.join("logs"));
+        write_file(&dir.join("ps.txt"), &text(self.compose(["ps", "--all"])))?;
         for c in self.ps().unwrap_or_default() {
             let state = text(crate::docker([
                 "inspect",
@@ -386,5 +428,38 @@ impl Project {
             write_file(&dir.join(format!("state-{}.json", c.name)), &state)?;
         }
         Ok(dir.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compose_logs_split_by_service_a_container_name_and_replicas_included() {
+        // Recorded: Compose 2.40.3 on Engine 20.10, `web` with
+        // `container_name: logrec-custom-web`, `db` with two replicas.
+        let text = crate::build::tests::recorded("engine-20.10/compose-logs.txt");
+        let services: BTreeMap<String, crate::model::Service> =
+            serde_json::from_value(serde_json::json!({
+                "web": {"image": "debian", "container_name": "logrec-custom-web"},
+                "db": {"image": "debian"},
+                "quiet": {"image": "debian"},
+            }))
+            .unwrap();
+        let logs = by_service(&text, &services);
+        assert_eq!(
+            logs.keys().collect::<Vec<_>>(),
+            ["db", "quiet", "web"],
+            "a file per service, none per container"
+        );
+        assert!(logs["web"].contains("Z web says hi\n"), "{logs:?}");
+        assert!(
+            logs["web"].ends_with("Z a | pipe in the line\n"),
+            "{logs:?}"
+        );
+        assert_eq!(logs["db"].matches("db ready").count(), 2, "{logs:?}");
+        assert_eq!(logs["quiet"], "");
+        assert_eq!(split_prefix("no prefix here"), None);
     }
 }

@@ -111,33 +111,6 @@ fn parse(service: &str, line: &str) -> Line {
     }
 }
 
-/// `db-1  | the line` as Compose prefixes a line with its container.
-pub(crate) fn split_prefix(line: &str) -> Option<(&str, &str)> {
-    let (name, rest) = line.split_once(" | ")?;
-    let rest = rest.strip_prefix(' ').unwrap_or(rest);
-    Some((name.trim(), rest))
-}
-
-/// The service a `compose logs` prefix names: `<service>-<n>`, else a
-/// container of that name (`container_name:`), else the prefix itself.
-pub(crate) fn service_of<'a>(
-    prefix: &'a str,
-    services: &'a [String],
-    named: &'a BTreeMap<String, String>,
-) -> &'a str {
-    if let Some(service) = named.get(prefix) {
-        return service;
-    }
-    match prefix.rsplit_once('-') {
-        Some((service, n))
-            if n.bytes().all(|b| b.is_ascii_digit()) && services.iter().any(|s| s == service) =>
-        {
-            service
-        }
-        _ => prefix,
-    }
-}
-
 /// Each service's share of the screen: a burst, then a steady rate; what
 /// goes over is counted, to be said when it next shows a line.
 #[derive(Debug, Default)]
@@ -179,14 +152,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_line_reads_as_its_time_and_text_and_a_prefix_names_its_service() {
-        let services = ["db".to_owned(), "api-v2".to_owned()];
-        let named = BTreeMap::from([("custom".to_owned(), "db".to_owned())]);
-        assert_eq!(
-            split_prefix("db-1  | ready to accept"),
-            Some(("db-1", "ready to accept"))
-        );
-        assert_eq!(split_prefix("no prefix here"), None);
+    fn a_line_reads_as_its_time_and_text() {
         let line = parse("db", "2026-12-07T17:30:06.5Z ready | to accept");
         assert_eq!(
             (line.service.as_str(), line.text.as_str()),
@@ -199,10 +165,6 @@ mod tests {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap();
         assert_eq!(at.as_millis(), 1_796_664_606_500);
-        assert_eq!(service_of("db-1", &services, &named), "db");
-        assert_eq!(service_of("api-v2-12", &services, &named), "api-v2");
-        assert_eq!(service_of("custom", &services, &named), "db");
-        assert_eq!(service_of("other-1", &services, &named), "other-1");
     }
 
     #[test]

@@ -15,7 +15,6 @@ use process::GroupOutput;
 
 mod logs;
 mod wait;
-pub(crate) use logs::{service_of, split_prefix};
 use wait::Wait;
 
 /// What `up` tells its caller while it waits.
