@@ -23,6 +23,7 @@ mod progress;
 mod reap;
 mod reaper;
 mod report;
+pub mod svg;
 mod timeline;
 mod watch;
 

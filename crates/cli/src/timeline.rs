@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 
 use pipeline::trace::Trace;
 
+use crate::svg::escape;
+
 const WIDTH: f64 = 1100.0;
 const LABELS: f64 = 170.0;
 const ROW: f64 = 26.0;
@@ -40,11 +42,10 @@ pub fn svg(trace: &Trace, title: &str) -> String {
     let scale = (WIDTH - LABELS - 20.0) / end;
     let x = |seconds: f64| LABELS + seconds * scale;
     let height = TOP + ROW * tracks.len() as f64 + 40.0;
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" \
-         font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"10\" y=\"22\" font-size=\"15\">{}</text>\n",
+    let mut out = crate::svg::page(WIDTH, height, 12);
+    let _ = writeln!(
+        out,
+        "<text x=\"10\" y=\"22\" font-size=\"15\">{}</text>",
         escape(title)
     );
     // A gridline a second (or every few, for long runs), numbered.
@@ -100,13 +101,6 @@ pub fn svg(trace: &Trace, title: &str) -> String {
     }
     out.push_str("</svg>\n");
     out
-}
-
-/// Text as SVG holds it.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 
 use camino::Utf8Path;
 
+use cargo_e2e::svg::escape;
+
 use super::Comparison;
 
 const WIDTH: f64 = 760.0;
@@ -30,11 +32,10 @@ fn svg(scenarios: &[Comparison], machine: &str) -> String {
     let (left, upper, right, bottom) = PLOT;
     let y = |seconds: f64| bottom - (bottom - upper) * seconds / top;
     let slot = (right - left) / scenarios.len().max(1) as f64;
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-         font-family=\"sans-serif\" font-size=\"13\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{}\" y=\"28\" text-anchor=\"middle\" font-size=\"18\">E2E cycle: naive script vs cargo xtask e2e (median seconds)</text>\n",
+    let mut out = cargo_e2e::svg::page(WIDTH, HEIGHT, 13);
+    let _ = writeln!(
+        out,
+        "<text x=\"{}\" y=\"28\" text-anchor=\"middle\" font-size=\"18\">E2E cycle: naive script vs cargo xtask e2e (median seconds)</text>",
         WIDTH / 2.0
     );
     // The axis and five gridlines with their seconds.
@@ -102,11 +103,4 @@ fn svg(scenarios: &[Comparison], machine: &str) -> String {
     }
     out.push_str("</svg>\n");
     out
-}
-
-/// Text as SVG holds it.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
