@@ -16,8 +16,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use ring::digest::{Context as Hasher, SHA256};
 use serde::{Deserialize, Serialize};
 
-/// Bumped when what goes into a key changes: old records then match nothing.
-const VERSION: u32 = 1;
+/// Bumped when what goes into a key changes: old records then match nothing
+/// (2: an image's record is its inputs, part by part).
+const VERSION: u32 = 2;
 
 /// What the last successful build and `up` of a project left.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -48,12 +49,9 @@ pub(crate) struct State {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Built {
-    pub key: String,
+    /// What it was built from, part by part (to say which changed).
+    pub inputs: Inputs,
     pub image_id: String,
-    /// The key's parts, to say which changed (none in records written
-    /// before they were kept).
-    #[serde(default)]
-    pub inputs: Option<Inputs>,
 }
 
 /// What one image is built from, part by part.
@@ -68,11 +66,10 @@ pub(crate) struct Inputs {
     pub bases: BTreeMap<String, String>,
 }
 
-/// The key of one image's inputs, its parts, and the first file the build
-/// sends that the last run saw otherwise (`(path, new)`).
+/// One image's inputs, and the first file the build sends that the last
+/// run saw otherwise (`(path, new)`).
 #[derive(Debug, Clone)]
 pub(crate) struct BuildKey {
-    pub key: String,
     pub inputs: Inputs,
     pub first_changed: Option<(String, bool)>,
 }
@@ -84,17 +81,14 @@ impl BuildKey {
         let Some(last) = last else {
             return "no earlier build of it on record".into();
         };
-        if last.key == self.key {
+        if last.inputs == self.inputs {
             return if image_held {
                 "asked to (--rebuild)".into()
             } else {
                 "the image the last build made is gone (removed or replaced)".into()
             };
         }
-        let Some(before) = &last.inputs else {
-            return "its inputs changed".into();
-        };
-        let now = &self.inputs;
+        let (before, now) = (&last.inputs, &self.inputs);
         if before.dockerfile != now.dockerfile {
             return "its Dockerfile changed".into();
         }
@@ -218,19 +212,13 @@ impl Store {
         build_config: &serde_json::Value,
         image_ids: &BTreeMap<String, String>,
     ) -> std::io::Result<BuildKey> {
-        let mut h = Hasher::new(&SHA256);
-        // The files alone, for the parts.
+        // The files: each field with its length, so no two lists read alike.
         let mut files = Hasher::new(&SHA256);
-        let mut first_changed = None;
-        let mut field = |bytes: &[u8], files: Option<&mut Hasher>| {
-            h.update(&(bytes.len() as u64).to_le_bytes());
-            h.update(bytes);
-            if let Some(f) = files {
-                f.update(&(bytes.len() as u64).to_le_bytes());
-                f.update(bytes);
-            }
+        let mut field = |bytes: &[u8]| {
+            files.update(&(bytes.len() as u64).to_le_bytes());
+            files.update(bytes);
         };
-        field(b"context", None);
+        let mut first_changed = None;
         // Only what the build transfers: a file its Dockerfile never names
         // cannot change the image.
         for e in sent.iter().map(|&i| &walk.entries[i]) {
@@ -239,9 +227,9 @@ impl Store {
                 .as_std_path()
                 .join(std::ffi::OsStr::from_bytes(&e.path));
             let meta = std::fs::symlink_metadata(&path)?;
-            field(&e.path, Some(&mut files));
-            field(&[e.kind as u8], Some(&mut files));
-            field(&(meta.mode() & 0o7777).to_le_bytes(), Some(&mut files));
+            field(&e.path);
+            field(&[e.kind as u8]);
+            field(&(meta.mode() & 0o7777).to_le_bytes());
             match e.kind {
                 EntryKind::File => {
                     let before = self
@@ -254,12 +242,9 @@ impl Store {
                         let shown = String::from_utf8_lossy(&e.path).into_owned();
                         first_changed = Some((shown, before.is_none()));
                     }
-                    field(hash.as_bytes(), Some(&mut files));
+                    field(hash.as_bytes());
                 }
-                EntryKind::Symlink => field(
-                    std::fs::read_link(&path)?.as_os_str().as_bytes(),
-                    Some(&mut files),
-                ),
+                EntryKind::Symlink => field(std::fs::read_link(&path)?.as_os_str().as_bytes()),
                 EntryKind::Dir | EntryKind::Other => {}
             }
         }
@@ -268,15 +253,9 @@ impl Store {
             .clone()
             .unwrap_or_else(|| ctx.root.join("Dockerfile"));
         let text = std::fs::read(&dockerfile)?;
-        field(b"dockerfile", None);
-        field(&text, None);
-        field(b"build", None);
-        field(build_config.to_string().as_bytes(), None);
         let mut bases = BTreeMap::new();
         for base in build_context::dockerfile::base_images(&String::from_utf8_lossy(&text)) {
-            field(base.as_bytes(), None);
             let id = image_ids.get(&compose::image_key(&base));
-            field(id.map_or("?", String::as_str).as_bytes(), None);
             bases.insert(base, id.cloned().unwrap_or_else(|| "?".into()));
         }
         let mut build = BTreeMap::new();
@@ -294,14 +273,14 @@ impl Store {
                 }
             }
         }
+        let inputs = Inputs {
+            files: hex(files.finish().as_ref()),
+            dockerfile: sha256_hex(&text),
+            build,
+            bases,
+        };
         Ok(BuildKey {
-            key: hex(h.finish().as_ref()),
-            inputs: Inputs {
-                files: hex(files.finish().as_ref()),
-                dockerfile: sha256_hex(&text),
-                build,
-                bases,
-            },
+            inputs,
             first_changed,
         })
     }
@@ -397,8 +376,8 @@ mod tests {
         let (sent, _) = build_context::sent::sent_entries(&walk, include.as_deref()).unwrap();
         store
             .build_key(&ctx, &walk, &sent, build, &BTreeMap::new())
+            .map(|k| serde_json::to_string(&k.inputs).unwrap())
             .unwrap()
-            .key
     }
 
     #[test]

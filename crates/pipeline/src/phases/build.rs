@@ -209,7 +209,7 @@ pub(crate) fn build_phase(
             let record = store.state.builds.get(service);
             !opts.rebuild
                 && record.is_some_and(|r| {
-                    keys.get(service).map(|k| &k.key) == Some(&r.key)
+                    keys.get(service).map(|k| &k.inputs) == Some(&r.inputs)
                         && image_ids.get(&compose::image_key(image)) == Some(&r.image_id)
                 })
         });
@@ -285,9 +285,8 @@ pub(crate) fn build_phase(
                 (Some(key), Some(id)) => store.state.builds.insert(
                     service.clone(),
                     fingerprint::Built {
-                        key: key.key.clone(),
+                        inputs: key.inputs.clone(),
                         image_id: id.clone(),
-                        inputs: Some(key.inputs.clone()),
                     },
                 ),
                 _ => store.state.builds.remove(service),
