@@ -26,8 +26,6 @@ pub(super) struct Wait<'a> {
     stale: bool,
     /// Nothing changed and the same containers run: no `up`, only judged.
     pub(super) skip_up: bool,
-    /// The listing made before `up`, still current when `up` is skipped.
-    reuse_listing: Option<Vec<Container>>,
     pub(super) plan: StartPlan,
     checks: HealthChecks,
     settled: BTreeSet<String>,
@@ -92,7 +90,6 @@ impl<'a> Wait<'a> {
             found: found.to_vec(),
             stale,
             skip_up,
-            reuse_listing: skip_up.then(|| found.to_vec()),
             plan,
             checks: HealthChecks::default(),
             settled: BTreeSet::new(),
@@ -294,9 +291,9 @@ impl<'a> Wait<'a> {
 
     /// The project's containers now; `None` for a listing to try again.
     fn list(&mut self, opts: &UpOptions) -> Result<Option<Vec<Container>>> {
-        // Skipping `up`, the listing made before is still current.
-        if let Some(listed) = self.reuse_listing.take() {
-            return Ok(Some(listed));
+        // Skipping `up`, the listing made before is still current (once).
+        if self.skip_up && self.containers.is_empty() {
+            return Ok(Some(self.found.clone()));
         }
         // Compose lists the project's containers, then inspects each: one
         // that `up` replaces in between is "No such container" for this
