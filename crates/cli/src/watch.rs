@@ -62,7 +62,7 @@ pub fn run(opts: &Options, only_failed: bool, no_logs: bool) -> anyhow::Result<(
             ));
         }
         said = false;
-        let Some(mut paths) = next_batch(&rx) else {
+        let Some((mut paths, changed_at)) = next_batch(&rx) else {
             break;
         };
         // A top-level folder made since: watched from now on, and what it
@@ -91,6 +91,10 @@ pub fn run(opts: &Options, only_failed: bool, no_logs: bool) -> anyhow::Result<(
         let mut causes: Vec<String> = Vec::new();
         let mut idle: Vec<String> = Vec::new();
         let mut work = Work::default();
+        work.live.changed_at = Some(changed_at);
+        // The services whose builds the changes ask for (a staged binary
+        // asks for whichever holds it: the fingerprints decide).
+        let mut asked = BTreeSet::new();
         for path in &paths {
             let changes = map.classify(path);
             let shown = shown(root, path);
@@ -101,16 +105,21 @@ pub fn run(opts: &Options, only_failed: bool, no_logs: bool) -> anyhow::Result<(
                 idle.push(shown);
                 continue;
             }
+            map.live(path, &mut work.live);
             for c in &changes {
                 let effects = map.effects(c);
                 work.whole |= *c == Change::Config;
-                work.build |= matches!(c, Change::Service(_));
+                if let Change::Service(s) = c {
+                    work.build = true;
+                    asked.insert(s.clone());
+                }
                 work.stage |= effects.stage;
                 work.tests |= effects.tests;
             }
             let what: Vec<String> = changes.iter().map(Change::to_string).collect();
             causes.push(format!("{shown} ({})", what.join(", ")));
         }
+        work.build_only = (!work.stage).then_some(asked);
         if causes.is_empty() {
             if !idle.is_empty() {
                 say(&format!("no cycle: nothing uses {}", idle.join(", ")));
@@ -151,11 +160,12 @@ pub fn run(opts: &Options, only_failed: bool, no_logs: bool) -> anyhow::Result<(
                 ""
             }
         ));
+        let whole = work.whole;
         let report = one_cycle(&mut session, work, only_failed);
         say(&summary(cycle, &causes, &report));
         said = true;
         lock_text = std::fs::read(&lock_file).ok();
-        if work.whole {
+        if whole {
             // The stack, its contexts or its Dockerfiles may differ now.
             match Map::new(session.options()) {
                 Ok(m) => map = m,
@@ -194,9 +204,6 @@ fn watched(
     Ok(out)
 }
 
-/// The paths of the next burst of changes (everything already waiting is
-/// taken too: changes made during a cycle start the next one), or `None`
-/// on Ctrl-C.
 /// The files this process writes its output to (stdout or stderr sent to a
 /// file), as the watcher names them.
 fn own_output() -> Vec<Utf8PathBuf> {
@@ -208,7 +215,10 @@ fn own_output() -> Vec<Utf8PathBuf> {
         .collect()
 }
 
-fn next_batch(rx: &Events) -> Option<BTreeSet<Utf8PathBuf>> {
+/// The paths of the next burst of changes (everything already waiting is
+/// taken too: changes made during a cycle start the next one) and when its
+/// first change came, or `None` on Ctrl-C.
+fn next_batch(rx: &Events) -> Option<(BTreeSet<Utf8PathBuf>, std::time::SystemTime)> {
     let mut paths = BTreeSet::new();
     // Files the burst made: an editor's or sed's temporary file, gone by the
     // end of the burst, changed nothing.
@@ -226,6 +236,7 @@ fn next_batch(rx: &Events) -> Option<BTreeSet<Utf8PathBuf>> {
             Err(RecvTimeoutError::Disconnected) => return None,
         }
     }
+    let first = std::time::SystemTime::now();
     // Then until the burst is over.
     loop {
         match rx.recv_timeout(DEBOUNCE) {
@@ -234,7 +245,7 @@ fn next_batch(rx: &Events) -> Option<BTreeSet<Utf8PathBuf>> {
             }
             Err(_) => {
                 paths.retain(|p| !born.contains(p) || p.symlink_metadata().is_ok());
-                return Some(paths);
+                return Some((paths, first));
             }
         }
     }
@@ -328,8 +339,20 @@ fn summary(cycle: usize, causes: &[String], r: &RunReport) -> String {
         ),
         Verdict::Interrupted => "; interrupted".to_owned(),
     };
+    // What reached running containers without an image, as the sync phase said it.
+    let synced = r
+        .phases
+        .iter()
+        .find(|p| p.phase == pipeline::Phase::Sync && p.status == pipeline::report::Status::Ok)
+        .map(|p| {
+            format!(
+                "{}; ",
+                p.note.split("; containers kept").next().unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "cycle {cycle} done in {:.1} s: {}; built: {}; containers recreated or started: {recreated}; {tests}{outcome}",
+        "cycle {cycle} done in {:.1} s: {}; built: {}; containers recreated or started: {recreated}; {synced}{tests}{outcome}",
         r.seconds,
         causes.join("; "),
         if built.is_empty() {

@@ -650,3 +650,104 @@ fn a_staged_binary_s_image_follows_only_when_its_bytes_changed() {
     let broken = promise_kept(&project, compose::Policy::Purge);
     assert_eq!(broken, None, "{output}");
 }
+
+/// Changes that need no image, on tests/fixtures/watch-live: Compose's
+/// `develop.watch` rules (`sync+restart` of page.txt, which the service reads
+/// at start; `sync` of static/, read at each request; a removal) and a bind
+/// mount whose service reloads by itself. No build and no new container;
+/// each cycle's tests see the new content.
+#[test]
+fn develop_watch_rules_and_bind_mounts_update_the_running_containers() {
+    let test = "develop_watch_rules_and_bind_mounts_update_the_running_containers";
+    if !compose::testing::image_or_skip(test, BASE_IMAGE) {
+        return;
+    }
+    let fixture = support::Fixture::new("watch-live", BIN);
+    let root = &fixture.root;
+    let project = format!("t{}-watchlive", std::process::id());
+    let write = |path: &str, text: &str| std::fs::write(root.join(path), text).unwrap();
+    let seen = std::cell::RefCell::new(Vec::new());
+    let look = || {
+        seen.borrow_mut().push((
+            container(&project, "page"),
+            container(&project, "mounted"),
+            image(&project, "page"),
+        ))
+    };
+    let in_page = |path: &str| {
+        let id = container(&project, "page");
+        compose::docker(["exec", &id, "test", "-e", path])
+            .output(camino::Utf8Path::new("/"))
+            .is_ok()
+    };
+    let old_was_there = Cell::new(false);
+    let old_gone = Cell::new(false);
+    let w = script(
+        watch_cmd(&fixture, "PAGE_PORT", &project, "purge", &[])
+            .env("LIVE_PORT", support::free_port().to_string()),
+        vec![
+            // A burst of an unused file and a synced one: the synced one's cycle.
+            on("watching ", || {
+                look();
+                write("notes.md", "notes\n");
+                write("page.txt", "second page\n");
+                None
+            }),
+            on("cycle 1 done", || {
+                look();
+                write("static/note.txt", "another note\n");
+                None
+            }),
+            on("cycle 2 done", || {
+                old_was_there.set(in_page("/srv/static/old.txt"));
+                std::fs::remove_file(root.join("static/old.txt")).unwrap();
+                None
+            }),
+            on("cycle 3 done", || {
+                old_gone.set(!in_page("/srv/static/old.txt"));
+                write("live/app.txt", "app v2\n");
+                None
+            }),
+            on("cycle 4 done", || {
+                look();
+                Some(Signal::SIGINT)
+            }),
+        ],
+    );
+    let (cycles, output, done) = (w.cycles(), &w.output, &w.done);
+    println!("{cycles}");
+    assert_eq!(w.steps, 5, "stopped at step {}:\n{output}", w.steps);
+    assert_eq!(w.code, Some(130), "{output}");
+    assert_eq!(done.len(), 5, "{cycles}");
+    for d in &done[1..] {
+        assert!(
+            d.contains("built: nothing; containers recreated or started: 0")
+                && d.contains("2 passed, 0 failed"),
+            "no image, no new container, and the tests see the change: {cycles}"
+        );
+    }
+    assert!(
+        done[1].contains("page.txt (page's develop.watch sync+restart)")
+            && done[1].contains("synced 1 file into page; restarted page"),
+        "{cycles}"
+    );
+    assert!(
+        done[2].contains("static/note.txt (page's develop.watch sync)")
+            && !done[2].contains("restarted"),
+        "{cycles}"
+    );
+    assert!(old_was_there.get(), "the image had static/old.txt");
+    assert!(done[3].contains("removed 1 file from page"), "{cycles}");
+    assert!(old_gone.get(), "removed in the container too: {cycles}");
+    assert!(
+        done[4].contains("live/app.txt (mounted by mounted)")
+            && done[4].contains("mounted sees the change through its bind mount")
+            && done[4].contains("it reloaded"),
+        "{cycles}"
+    );
+    let seen = seen.borrow();
+    assert_eq!(seen[0], seen[1], "same containers and image:\n{cycles}");
+    assert_eq!(seen[1], seen[2], "same containers and image:\n{cycles}");
+    let broken = promise_kept(&project, compose::Policy::Purge);
+    assert_eq!(broken, None, "{output}");
+}

@@ -4,6 +4,7 @@
 //! the `process` crate; [`docker`] is the one way to name the CLI.
 
 mod build;
+pub mod develop;
 mod disk;
 mod engine;
 mod error;

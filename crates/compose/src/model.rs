@@ -74,6 +74,9 @@ pub struct Service {
     /// `container_name:`, which Compose's log lines are prefixed with.
     #[serde(default)]
     pub container_name: Option<String>,
+    /// `develop.watch`: what a watch does with a change.
+    #[serde(default)]
+    pub develop: Option<crate::develop::Develop>,
 }
 
 /// A mount as `compose config` resolves it (`type`, absolute `source`).

@@ -251,7 +251,7 @@ pub(crate) fn body(
     } else {
         let staging = staging.expect("staging starts unless --no-build");
         let built = phases.run(Phase::Build, |progress| {
-            build_phase(opts, project, &mut store, staging, progress)
+            build_phase(opts, project, &mut store, staging, None, progress)
         })?;
         (phases.report.contexts, phases.report.images) = (built.contexts, built.images);
         Some(built.image_ids)

@@ -16,6 +16,9 @@ pub enum Phase {
     Certs,
     Build,
     Up,
+    /// A watch cycle's changes applied to running containers (`develop.watch`,
+    /// bind mounts), and those services judged ready again.
+    Sync,
     Test,
     Teardown,
 }
@@ -28,6 +31,7 @@ impl Phase {
             Phase::Certs => "certs",
             Phase::Build => "build",
             Phase::Up => "up",
+            Phase::Sync => "sync",
             Phase::Test => "test",
             Phase::Teardown => "teardown",
         }

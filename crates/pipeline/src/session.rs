@@ -10,6 +10,7 @@
 //!   `docker compose watch`), and the tests, whose binaries build beside it
 //!   all. No preflight, clean or certs: the session did them.
 
+use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
@@ -21,22 +22,29 @@ use crate::e2e::{
 };
 use crate::fingerprint::Store;
 use crate::lock::ProjectLock;
-use crate::phases::{Prebuild, Staging, UpRequest, build_phase, preflight, up_phase};
+use crate::phases::{Prebuild, Staging, UpRequest, build_phase, preflight, sync_phase, up_phase};
 use crate::reaper::Reaper;
 use crate::report::{Failure, Phase, RunReport, Status, Verdict};
+use crate::watch::Live;
 
 /// What a cycle has to do, from what changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Work {
     /// A whole run: the config, a compose file or a Dockerfile changed.
     pub whole: bool,
     /// A file a build context sends changed: the build phase runs.
     pub build: bool,
+    /// Only these services' builds are asked (`None`: any whose inputs
+    /// changed, as after a staged binary changed).
+    pub build_only: Option<BTreeSet<String>>,
     /// A staged binary's sources changed: cargo builds them again, then
     /// the build phase runs.
     pub stage: bool,
     /// The test binaries' sources changed: cargo builds them again.
     pub tests: bool,
+    /// What reaches running containers without an image (`develop.watch`,
+    /// bind mounts): applied after `up`, then those services judged again.
+    pub live: Live,
 }
 
 /// How many cycle folders a session keeps (besides the one its project's
@@ -206,7 +214,14 @@ impl Session {
                 Staging::skip(opts)
             };
             let built = phases.run(Phase::Build, |progress| {
-                build_phase(opts, project, &mut store, staging, progress)
+                build_phase(
+                    opts,
+                    project,
+                    &mut store,
+                    staging,
+                    work.build_only.as_ref(),
+                    progress,
+                )
             })?;
             (phases.report.contexts, phases.report.images) = (built.contexts, built.images);
             changed = built.changed;
@@ -233,6 +248,17 @@ impl Session {
             self.stack_ok = true;
             self.containers = Some(up.containers.clone());
             phases.report.containers = Some(up);
+        }
+        if !work.live.is_empty()
+            && let Some(containers) = self.containers.clone()
+        {
+            // A failed wait leaves the stack to be started whole next time.
+            self.stack_ok = false;
+            let synced = phases.run(Phase::Sync, |progress| {
+                sync_phase(opts, project, &work.live, &containers, progress)
+            })?;
+            self.stack_ok = true;
+            self.containers = Some(synced.containers);
         }
         phases.test(opts, project, prebuild, self.containers.clone())
     }

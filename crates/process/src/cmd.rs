@@ -140,8 +140,23 @@ impl Cmd {
 
     /// Runs to completion and returns stdout; a non-zero exit is an error with stderr.
     pub fn output(&self, dir: &Utf8Path) -> Result<Vec<u8>> {
-        let out = self
-            .expression(dir)
+        self.captured(self.expression(dir))
+    }
+
+    /// Like `output`, with `input` as its stdin (a tar stream for `docker cp -`).
+    pub fn output_with_input(&self, dir: &Utf8Path, input: Vec<u8>) -> Result<Vec<u8>> {
+        self.captured(self.expression_with_stdin(dir).stdin_bytes(input))
+    }
+
+    /// Like `text`, stdout and stderr together (`docker logs` prints a
+    /// container's two streams on ours).
+    pub fn text_both(&self, dir: &Utf8Path) -> Result<String> {
+        let out = self.captured(self.expression(dir).stderr_to_stdout())?;
+        Ok(String::from_utf8_lossy(&out).trim().to_owned())
+    }
+
+    fn captured(&self, e: duct::Expression) -> Result<Vec<u8>> {
+        let out = e
             .stdout_capture()
             .stderr_capture()
             .unchecked()

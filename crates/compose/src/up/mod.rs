@@ -119,6 +119,11 @@ pub struct UpOptions {
     pub known: Option<Vec<Container>>,
     /// Hand the services' log lines to the caller while they start.
     pub logs: bool,
+    /// No `up`: only these services are judged again, on a fresh listing
+    /// (a watch cycle synced files into them, restarted them, or changed
+    /// what they mount). A service restarted at a time given here counts
+    /// log lines only from then; the others, their whole log.
+    pub rejudge: Option<BTreeMap<String, Option<SystemTime>>>,
 }
 
 impl Project {

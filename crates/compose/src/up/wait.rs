@@ -36,6 +36,8 @@ pub(super) struct Wait<'a> {
     /// The services' log lines, from the first `up` on.
     follower: Option<Follower>,
     rate: Rate,
+    /// [`UpOptions::rejudge`].
+    rejudge: Option<BTreeMap<String, Option<std::time::SystemTime>>>,
 }
 
 /// Why `new` replaced `old`, a container of the same service, as their
@@ -72,16 +74,20 @@ impl<'a> Wait<'a> {
             .iter()
             .map(|c| (c.id.clone(), c.condition()))
             .collect();
-        let skip_up = !stale
-            && opts.only.is_none()
-            && !conditions.is_empty()
-            && opts.unchanged.as_ref() == Some(&conditions);
+        let skip_up = opts.rejudge.is_some()
+            || (!stale
+                && opts.only.is_none()
+                && !conditions.is_empty()
+                && opts.unchanged.as_ref() == Some(&conditions));
         let mut plan = project.start_plan(&opts.probes);
         if skip_up {
             plan.levels = vec![project.stack.services.keys().cloned().collect()];
         }
         if let Some(only) = &opts.only {
             plan.levels = vec![only.clone()];
+        }
+        if let Some(rejudge) = &opts.rejudge {
+            plan.levels = vec![rejudge.keys().cloned().collect()];
         }
         Ok(Wait {
             project,
@@ -98,6 +104,7 @@ impl<'a> Wait<'a> {
             containers: Vec::new(),
             follower: None,
             rate: Rate::default(),
+            rejudge: opts.rejudge.clone(),
         })
     }
 
@@ -184,10 +191,21 @@ impl<'a> Wait<'a> {
             self.containers = containers;
             // The services' lines, from each container `up` made or started
             // (a nicety: without it the wait is the same).
-            if opts.logs && !self.skip_up {
+            if opts.logs && (!self.skip_up || opts.rejudge.is_some()) {
                 let since = self.started_at - Duration::from_secs(1);
                 let follower = self.follower.get_or_insert_with(|| Follower::new(since));
-                follower.follow(self.project, &self.containers);
+                // Judging again, only the services judged.
+                let followed: Vec<Container> = self
+                    .containers
+                    .iter()
+                    .filter(|c| {
+                        opts.rejudge
+                            .as_ref()
+                            .is_none_or(|r| r.contains_key(&c.service))
+                    })
+                    .cloned()
+                    .collect();
+                follower.follow(self.project, &followed);
             }
             let states = self.judge(i, up_out.is_some());
             // A service that failed explains more than Compose's own error does.
@@ -291,8 +309,9 @@ impl<'a> Wait<'a> {
 
     /// The project's containers now; `None` for a listing to try again.
     fn list(&mut self, opts: &UpOptions) -> Result<Option<Vec<Container>>> {
-        // Skipping `up`, the listing made before is still current (once).
-        if self.skip_up && self.containers.is_empty() {
+        // Skipping `up`, the listing made before is still current (once);
+        // not after a restart or a sync.
+        if self.skip_up && self.containers.is_empty() && opts.rejudge.is_none() {
             return Ok(Some(self.found.clone()));
         }
         // Compose lists the project's containers, then inspects each: one
@@ -327,8 +346,14 @@ impl<'a> Wait<'a> {
         };
         // A container that ran before `up` keeps its old log: a line from
         // an earlier start must not count as ready now.
-        let since = |c: &Container| match before(c) {
-            Some("running") => 0,
+        let restarted = |c: &Container| {
+            self.rejudge
+                .as_ref()
+                .and_then(|r| r.get(&c.service).copied().flatten())
+        };
+        let since = |c: &Container| match (restarted(c), before(c)) {
+            (Some(at), _) => super::unix_secs(at),
+            (None, Some("running")) => 0,
             _ => super::unix_secs(self.started_at).saturating_sub(1),
         };
         self.project.readiness(

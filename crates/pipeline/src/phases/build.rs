@@ -2,7 +2,7 @@
 //! preflight on), each context measured against its budget and fingerprinted,
 //! and `compose build` of only the services whose inputs changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use compose::Project;
 
@@ -183,11 +183,16 @@ pub(crate) fn stage_outputs(opts: &Options) -> Vec<camino::Utf8PathBuf> {
         .collect()
 }
 
+/// `only`: a watch cycle's services whose changes ask for a build (the
+/// others' changes, if any, reached their containers without an image:
+/// `develop.watch`, a bind mount; their images catch up at the next build
+/// their own changes ask for, or the next run). `None`: every service.
 pub(crate) fn build_phase(
     opts: &Options,
     project: &Project,
     store: &mut Store,
     mut staging: Staging,
+    only: Option<&BTreeSet<String>>,
     progress: &mut dyn Progress,
 ) -> PhaseResult<Built> {
     let stages = staging.count;
@@ -207,11 +212,13 @@ pub(crate) fn build_phase(
     let (unchanged, to_build): (Vec<_>, Vec<_>) =
         project.images().into_iter().partition(|(service, image)| {
             let record = store.state.builds.get(service);
-            !opts.rebuild
-                && record.is_some_and(|r| {
-                    keys.get(service).map(|k| &k.inputs) == Some(&r.inputs)
-                        && image_ids.get(&compose::image_key(image)) == Some(&r.image_id)
-                })
+            let asked = only.is_none_or(|o| o.contains(service));
+            !asked
+                || (!opts.rebuild
+                    && record.is_some_and(|r| {
+                        keys.get(service).map(|k| &k.inputs) == Some(&r.inputs)
+                            && image_ids.get(&compose::image_key(image)) == Some(&r.image_id)
+                    }))
         });
     // Why each is built: the first input that changed since the last build.
     let why: BTreeMap<String, String> = to_build
@@ -236,11 +243,13 @@ pub(crate) fn build_phase(
             unchanged: true,
             steps_named: false,
             span: None,
-            why: Some(
+            why: Some(if only.is_none_or(|o| o.contains(service)) {
                 "every input as the last build: the files it sends, the Dockerfile, \
                  the build config, the base images' IDs; its image on the engine"
-                    .into(),
-            ),
+                    .into()
+            } else {
+                "not asked by this cycle's changes".into()
+            }),
         })
         .collect();
     let mut changed = Vec::new();

@@ -6,6 +6,7 @@
 
 mod build;
 mod preflight;
+mod sync;
 mod teardown;
 mod test;
 mod up;
@@ -24,6 +25,7 @@ use crate::workspace::Workspace;
 
 pub(crate) use build::{Staging, build_phase, stage_outputs};
 pub(crate) use preflight::preflight;
+pub(crate) use sync::sync_phase;
 pub(crate) use teardown::{apply_policy, teardown};
 pub use test::expand;
 pub(crate) use test::{Prebuild, test_phase};

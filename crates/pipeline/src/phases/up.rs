@@ -78,6 +78,7 @@ pub(crate) fn up_phase(
         only,
         known,
         logs: opts.config.readiness.logs,
+        rejudge: None,
     };
     // A remote engine gets the certificates in a volume, filled anew each run
     // (new certificates recreate the containers, as with a bind mount).

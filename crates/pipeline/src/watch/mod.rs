@@ -1,17 +1,24 @@
 //! What a changed file means to a watched run: a file some service's build
 //! transfers (its context, after the ignore file, only the paths its
 //! Dockerfile names), the sources of a staged binary or of the tests, the
-//! configuration, or nothing. The loop that watches lives in the CLI; this
-//! is the map it asks.
+//! configuration, or nothing; and what reaches a running container without
+//! an image: a file a `develop.watch` rule syncs (or restarts or execs for),
+//! a file a bind mount shows it. The loop that watches lives in the CLI;
+//! this is the map it asks.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use build_context::dockerfile::BuildInputs;
 use build_context::{Context, Matcher};
 use camino::{Utf8Path, Utf8PathBuf};
+use compose::develop::Action;
 use process::Cmd;
 
 use crate::e2e::Options;
+
+mod live;
+pub use live::Live;
+use live::{Mount, Rule};
 
 /// Why a changed path matters, or not.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -24,6 +31,11 @@ pub enum Change {
     Staged(String),
     /// A test package's sources.
     Tests(String),
+    /// A service's `develop.watch` rule matched: the running container is
+    /// updated (sync, restart, exec) instead of its image built.
+    Develop(String, Action),
+    /// A service mounts it from here: the running container sees it already.
+    Mounted(String),
     /// Another crate of the workspace that the tests or a staged binary
     /// build on (one neither uses is `Nothing`).
     Crate(String),
@@ -41,6 +53,8 @@ impl std::fmt::Display for Change {
         match self {
             Change::Config => f.write_str("config"),
             Change::Service(s) => write!(f, "sent by {s}'s build"),
+            Change::Develop(s, a) => write!(f, "{s}'s develop.watch {a}"),
+            Change::Mounted(s) => write!(f, "mounted by {s}"),
             Change::Staged(p) => write!(f, "staged binary {p}"),
             Change::Tests(p) => write!(f, "tests {p}"),
             Change::Crate(p) => write!(f, "crate {p}"),
@@ -66,6 +80,8 @@ pub struct Map {
     config_files: BTreeSet<Utf8PathBuf>,
     outputs: Vec<Utf8PathBuf>,
     sent: Vec<Sent>,
+    rules: Vec<Rule>,
+    mounts: Vec<Mount>,
     /// (manifest folder, package, what it is), longest folder first.
     crates: Vec<(Utf8PathBuf, String, Change)>,
     /// The workspace's own manifest, lock file and cargo config.
@@ -106,6 +122,7 @@ impl Map {
             outputs.push(canonical(&ca_key_dir));
         }
         let mut sent = Vec::new();
+        let mut ignores: BTreeMap<String, (Utf8PathBuf, Matcher)> = BTreeMap::new();
         for (service, root, dockerfile) in project.stack.build_contexts() {
             let ctx = Context::open(root, Some(&dockerfile))
                 .map_err(|e| crate::Error::BadInput(e.to_string()))?;
@@ -120,6 +137,10 @@ impl Map {
                     crate::Error::BadInput(format!("{dockerfile}: `{}`: {}", b.pattern, b.error))
                 })?;
             config_files.insert(canonical(&dockerfile));
+            ignores.insert(
+                service.to_owned(),
+                (ctx.root.clone(), ctx.ignore.matcher.clone()),
+            );
             sent.push(Sent {
                 service: service.to_owned(),
                 root: ctx.root.clone(),
@@ -127,6 +148,36 @@ impl Map {
                 include,
             });
         }
+        let mut rules = Vec::new();
+        for (service, s) in &project.stack.services {
+            let develop = s.develop.iter().flat_map(|d| d.watch.iter());
+            for (index, rule) in develop.enumerate() {
+                let ignore = Matcher::from_patterns(&rule.ignore).map_err(|b| {
+                    crate::Error::BadInput(format!(
+                        "{service}'s develop.watch rule for {}: ignore `{}`: {}",
+                        rule.path, b.pattern, b.error
+                    ))
+                })?;
+                let mut rule = rule.clone();
+                rule.path = canonical(&rule.path);
+                rules.push(Rule {
+                    service: service.clone(),
+                    index,
+                    rule,
+                    ignore,
+                    context: ignores.get(service).cloned(),
+                });
+            }
+        }
+        let mounts = project
+            .stack
+            .bind_mounts()
+            .into_iter()
+            .map(|b| Mount {
+                service: b.service,
+                source: canonical(Utf8Path::new(&b.source)),
+            })
+            .collect();
         let staged: BTreeSet<&str> = c.stage.iter().map(|s| s.package.as_str()).collect();
         let packages = packages(&opts.workspace.root)?;
         // No test packages named: nextest builds the whole workspace's tests.
@@ -160,6 +211,8 @@ impl Map {
             config_files,
             outputs,
             sent,
+            rules,
+            mounts,
             crates,
             workspace_files,
             tests_use,
@@ -188,9 +241,12 @@ impl Map {
                 stage: true,
                 tests: true,
             },
-            Change::Config | Change::Service(_) | Change::Nothing | Change::Output => {
-                Effects::default()
-            }
+            Change::Config
+            | Change::Service(_)
+            | Change::Develop(..)
+            | Change::Mounted(_)
+            | Change::Nothing
+            | Change::Output => Effects::default(),
         }
     }
 
@@ -207,7 +263,34 @@ impl Map {
         if self.config_files.contains(&path) {
             out.insert(Change::Config);
         }
-        for s in &self.sent {
+        // Services a develop rule or a bind mount updates without an image:
+        // their builds are not asked for this path (a `rebuild` rule is a
+        // build, as any file the build sends).
+        let mut live: BTreeSet<&str> = BTreeSet::new();
+        for r in self.rules.iter().filter(|r| r.matches(&path)) {
+            if r.rule.action == Action::Rebuild {
+                out.insert(Change::Service(r.service.clone()));
+            } else {
+                live.insert(&r.service);
+                out.insert(Change::Develop(r.service.clone(), r.rule.action));
+            }
+        }
+        for m in &self.mounts {
+            if path.starts_with(&m.source) && !live.contains(m.service.as_str()) {
+                out.insert(Change::Mounted(m.service.clone()));
+            }
+        }
+        live.extend(
+            self.mounts
+                .iter()
+                .filter(|m| path.starts_with(&m.source))
+                .map(|m| m.service.as_str()),
+        );
+        for s in self
+            .sent
+            .iter()
+            .filter(|s| !live.contains(s.service.as_str()))
+        {
             let Ok(rel) = path.strip_prefix(&s.root) else {
                 continue;
             };
@@ -237,7 +320,7 @@ impl Map {
 }
 
 /// A path with its folders resolved (the path itself may be gone: a deleted file).
-fn canonical(path: &Utf8Path) -> Utf8PathBuf {
+pub(super) fn canonical(path: &Utf8Path) -> Utf8PathBuf {
     if let Ok(p) = path.canonicalize_utf8() {
         return p;
     }
