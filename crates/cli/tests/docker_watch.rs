@@ -676,10 +676,11 @@ fn develop_watch_rules_and_bind_mounts_update_the_running_containers() {
     };
     let in_page = |path: &str| {
         let id = container(&project, "page");
-        compose::docker(["exec", &id, "test", "-e", path])
-            .output(camino::Utf8Path::new("/"))
-            .is_ok()
+        compose::docker(["exec", &id, "cat", path])
+            .text(camino::Utf8Path::new("/"))
+            .ok()
     };
+    let hooked = std::cell::RefCell::new(None);
     let old_was_there = Cell::new(false);
     let old_gone = Cell::new(false);
     let w = script(
@@ -699,16 +700,25 @@ fn develop_watch_rules_and_bind_mounts_update_the_running_containers() {
                 None
             }),
             on("cycle 2 done", || {
-                old_was_there.set(in_page("/srv/static/old.txt"));
+                old_was_there.set(in_page("/srv/static/old.txt").is_some());
                 std::fs::remove_file(root.join("static/old.txt")).unwrap();
                 None
             }),
             on("cycle 3 done", || {
-                old_gone.set(!in_page("/srv/static/old.txt"));
+                old_gone.set(in_page("/srv/static/old.txt").is_none());
                 write("live/app.txt", "app v2\n");
                 None
             }),
             on("cycle 4 done", || {
+                write("hook.txt", "hook v2\n");
+                None
+            }),
+            on("cycle 5 done", || {
+                *hooked.borrow_mut() = in_page("/srv/hooked.txt");
+                write("live/conf.txt", "conf v2\n");
+                None
+            }),
+            on("cycle 6 done", || {
                 look();
                 Some(Signal::SIGINT)
             }),
@@ -716,9 +726,9 @@ fn develop_watch_rules_and_bind_mounts_update_the_running_containers() {
     );
     let (cycles, output, done) = (w.cycles(), &w.output, &w.done);
     println!("{cycles}");
-    assert_eq!(w.steps, 5, "stopped at step {}:\n{output}", w.steps);
+    assert_eq!(w.steps, 7, "stopped at step {}:\n{output}", w.steps);
     assert_eq!(w.code, Some(130), "{output}");
-    assert_eq!(done.len(), 5, "{cycles}");
+    assert_eq!(done.len(), 7, "{cycles}");
     for d in &done[1..] {
         assert!(
             d.contains("built: nothing; containers recreated or started: 0")
@@ -744,6 +754,18 @@ fn develop_watch_rules_and_bind_mounts_update_the_running_containers() {
             && done[4].contains("mounted sees the change through its bind mount")
             && done[4].contains("it reloaded"),
         "{cycles}"
+    );
+    assert!(
+        done[5].contains("hook.txt (page's develop.watch sync+exec)")
+            && done[5].contains("ran page's exec (1 hook)"),
+        "{cycles}"
+    );
+    assert_eq!(hooked.borrow().as_deref(), Some("hook v2"), "{cycles}");
+    assert!(
+        done[6].contains("live/conf.txt (mounted's develop.watch restart)")
+            && done[6].contains("restarted mounted")
+            && !done[6].contains("synced"),
+        "a restart rule on a mounted file restarts only: {cycles}"
     );
     let seen = seen.borrow();
     assert_eq!(seen[0], seen[1], "same containers and image:\n{cycles}");
