@@ -92,8 +92,7 @@ pub fn run(opts: &Options, only_failed: bool, no_logs: bool) -> anyhow::Result<(
         let mut idle: Vec<String> = Vec::new();
         let mut work = Work::default();
         work.live.changed_at = Some(changed_at);
-        // The services whose builds the changes ask for (a staged binary
-        // asks for whichever holds it: the fingerprints decide).
+        // The services whose builds the changes ask for.
         let mut asked = BTreeSet::new();
         for path in &paths {
             let changes = map.classify(path);
@@ -119,7 +118,18 @@ pub fn run(opts: &Options, only_failed: bool, no_logs: bool) -> anyhow::Result<(
             let what: Vec<String> = changes.iter().map(Change::to_string).collect();
             causes.push(format!("{shown} ({})", what.join(", ")));
         }
-        work.build_only = (!work.stage).then_some(asked);
+        let mut asked = pipeline::session::Asked {
+            services: asked,
+            ..Default::default()
+        };
+        if work.stage {
+            // A staged binary a develop rule syncs goes in without its image.
+            for (output, live, build) in map.staged() {
+                work.staged_live.push((output.clone(), live));
+                asked.by_staged.insert(output, build);
+            }
+        }
+        work.build_only = Some(asked);
         if causes.is_empty() {
             if !idle.is_empty() {
                 say(&format!("no cycle: nothing uses {}", idle.join(", ")));

@@ -137,23 +137,17 @@ impl Project {
         Ok((present.len(), gone.len()))
     }
 
-    /// `compose restart` of `services` alone (not what depends on them);
-    /// `running` are their containers: one whose PID 1 ignores its stop
-    /// signal is killed first instead of waiting out the grace. Returns the
-    /// services killed so.
-    pub fn restart(
-        &self,
-        services: &[String],
-        running: Vec<String>,
-        grace: std::time::Duration,
-    ) -> Result<Vec<String>> {
-        let killed = self.kill_deaf(running)?;
-        let mut args: Vec<String> = ["restart", "--no-deps", "--timeout"]
+    /// Restarts these containers (what `compose restart --no-deps` does to
+    /// a service's, without Compose's own start-up, ~0.2 s); one whose PID 1
+    /// ignores its stop signal is killed first instead of waiting out the
+    /// grace. Returns the services killed so.
+    pub fn restart(&self, running: Vec<String>, grace: Duration) -> Result<Vec<String>> {
+        let killed = self.kill_deaf(running.clone())?;
+        let args = ["restart", "-t", &grace.as_secs().to_string()]
             .map(str::to_owned)
-            .into();
-        args.push(grace.as_secs().to_string());
-        args.extend(services.iter().cloned());
-        self.compose(args).output(&self.spec.dir)?;
+            .into_iter()
+            .chain(running);
+        crate::docker(args).output(&self.spec.dir)?;
         Ok(killed)
     }
 

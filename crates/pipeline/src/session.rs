@@ -10,7 +10,6 @@
 //!   `docker compose watch`), and the tests, whose binaries build beside it
 //!   all. No preflight, clean or certs: the session did them.
 
-use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
@@ -22,6 +21,7 @@ use crate::e2e::{
 };
 use crate::fingerprint::Store;
 use crate::lock::ProjectLock;
+pub use crate::phases::Asked;
 use crate::phases::{Prebuild, Staging, UpRequest, build_phase, preflight, sync_phase, up_phase};
 use crate::reaper::Reaper;
 use crate::report::{Failure, Phase, RunReport, Status, Verdict};
@@ -34,9 +34,8 @@ pub struct Work {
     pub whole: bool,
     /// A file a build context sends changed: the build phase runs.
     pub build: bool,
-    /// Only these services' builds are asked (`None`: any whose inputs
-    /// changed, as after a staged binary changed).
-    pub build_only: Option<BTreeSet<String>>,
+    /// Only these services' builds are asked (`None`: any whose inputs changed).
+    pub build_only: Option<Asked>,
     /// A staged binary's sources changed: cargo builds them again, then
     /// the build phase runs.
     pub stage: bool,
@@ -45,6 +44,9 @@ pub struct Work {
     /// What reaches running containers without an image (`develop.watch`,
     /// bind mounts): applied after `up`, then those services judged again.
     pub live: Live,
+    /// What each staged binary does to running containers if this cycle's
+    /// staging changes its bytes (a develop rule that syncs it).
+    pub staged_live: Vec<(Utf8PathBuf, Live)>,
 }
 
 /// How many cycle folders a session keeps (besides the one its project's
@@ -207,6 +209,7 @@ impl Session {
         let mut store = Store::open(&opts.workspace.target_dir, &opts.project);
         let mut changed = Vec::new();
         let mut image_ids = None;
+        let mut live_work = work.live.clone();
         if (work.build || work.stage) && !opts.no_build {
             let staging = if work.stage {
                 Staging::start(opts)
@@ -226,6 +229,11 @@ impl Session {
             (phases.report.contexts, phases.report.images) = (built.contexts, built.images);
             changed = built.changed;
             image_ids = Some(built.image_ids);
+            for (output, live) in &work.staged_live {
+                if built.staged.contains(output) {
+                    live_work.merge(live.clone());
+                }
+            }
         }
         if !self.stack_ok || !changed.is_empty() {
             let only = self.stack_ok.then_some(changed);
@@ -249,13 +257,13 @@ impl Session {
             self.containers = Some(up.containers.clone());
             phases.report.containers = Some(up);
         }
-        if !work.live.is_empty()
+        if !live_work.is_empty()
             && let Some(containers) = self.containers.clone()
         {
             // A failed wait leaves the stack to be started whole next time.
             self.stack_ok = false;
             let synced = phases.run(Phase::Sync, |progress| {
-                sync_phase(opts, project, &work.live, &containers, progress)
+                sync_phase(opts, project, &live_work, &containers, progress)
             })?;
             self.stack_ok = true;
             self.containers = Some(synced.containers);

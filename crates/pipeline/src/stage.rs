@@ -22,9 +22,9 @@ pub fn stage(
     target_dir: &Utf8Path,
     stages: &[(StageConfig, Utf8PathBuf)],
     on_progress: OnProgress,
-) -> Result<usize> {
+) -> Result<Vec<Utf8PathBuf>> {
     if stages.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let triple = host_triple(root)?;
     let mut profiles: Vec<&str> = stages.iter().map(|(s, _)| s.profile.as_str()).collect();
@@ -45,14 +45,17 @@ pub fn stage(
             on_progress.clone(),
         )?;
     }
-    let mut changed = 0;
+    let mut changed = Vec::new();
     for (s, dir) in stages {
         let from = stage_dir(target_dir)
             .join(&triple)
             .join(profile_dir(&s.profile))
             .join(&s.package);
         std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-        changed += usize::from(copy_if_changed(&from, &dir.join(&s.package))?);
+        let to = dir.join(&s.package);
+        if copy_if_changed(&from, &to)? {
+            changed.push(to);
+        }
     }
     Ok(changed)
 }

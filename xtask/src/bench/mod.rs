@@ -191,11 +191,11 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
             "\ne2e --watch on the demo stack, from a change to its result ({n} runs each, medians)\n"
         );
         report += &table(&rows, "without", "watch");
-        if let Some(c) = rows.first() {
-            report += &format!(
-                "  a backend change's cycle, by phase (median seconds): {}\n",
-                c.phase_line()
-            );
+        for (c, what) in rows.iter().zip([
+            "a backend change's cycle (synced)",
+            "a gateway change's cycle (rebuilt)",
+        ]) {
+            report += &format!("  {what}, by phase (median seconds): {}\n", c.phase_line());
         }
         doc["watch"] = rows
             .iter()

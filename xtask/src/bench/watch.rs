@@ -1,7 +1,10 @@
 //! `e2e --watch` on the demo stack, from a change to its result, against
-//! what a developer runs without it, in three scenarios:
+//! what a developer runs without it, in four scenarios:
 //! - a one-line change in the backend's source, against a whole kept run
-//!   (`e2e --teardown keep`) after the same change;
+//!   (`e2e --teardown keep`) after the same change: the backend's
+//!   `develop.watch` rule syncs the staged binary in and restarts it;
+//! - the same in the gateway's source, which has no rule: its image is
+//!   built again and its container replaced;
 //! - a change to a test file, against the bare `cargo nextest run` of the tests;
 //! - a file nothing uses, against a whole kept run with nothing changed.
 //!
@@ -157,42 +160,53 @@ impl Watching {
     }
 }
 
-/// The two files the scenarios change, each edit new (its bytes never built).
+/// The files the scenarios change, each edit new (its bytes never built).
 struct Edits {
     backend: Edited,
+    gateway: Edited,
     tests: Edited,
     made: usize,
 }
 
 impl Edits {
-    const MARKER: &str = "backend listening on {addr}";
+    const BACKEND: &str = "backend listening on {addr}";
+    const GATEWAY: &str = "gateway listening on {addr}";
 
     fn new(root: &Utf8Path) -> anyhow::Result<Edits> {
-        let backend = Edited::new(root.join("crates/demo-backend/src/main.rs"))?;
-        anyhow::ensure!(
-            backend.original.contains(Self::MARKER),
-            "{}: no `{}` to change",
-            backend.path,
-            Self::MARKER
-        );
+        let source = |path: &str, marker: &str| -> anyhow::Result<Edited> {
+            let e = Edited::new(root.join(path))?;
+            anyhow::ensure!(
+                e.original.contains(marker),
+                "{}: no `{marker}` to change",
+                e.path
+            );
+            Ok(e)
+        };
         Ok(Edits {
-            backend,
+            backend: source("crates/demo-backend/src/main.rs", Self::BACKEND)?,
+            gateway: source("crates/demo-gateway/src/main.rs", Self::GATEWAY)?,
             tests: Edited::new(root.join("crates/e2e-tests/tests/gateway.rs"))?,
             made: 0,
         })
     }
 
-    /// A one-line change of the backend's source.
-    fn backend(&mut self) -> anyhow::Result<()> {
+    /// A one-line change of a service's source.
+    fn line(&mut self, gateway: bool) -> anyhow::Result<()> {
         self.made += 1;
-        let line = format!(
-            "{} (bench edit {} {})",
-            Self::MARKER,
-            self.made,
-            std::process::id()
-        );
-        self.backend
-            .write(&self.backend.original.replacen(Self::MARKER, &line, 1))
+        let (file, marker) = match gateway {
+            false => (&self.backend, Self::BACKEND),
+            true => (&self.gateway, Self::GATEWAY),
+        };
+        let line = format!("{marker} (bench edit {} {})", self.made, std::process::id());
+        file.write(&file.original.replacen(marker, &line, 1))
+    }
+
+    fn backend(&mut self) -> anyhow::Result<()> {
+        self.line(false)
+    }
+
+    fn gateway(&mut self) -> anyhow::Result<()> {
+        self.line(true)
     }
 
     /// A change of a test file.
@@ -205,7 +219,8 @@ impl Edits {
     }
 }
 
-/// Three comparisons: backend change, test change, unused file.
+/// Four comparisons: backend change (synced), gateway change (rebuilt),
+/// test change, unused file.
 pub fn run(runs: usize, xtask: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
     let sh = crate::shell()?;
     let demo = Demo::new()?;
@@ -232,41 +247,51 @@ pub fn run(runs: usize, xtask: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
     };
     let mut rows = [
         Comparison::new("watch-backend", "whole kept run"),
+        Comparison::new("watch-gateway", "whole kept run"),
         Comparison::new("watch-test", "bare cargo nextest run"),
         Comparison::new("watch-unused", "whole kept run, no change"),
     ];
     // Without the watch: the same changes, then what one would run.
-    let theirs = |[b, t, u]: &mut [Comparison; 3], edits: &mut Edits| -> anyhow::Result<()> {
+    let theirs = |[b, g, t, u]: &mut [Comparison; 4], edits: &mut Edits| -> anyhow::Result<()> {
         edits.backend()?;
         b.theirs.push(whole()?);
+        edits.gateway()?;
+        g.theirs.push(whole()?);
         edits.tests()?;
         t.theirs.push(bare()?);
         u.theirs.push(whole()?);
         Ok(())
     };
     // With it: from each change to the line that reports its result.
-    let ours =
-        |[b, t, u]: &mut [Comparison; 3], edits: &mut Edits, round: usize| -> anyhow::Result<()> {
-            let w = Watching::start(xtask, port)?;
-            let measured = (|| -> anyhow::Result<()> {
-                b.ours.push(w.cycle(|| edits.backend(), "built: backend")?);
-                b.phases.push(w.last_phases());
-                t.ours.push(w.cycle(
-                    || edits.tests(),
-                    "built: nothing; containers recreated or started: 0",
+    let ours = |[b, g, t, u]: &mut [Comparison; 4],
+                edits: &mut Edits,
+                round: usize|
+     -> anyhow::Result<()> {
+        let w = Watching::start(xtask, port)?;
+        let measured = (|| -> anyhow::Result<()> {
+            b.ours.push(w.cycle(
+                    || edits.backend(),
+                    "built: nothing; containers recreated or started: 0; synced 1 file into backend; restarted backend",
                 )?);
-                let start = Instant::now();
-                std::fs::write(&unused, format!("round {round}\n"))?;
-                let line = w.wait_for("the no-cycle line", |l| l.starts_with("no cycle"))?;
-                u.ours.push(start.elapsed().as_secs_f64());
-                anyhow::ensure!(line.contains(".bench-watch-notes.md"), "{line}");
-                let _ = std::fs::remove_file(&unused);
-                w.wait_for("the no-cycle line", |l| l.starts_with("no cycle"))?;
-                Ok(())
-            })();
-            w.stop()?;
-            measured
-        };
+            b.phases.push(w.last_phases());
+            g.ours.push(w.cycle(|| edits.gateway(), "built: gateway")?);
+            g.phases.push(w.last_phases());
+            t.ours.push(w.cycle(
+                || edits.tests(),
+                "built: nothing; containers recreated or started: 0",
+            )?);
+            let start = Instant::now();
+            std::fs::write(&unused, format!("round {round}\n"))?;
+            let line = w.wait_for("the no-cycle line", |l| l.starts_with("no cycle"))?;
+            u.ours.push(start.elapsed().as_secs_f64());
+            anyhow::ensure!(line.contains(".bench-watch-notes.md"), "{line}");
+            let _ = std::fs::remove_file(&unused);
+            w.wait_for("the no-cycle line", |l| l.starts_with("no cycle"))?;
+            Ok(())
+        })();
+        w.stop()?;
+        measured
+    };
     let result = (|| -> anyhow::Result<()> {
         // Warm: the stack up and kept, every binary built.
         whole()?;
@@ -280,12 +305,14 @@ pub fn run(runs: usize, xtask: &Utf8Path) -> anyhow::Result<Vec<Comparison>> {
                     theirs(&mut rows, &mut edits)?;
                 }
             }
-            let [b, t, u] = &rows;
+            let [b, g, t, u] = &rows;
             eprintln!(
-                "watch: round {}/{runs}: backend change {:.1} s vs {:.1} s, test change {:.1} s vs {:.1} s, unused file {:.2} s vs {:.1} s",
+                "watch: round {}/{runs}: backend change (synced) {:.1} s vs {:.1} s, gateway change (rebuilt) {:.1} s vs {:.1} s, test change {:.1} s vs {:.1} s, unused file {:.2} s vs {:.1} s",
                 round + 1,
                 b.ours[round],
                 b.theirs[round],
+                g.ours[round],
+                g.theirs[round],
                 t.ours[round],
                 t.theirs[round],
                 u.ours[round],

@@ -314,6 +314,18 @@ impl<'a> Wait<'a> {
         if self.skip_up && self.containers.is_empty() && opts.rejudge.is_none() {
             return Ok(Some(self.found.clone()));
         }
+        // Judging again: one `docker inspect` of the judged services'
+        // containers (a container gone: the project's listing instead).
+        if let Some(rejudge) = &opts.rejudge {
+            let (judged, others): (Vec<&Container>, Vec<&Container>) = self
+                .found
+                .iter()
+                .partition(|c| rejudge.contains_key(&c.service));
+            let ids: Vec<String> = judged.iter().map(|c| c.id.clone()).collect();
+            if let Some(now) = self.project.inspect(&ids) {
+                return Ok(Some(others.into_iter().cloned().chain(now).collect()));
+            }
+        }
         // Compose lists the project's containers, then inspects each: one
         // that `up` replaces in between is "No such container" for this
         // poll only (seen while `up` created a new project's containers).

@@ -17,16 +17,21 @@ use crate::sources::Snapshot;
 /// get), checked against `context.budget` before the build starts; and the
 /// key of each service's build inputs (none when they could not be read:
 /// then it builds).
+/// `only`: just these services' (a watch cycle's; the others build nothing).
 fn measure_contexts(
     opts: &Options,
     project: &Project,
     store: &mut Store,
     image_ids: &BTreeMap<String, String>,
+    only: Option<&BTreeSet<String>>,
 ) -> Result<(Vec<ContextSize>, BTreeMap<String, BuildKey>), Error> {
     let budget = opts.config.budget();
     let mut sizes = Vec::new();
     let mut keys = BTreeMap::new();
-    for (service, root, dockerfile) in project.stack.build_contexts() {
+    let contexts = project.stack.build_contexts().into_iter();
+    for (service, root, dockerfile) in
+        contexts.filter(|(s, ..)| only.is_none_or(|o| o.contains(*s)))
+    {
         let ctx = build_context::Context::open(root, Some(&dockerfile))
             .map_err(|e| Error::BadInput(e.to_string()))?;
         let walk = ctx
@@ -67,6 +72,8 @@ pub(crate) struct Built {
     pub image_ids: BTreeMap<String, String>,
     /// The services whose image the build changed (a new image ID).
     pub changed: Vec<String>,
+    /// The staged binaries whose bytes changed.
+    pub staged: Vec<camino::Utf8PathBuf>,
 }
 
 /// The staged binaries, built from the start of preflight on (they need
@@ -75,7 +82,7 @@ pub(crate) struct Built {
 #[derive(Debug)]
 pub(crate) struct Staging {
     /// `None`: nothing to build (see [`Staging::skip`]).
-    work: Option<Beside<Result<usize>>>,
+    work: Option<Beside<Result<Vec<camino::Utf8PathBuf>>>>,
     count: usize,
     /// The key of the sources the build started from, to record with its outputs.
     sources: Option<String>,
@@ -160,11 +167,11 @@ impl Staging {
         }
     }
 
-    /// How many staged binaries changed; shows how the build goes meanwhile.
-    fn finish(&mut self, progress: &mut dyn Progress) -> Result<usize> {
+    /// The staged binaries that changed; shows how the build goes meanwhile.
+    fn finish(&mut self, progress: &mut dyn Progress) -> Result<Vec<camino::Utf8PathBuf>> {
         self.work
             .take()
-            .map_or(Ok(0), |w| w.join(Phase::Build, progress))
+            .map_or(Ok(Vec::new()), |w| w.join(Phase::Build, progress))
     }
 }
 
@@ -183,16 +190,25 @@ pub(crate) fn stage_outputs(opts: &Options) -> Vec<camino::Utf8PathBuf> {
         .collect()
 }
 
-/// `only`: a watch cycle's services whose changes ask for a build (the
-/// others' changes, if any, reached their containers without an image:
-/// `develop.watch`, a bind mount; their images catch up at the next build
-/// their own changes ask for, or the next run). `None`: every service.
+/// What a watch cycle's changes ask the build phase for; the other
+/// services' changes, if any, reached their containers without an image
+/// (`develop.watch`, a bind mount): their images catch up at the next build
+/// their own changes ask for, or the next run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Asked {
+    pub services: BTreeSet<String>,
+    /// The services to build when a staged binary's bytes change (those
+    /// that send it and no develop rule syncs it into).
+    pub by_staged: BTreeMap<camino::Utf8PathBuf, BTreeSet<String>>,
+}
+
+/// `asked`: a watch cycle's (`None`: every service whose inputs changed).
 pub(crate) fn build_phase(
     opts: &Options,
     project: &Project,
     store: &mut Store,
     mut staging: Staging,
-    only: Option<&BTreeSet<String>>,
+    asked: Option<&Asked>,
     progress: &mut dyn Progress,
 ) -> PhaseResult<Built> {
     let stages = staging.count;
@@ -204,8 +220,17 @@ pub(crate) fn build_phase(
     });
     let staged = staged?;
     staging.record(opts, store);
+    let only: Option<BTreeSet<String>> = asked.map(|a| {
+        let by_staged = staged.iter().filter_map(|o| a.by_staged.get(o));
+        a.services
+            .iter()
+            .chain(by_staged.flatten())
+            .cloned()
+            .collect()
+    });
+    let only = only.as_ref();
     let mut image_ids = image_ids?;
-    let (contexts, keys) = measure_contexts(opts, project, store, &image_ids)?;
+    let (contexts, keys) = measure_contexts(opts, project, store, &image_ids, only)?;
     // A service whose inputs, recorded image and engine's image all match
     // the last build is not built again.
     // (service, image name) pairs.
@@ -349,7 +374,10 @@ pub(crate) fn build_phase(
             "staged binaries: 0 of {stages} changed (their sources as the last build left them: cargo not asked)"
         ));
     } else if stages > 0 {
-        parts.push(format!("staged binaries: {staged} of {stages} changed"));
+        parts.push(format!(
+            "staged binaries: {} of {stages} changed",
+            staged.len()
+        ));
     }
     let note = if parts.is_empty() {
         "nothing to build: every service runs a ready-made image".to_owned()
@@ -362,6 +390,7 @@ pub(crate) fn build_phase(
             images,
             image_ids,
             changed,
+            staged,
         },
         note,
     ))

@@ -23,6 +23,7 @@ use crate::lock::ProjectLock;
 use crate::report::{CertsDone, Cleaned, Failure, Phase, PhaseReport, RunReport, Status, Verdict};
 use crate::workspace::Workspace;
 
+pub use build::Asked;
 pub(crate) use build::{Staging, build_phase, stage_outputs};
 pub(crate) use preflight::preflight;
 pub(crate) use sync::sync_phase;

@@ -53,7 +53,7 @@ pub(crate) fn sync_phase(
         progress.note(Phase::Sync, &format!("restarting {}", services.join(", ")));
         let grace = Duration::from_secs(opts.config.teardown.grace_s);
         let running = services.iter().flat_map(|s| of(s)).collect();
-        let killed = project.restart(&services, running, grace)?;
+        let killed = project.restart(running, grace)?;
         rejudge.extend(services.iter().map(|s| (s.clone(), Some(at))));
         said.push(format!("restarted {}", services.join(", ")));
         if !killed.is_empty() {

@@ -88,6 +88,19 @@ impl Live {
             && self.mounted.is_empty()
     }
 
+    /// Adds `other`'s work to this.
+    pub fn merge(&mut self, other: Live) {
+        for (service, copies) in other.sync {
+            self.sync.entry(service).or_default().extend(copies);
+        }
+        self.restart.extend(other.restart);
+        for (service, hooks) in other.exec {
+            self.exec.entry(service).or_default().extend(hooks);
+        }
+        self.mounted.extend(other.mounted);
+        self.changed_at = self.changed_at.or(other.changed_at);
+    }
+
     /// Every service it touches.
     pub fn services(&self) -> BTreeSet<String> {
         let mut out: BTreeSet<String> = self.sync.keys().cloned().collect();

@@ -82,6 +82,8 @@ pub struct Map {
     sent: Vec<Sent>,
     rules: Vec<Rule>,
     mounts: Vec<Mount>,
+    /// The staged binaries, where staging copies them.
+    staged_outputs: Vec<Utf8PathBuf>,
     /// (manifest folder, package, what it is), longest folder first.
     crates: Vec<(Utf8PathBuf, String, Change)>,
     /// The workspace's own manifest, lock file and cargo config.
@@ -114,6 +116,11 @@ impl Map {
             config_files.insert(canonical(&c.resolve(f)));
         }
         let mut outputs = vec![canonical(&opts.workspace.target_dir)];
+        let staged_outputs = c
+            .stage
+            .iter()
+            .map(|s| canonical(&c.resolve(&s.to)).join(&s.package))
+            .collect();
         for s in &c.stage {
             outputs.push(canonical(&c.resolve(&s.to)));
         }
@@ -213,6 +220,7 @@ impl Map {
             sent,
             rules,
             mounts,
+            staged_outputs,
             crates,
             workspace_files,
             tests_use,
@@ -248,6 +256,40 @@ impl Map {
             | Change::Nothing
             | Change::Output => Effects::default(),
         }
+    }
+
+    /// The services whose builds send `path` (canonical), by the same
+    /// rules as the build: the ignore file, and only what the Dockerfile names.
+    fn senders<'a>(&'a self, path: &'a Utf8Path) -> impl Iterator<Item = &'a str> + 'a {
+        self.sent.iter().filter_map(move |s| {
+            let rel = path.strip_prefix(&s.root).ok()?.as_str();
+            let ignored = s.ignore.decide_walked(rel).is_ok_and(|(d, _)| d.excluded);
+            let named = s
+                .include
+                .as_ref()
+                .is_none_or(|m| m.decide_walked(rel).is_ok_and(|(d, _)| d.excluded));
+            (!ignored && named).then_some(s.service.as_str())
+        })
+    }
+
+    /// For a cycle that builds the staged binaries: what each one, if its
+    /// bytes change, does to running containers (a develop rule that syncs
+    /// it), and the services that must then build (those that send it and
+    /// that no rule syncs it into).
+    pub fn staged(&self) -> Vec<(Utf8PathBuf, Live, BTreeSet<String>)> {
+        self.staged_outputs
+            .iter()
+            .map(|output| {
+                let mut live = Live::default();
+                self.live(output, &mut live);
+                let build = self
+                    .senders(output)
+                    .filter(|s| !live.sync.contains_key(*s))
+                    .map(str::to_owned)
+                    .collect();
+                (output.clone(), live, build)
+            })
+            .collect()
     }
 
     /// What `path` (absolute) changes; a path can matter in several ways.
@@ -286,22 +328,9 @@ impl Map {
                 .filter(|m| path.starts_with(&m.source))
                 .map(|m| m.service.as_str()),
         );
-        for s in self
-            .sent
-            .iter()
-            .filter(|s| !live.contains(s.service.as_str()))
-        {
-            let Ok(rel) = path.strip_prefix(&s.root) else {
-                continue;
-            };
-            let rel = rel.as_str();
-            let ignored = s.ignore.decide_walked(rel).is_ok_and(|(d, _)| d.excluded);
-            let named = s
-                .include
-                .as_ref()
-                .is_none_or(|m| m.decide_walked(rel).is_ok_and(|(d, _)| d.excluded));
-            if !ignored && named {
-                out.insert(Change::Service(s.service.clone()));
+        for service in self.senders(&path) {
+            if !live.contains(service) {
+                out.insert(Change::Service(service.to_owned()));
             }
         }
         if let Some((_, _, kind)) = self.crates.iter().find(|(dir, _, _)| path.starts_with(dir))
