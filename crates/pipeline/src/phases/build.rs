@@ -334,6 +334,7 @@ pub(crate) fn build_phase(
         .iter()
         .map(|i| {
             let how = match (i.unchanged, i.built) {
+                (true, _) if only.is_some_and(|o| !o.contains(&i.service)) => "not asked",
                 (true, _) => "unchanged",
                 (false, true) => "built",
                 (false, false) => "cached",
