@@ -681,6 +681,8 @@ fn develop_watch_rules_and_bind_mounts_update_the_running_containers() {
             .ok()
     };
     let hooked = std::cell::RefCell::new(None);
+    // What git ignores and nothing uses is not watched at all.
+    std::fs::create_dir_all(root.join("node_modules/pkg/lib")).unwrap();
     let old_was_there = Cell::new(false);
     let old_gone = Cell::new(false);
     let w = script(
@@ -691,6 +693,7 @@ fn develop_watch_rules_and_bind_mounts_update_the_running_containers() {
             on("watching ", || {
                 look();
                 write("notes.md", "notes\n");
+                write("node_modules/pkg/lib/index.js", "x\n");
                 write("page.txt", "second page\n");
                 None
             }),
@@ -729,6 +732,13 @@ fn develop_watch_rules_and_bind_mounts_update_the_running_containers() {
     assert_eq!(w.steps, 7, "stopped at step {}:\n{output}", w.steps);
     assert_eq!(w.code, Some(130), "{output}");
     assert_eq!(done.len(), 7, "{cycles}");
+    assert!(
+        output.contains(
+            "not watched (git ignores them and nothing the run uses is in them): node_modules"
+        ),
+        "{output}"
+    );
+    assert!(!output.contains("index.js"), "{output}");
     for d in &done[1..] {
         assert!(
             d.contains("built: nothing; containers recreated or started: 0")

@@ -60,6 +60,15 @@ fn editor_temporary(name: &str) -> bool {
 pub(super) struct Mount {
     pub(super) service: String,
     pub(super) source: Utf8PathBuf,
+    /// Parts of `source` another mount hides in the container.
+    pub(super) masked: Vec<Utf8PathBuf>,
+}
+
+impl Mount {
+    /// Whether the container sees `path` (canonical) through this mount.
+    pub(super) fn shows(&self, path: &Utf8Path) -> bool {
+        path.starts_with(&self.source) && !self.masked.iter().any(|m| path.starts_with(m))
+    }
 }
 
 /// What a cycle does to running containers, without an image: Compose's
@@ -124,7 +133,7 @@ impl Map {
             let mounted = self
                 .mounts
                 .iter()
-                .any(|m| m.service == service && path.starts_with(&m.source));
+                .any(|m| m.service == service && m.shows(&path));
             match r.rule.action {
                 Action::Rebuild => continue,
                 Action::Restart => {
@@ -155,7 +164,7 @@ impl Map {
             developed.insert(&r.service);
         }
         for m in &self.mounts {
-            if path.starts_with(&m.source) && !developed.contains(m.service.as_str()) {
+            if m.shows(&path) && !developed.contains(m.service.as_str()) {
                 live.mounted.insert(m.service.clone());
             }
         }

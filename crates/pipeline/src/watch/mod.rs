@@ -180,9 +180,24 @@ impl Map {
             .stack
             .bind_mounts()
             .into_iter()
-            .map(|b| Mount {
-                service: b.service,
-                source: canonical(Utf8Path::new(&b.source)),
+            .map(|b| {
+                let source = canonical(Utf8Path::new(&b.source));
+                // Another mount deeper in the container hides that part of
+                // this one (`- /app/node_modules` over `.:/app`).
+                let volumes = project.stack.services.get(&b.service);
+                let masked = volumes
+                    .into_iter()
+                    .flat_map(|s| s.volumes.iter())
+                    .filter_map(|v| {
+                        let rel = Utf8Path::new(&v.target).strip_prefix(&b.target).ok()?;
+                        (!rel.as_str().is_empty()).then(|| source.join(rel))
+                    })
+                    .collect();
+                Mount {
+                    service: b.service,
+                    source,
+                    masked,
+                }
             })
             .collect();
         let staged: BTreeSet<&str> = c.stage.iter().map(|s| s.package.as_str()).collect();
@@ -292,6 +307,29 @@ impl Map {
             .collect()
     }
 
+    /// Whether anything the run uses lies in or under folder `dir`, or
+    /// contains it: a build sends from it, a develop rule or a bind mount
+    /// reaches it, a crate the tests or staged binaries build is in it, the
+    /// config is. A folder git ignores is watched only then.
+    pub fn uses_folder(&self, dir: &Utf8Path) -> bool {
+        let dir = canonical(dir);
+        let near = |p: &Utf8Path| p.starts_with(&dir) || dir.starts_with(p);
+        self.sent.iter().any(|s| s.root.starts_with(&dir))
+            || self.senders(&dir).next().is_some()
+            || self.rules.iter().any(|r| {
+                r.rule.path.starts_with(&dir) || (dir.starts_with(&r.rule.path) && r.matches(&dir))
+            })
+            || self
+                .mounts
+                .iter()
+                .any(|m| m.source.starts_with(&dir) || m.shows(&dir))
+            || self
+                .crates
+                .iter()
+                .any(|(c, _, kind)| *kind != Change::Nothing && near(c))
+            || self.config_files.iter().any(|f| f.starts_with(&dir))
+    }
+
     /// What `path` (absolute) changes; a path can matter in several ways.
     pub fn classify(&self, path: &Utf8Path) -> BTreeSet<Change> {
         let mut out = BTreeSet::new();
@@ -318,14 +356,14 @@ impl Map {
             }
         }
         for m in &self.mounts {
-            if path.starts_with(&m.source) && !live.contains(m.service.as_str()) {
+            if m.shows(&path) && !live.contains(m.service.as_str()) {
                 out.insert(Change::Mounted(m.service.clone()));
             }
         }
         live.extend(
             self.mounts
                 .iter()
-                .filter(|m| path.starts_with(&m.source))
+                .filter(|m| m.shows(&path))
                 .map(|m| m.service.as_str()),
         );
         for service in self.senders(&path) {

@@ -6,6 +6,8 @@
 //! line. Ctrl-C ends the loop with the teardown policy; a watch killed
 //! outright leaves it to the session's reaper.
 
+mod folders;
+
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::sync::mpsc::RecvTimeoutError;
@@ -36,14 +38,26 @@ pub fn run(opts: &Options, only_failed: bool, no_logs: bool) -> anyhow::Result<(
     let policy = opts.teardown;
     let mut map = Map::new(opts).map_err(|e| anyhow::anyhow!(e))?;
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut watcher = notify::recommended_watcher(tx).context("starting the file watcher")?;
+    let never = opts.workspace.target_dir.clone();
+    let mut watches = Watches {
+        watcher: notify::recommended_watcher(tx).context("starting the file watcher")?,
+        folders: BTreeSet::new(),
+        never: never.canonicalize_utf8().unwrap_or(never),
+        full: false,
+    };
     // Watching starts before the first run: a change made meanwhile is not lost.
-    let mut folders = BTreeSet::new();
-    for (path, mode) in watched(root, &opts.workspace.target_dir)? {
-        watcher
-            .watch(path.as_std_path(), mode)
-            .with_context(|| format!("watching {path}"))?;
-        folders.insert(path);
+    let skipped = watches.add(root, &map);
+    if !skipped.is_empty() {
+        const SHOWN: usize = 5;
+        let names: Vec<String> = skipped.iter().take(SHOWN).map(|p| shown(root, p)).collect();
+        let more = match skipped.len().saturating_sub(SHOWN) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        say(&format!(
+            "not watched (git ignores them and nothing the run uses is in them): {}{more}",
+            names.join(", ")
+        ));
     }
     let own = own_output();
     let mut session = Session::open(opts, say)?;
@@ -65,19 +79,16 @@ pub fn run(opts: &Options, only_failed: bool, no_logs: bool) -> anyhow::Result<(
         let Some((mut paths, changed_at)) = next_batch(&rx) else {
             break;
         };
-        // A top-level folder made since: watched from now on, and what it
-        // already holds counts as changed.
+        // A folder made since inside the watched ones: watched from now on
+        // (unless git ignores it and nothing uses it), and what it already
+        // holds counts as changed.
+        // A folder removed and made again is a new inode: watched anew.
         for path in paths.clone() {
-            if path.parent() == Some(root.as_path())
-                && path.is_dir()
-                && !folders.contains(&path)
-                && path.file_name() != Some(".git")
-                && watcher
-                    .watch(path.as_std_path(), RecursiveMode::Recursive)
-                    .is_ok()
-            {
-                paths.extend(files_in(&path));
-                folders.insert(path);
+            if path.is_dir() && path.parent().is_some_and(|p| watches.folders.contains(p)) {
+                watches.folders.retain(|f| !f.starts_with(&path));
+                if watches.add(&path, &map).is_empty() {
+                    paths.extend(files_in(&path));
+                }
             }
         }
         paths.retain(|p| !(p == &lock_file && std::fs::read(p).ok() == lock_text));
@@ -188,30 +199,58 @@ pub fn run(opts: &Options, only_failed: bool, no_logs: bool) -> anyhow::Result<(
     finish(session, policy)
 }
 
-/// The workspace's top level, without the target folder and `.git`: their
-/// churn is the run's own (a recursive watch of `target/` also costs a
-/// watch per folder of it).
-fn watched(
-    root: &Utf8Path,
-    target: &Utf8Path,
-) -> anyhow::Result<Vec<(Utf8PathBuf, RecursiveMode)>> {
-    let target = target
-        .canonicalize_utf8()
-        .unwrap_or_else(|_| target.to_owned());
-    let mut out = vec![(root.to_owned(), RecursiveMode::NonRecursive)];
-    for entry in root
-        .read_dir_utf8()
-        .with_context(|| format!("reading {root}"))?
-    {
-        let entry = entry?;
-        let path = entry.path().to_owned();
-        let resolved = path.canonicalize_utf8().unwrap_or_else(|_| path.clone());
-        if entry.file_name() == ".git" || resolved == target || !entry.file_type()?.is_dir() {
-            continue;
+/// The inotify watches: one per folder (`folders.rs` says which).
+struct Watches {
+    watcher: notify::RecommendedWatcher,
+    folders: BTreeSet<Utf8PathBuf>,
+    /// The target folder: the run's own churn.
+    never: Utf8PathBuf,
+    /// inotify's limit was hit (said once).
+    full: bool,
+}
+
+impl Watches {
+    /// Watches the folders from `start` down that the run may need; returns
+    /// the folders git ignores that were left out.
+    fn add(&mut self, start: &Utf8Path, map: &Map) -> Vec<Utf8PathBuf> {
+        let found = folders::folders(start, &self.never, &|d| map.uses_folder(d));
+        let new: Vec<Utf8PathBuf> = found
+            .watched
+            .into_iter()
+            .filter(|d| !self.folders.contains(d))
+            .collect();
+        for (i, dir) in new.iter().enumerate() {
+            match self
+                .watcher
+                .watch(dir.as_std_path(), RecursiveMode::NonRecursive)
+            {
+                Ok(()) => {
+                    self.folders.insert(dir.clone());
+                }
+                Err(e) if at_limit(&e) => {
+                    if !self.full {
+                        self.full = true;
+                        let total = self.folders.len() + new.len() - i;
+                        say(&folders::limit_message(self.folders.len(), total, dir));
+                    }
+                    break;
+                }
+                // Gone meanwhile: nothing to watch.
+                Err(_) => {}
+            }
         }
-        out.push((path, RecursiveMode::Recursive));
+        found.skipped
     }
-    Ok(out)
+}
+
+/// Whether inotify refused a watch for its per-user limit (ENOSPC).
+fn at_limit(e: &notify::Error) -> bool {
+    match &e.kind {
+        notify::ErrorKind::MaxFilesWatch => true,
+        // ENOSPC, which inotify_add_watch returns at the limit.
+        notify::ErrorKind::Io(io) => io.raw_os_error() == Some(28),
+        _ => false,
+    }
 }
 
 /// The files this process writes its output to (stdout or stderr sent to a
