@@ -3,7 +3,9 @@
 //! FROM the Debian base that serves page.txt, which its Dockerfile copies,
 //! and a test that checks it serves what the file says) and
 //! tests/fixtures/watch-staged (a static binary built on the host and staged
-//! into a FROM scratch image). Each change must do exactly what it should,
+//! into a FROM scratch image), tests/fixtures/watch-live (Compose's
+//! `develop.watch` rules and a bind mount) and tests/fixtures/flask-redis
+//! (awesome-compose's sample with Debian-based stand-ins). Each change must do exactly what it should,
 //! checked on the engine (container and image IDs); Ctrl-C at any point and
 //! SIGKILL leave what the policy promises.
 //! Long because it is one test binary for the watch fixtures' tests, which
@@ -780,6 +782,60 @@ fn develop_watch_rules_and_bind_mounts_update_the_running_containers() {
     let seen = seen.borrow();
     assert_eq!(seen[0], seen[1], "same containers and image:\n{cycles}");
     assert_eq!(seen[1], seen[2], "same containers and image:\n{cycles}");
+    let broken = promise_kept(&project, compose::Policy::Purge);
+    assert_eq!(broken, None, "{output}");
+}
+
+/// awesome-compose's flask-redis (tests/fixtures/flask-redis, its compose
+/// file as published with Debian-based stand-ins): the app's source reaches
+/// the container through `.:/code` and the dev server's reloader restarts it.
+/// A change starts no build and no recreate; the cycle waits for the reload,
+/// and the test sees the new greeting.
+#[test]
+fn flask_redis_reloads_through_its_bind_mount() {
+    let test = "flask_redis_reloads_through_its_bind_mount";
+    if !compose::testing::image_or_skip(test, BASE_IMAGE) {
+        return;
+    }
+    let fixture = support::Fixture::new("flask-redis", BIN);
+    let root = &fixture.root;
+    let project = format!("t{}-flask", std::process::id());
+    let app = root.join("app.pl");
+    let source = std::fs::read_to_string(&app).unwrap();
+    let ids = std::cell::RefCell::new(Vec::new());
+    let w = script(
+        watch_cmd(&fixture, "WEB_PORT", &project, "purge", &[])
+            .env("REDIS_PORT", support::free_port().to_string()),
+        vec![
+            on("watching ", || {
+                ids.borrow_mut().push(container(&project, "web"));
+                std::fs::write(&app, source.replace("Hello World!", "Hello Rust!")).unwrap();
+                None
+            }),
+            on("cycle 1 done", || {
+                ids.borrow_mut().push(container(&project, "web"));
+                Some(Signal::SIGINT)
+            }),
+        ],
+    );
+    let (cycles, output, done) = (w.cycles(), &w.output, &w.done);
+    println!("{cycles}");
+    assert_eq!(w.steps, 2, "stopped at step {}:\n{output}", w.steps);
+    assert_eq!(w.code, Some(130), "{output}");
+    assert!(
+        done[1].contains("app.pl (mounted by web)")
+            && done[1].contains("built: nothing; containers recreated or started: 0")
+            && done[1].contains("web sees the change through its bind mount")
+            && done[1].contains("it reloaded")
+            && done[1].contains("1 passed, 0 failed"),
+        "{cycles}"
+    );
+    assert!(
+        output.contains("Detected change in '/code/app.pl'"),
+        "{output}"
+    );
+    let ids = ids.borrow();
+    assert_eq!(ids[0], ids[1], "the same container:\n{cycles}");
     let broken = promise_kept(&project, compose::Policy::Purge);
     assert_eq!(broken, None, "{output}");
 }

@@ -78,10 +78,11 @@ pub(crate) fn sync_phase(
         let since = live.changed_at.unwrap_or_else(SystemTime::now);
         let ids: Vec<String> = live.mounted.iter().flat_map(|s| of(s)).collect();
         let names: Vec<&str> = live.mounted.iter().map(String::as_str).collect();
+        let verb = if names.len() == 1 { "sees" } else { "see" };
         progress.note(
             Phase::Sync,
             &format!(
-                "{} see the change through a bind mount: waiting for a reload",
+                "{} {verb} the change through a bind mount: waiting for a reload",
                 names.join(", ")
             ),
         );
