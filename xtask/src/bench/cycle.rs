@@ -13,45 +13,52 @@ use xshell::cmd;
 use super::repo::{self, Flavor};
 use super::{Comparison, compare, run_docker, run_step, time};
 
-/// The naive cycle, as a script: the commands are the comparison.
-const NAIVE: &str = r#"#!/usr/bin/env bash
-set -euo pipefail
-cd "$REPO"
-# Certificates regenerated every run, inside the repository.
-rm -rf certs && mkdir certs && cd certs
+/// The certificates both scripts make (the naive one every run, the
+/// optimized one once), in `$REPO/certs`.
+const MAKE_CERTS: &str = r#"rm -rf certs && mkdir certs && cd certs
 openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 30 -subj /CN=bench-ca \
   -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
 openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null
 echo "subjectAltName=DNS:localhost,IP:127.0.0.1,DNS:gateway,DNS:backend" > san.ext
 openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 30 \
   -extfile san.ext 2>/dev/null
+cd "$REPO""#;
+
+/// The tests, as both scripts run them.
+const TESTS: &str = r#"(cd "$WORKSPACE" && E2E_GATEWAY_URL="https://127.0.0.1:$BENCH_PORT" E2E_CA_CERT="$REPO/certs/ca.crt" \
+  cargo nextest run -p e2e-tests --profile e2e)"#;
+
+/// The naive cycle, as a script: the commands are the comparison.
+fn naive_script() -> String {
+    format!(
+        r#"#!/usr/bin/env bash
+set -euo pipefail
 cd "$REPO"
+# Certificates regenerated every run, inside the repository.
+{MAKE_CERTS}
 docker compose -p "$PROJECT" up -d --build --wait
-(cd "$WORKSPACE" && E2E_GATEWAY_URL="https://127.0.0.1:$BENCH_PORT" E2E_CA_CERT="$REPO/certs/ca.crt" \
-  cargo nextest run -p e2e-tests --profile e2e)
+{TESTS}
 docker compose -p "$PROJECT" down -v --remove-orphans
-"#;
+"#
+    )
+}
 
 /// The optimized cycle: what the naive script becomes in careful hands.
-const OPTIMIZED: &str = r#"#!/usr/bin/env bash
+fn optimized_script() -> String {
+    format!(
+        r#"#!/usr/bin/env bash
 set -euo pipefail
 cd "$REPO"
 # Certificates made once, kept between runs.
 if [ ! -f certs/server.crt ]; then
-  rm -rf certs && mkdir certs && cd certs
-  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 30 -subj /CN=bench-ca \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null
-  echo "subjectAltName=DNS:localhost,IP:127.0.0.1,DNS:gateway,DNS:backend" > san.ext
-  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 30 \
-    -extfile san.ext 2>/dev/null
-  cd "$REPO"
+{MAKE_CERTS}
 fi
 DOCKER_BUILDKIT=1 docker compose -p "$PROJECT" up -d --build --wait
-(cd "$WORKSPACE" && E2E_GATEWAY_URL="https://127.0.0.1:$BENCH_PORT" E2E_CA_CERT="$REPO/certs/ca.crt" \
-  cargo nextest run -p e2e-tests --profile e2e)
+{TESTS}
 docker compose -p "$PROJECT" stop --timeout 2
-"#;
+"#
+    )
+}
 
 const NAIVE_PROJECT: &str = "bench-naive";
 const OPTIMIZED_PROJECT: &str = "bench-optimized";
@@ -81,10 +88,15 @@ pub fn run(runs: usize, work: &Utf8Path, xtask: &Utf8Path) -> anyhow::Result<Vec
     eprintln!("cycle: generating three copies of the repository under {work}");
     let size = repo::generate(&naive.repo, Flavor::Naive, &binaries, naive.port)?;
     repo::generate(&tool.repo, Flavor::Tool, &binaries, tool.port)?;
-    repo::generate(&optimized.repo, Flavor::Optimized, &binaries, optimized.port)?;
+    repo::generate(
+        &optimized.repo,
+        Flavor::Optimized,
+        &binaries,
+        optimized.port,
+    )?;
     eprintln!("cycle: {} per copy", build_context::human(size));
-    std::fs::write(work.join("naive.sh"), NAIVE)?;
-    std::fs::write(work.join("optimized.sh"), OPTIMIZED)?;
+    std::fs::write(work.join("naive.sh"), naive_script())?;
+    std::fs::write(work.join("optimized.sh"), optimized_script())?;
     let script_cycle = |script: &str, side: &Side, project: &str| -> anyhow::Result<()> {
         let script = work.join(script);
         let (port, root) = (side.port.to_string(), crate::project_root());
@@ -291,4 +303,25 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Both scripts are valid bash, and each makes certificates as it says.
+    #[test]
+    fn the_scripts_parse_and_differ_where_they_should() {
+        for script in [super::naive_script(), super::optimized_script()] {
+            let out = duct::cmd!("bash", "-n")
+                .stdin_bytes(script.as_bytes())
+                .stderr_capture()
+                .unchecked()
+                .run()
+                .unwrap();
+            assert!(out.status.success(), "{script}\n{out:?}");
+            assert!(script.contains("openssl x509 -req"), "{script}");
+        }
+        assert!(super::naive_script().contains("down -v"));
+        assert!(super::optimized_script().contains("if [ ! -f certs/server.crt ]"));
+        assert!(super::optimized_script().contains("stop --timeout 2"));
+    }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use compose::{Container, Project, UpEvent, UpOptions};
+use compose::{Container, Project, UpOptions};
 
 use super::{Options, PhaseResult, Progress};
 use crate::report::Phase;
@@ -122,14 +122,8 @@ pub(crate) fn sync_phase(
         rejudge: Some(rejudge),
         ..UpOptions::default()
     };
-    let up = project.up_and_wait(up_opts, |event| match event {
-        UpEvent::Waiting(pending) => {
-            let list: Vec<String> = pending.iter().map(|(s, w)| format!("{s} ({w})")).collect();
-            progress.note(Phase::Sync, &format!("waiting for {}", list.join(", ")));
-        }
-        UpEvent::Log { service, line } => progress.service_log(service, line),
-        UpEvent::Held { service, count } => progress.service_held(service, count),
-        UpEvent::Poll => {}
+    let up = project.up_and_wait(up_opts, |event| {
+        super::up::shown(progress, Phase::Sync, event, &|| None)
     })?;
     let ready: Vec<String> = up
         .ready_s

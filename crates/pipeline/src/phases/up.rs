@@ -21,6 +21,29 @@ fn newest_certificate(opts: &Options) -> Option<std::time::SystemTime> {
         .max()
 }
 
+/// Shows what the wait of `up` (or of the sync phase) tells: who is awaited,
+/// the services' lines, and the work beside it on each poll.
+pub(super) fn shown(
+    progress: &mut dyn Progress,
+    phase: Phase,
+    event: UpEvent<'_>,
+    beside: &dyn Fn() -> Option<Work>,
+) {
+    match event {
+        UpEvent::Waiting(pending) => {
+            let list: Vec<String> = pending.iter().map(|(s, w)| format!("{s} ({w})")).collect();
+            progress.note(phase, &format!("waiting for {}", list.join(", ")));
+        }
+        UpEvent::Log { service, line } => progress.service_log(service, line),
+        UpEvent::Held { service, count } => progress.service_held(service, count),
+        UpEvent::Poll => {
+            if let Some(w) = beside() {
+                progress.work(phase, &w);
+            }
+        }
+    }
+}
+
 /// What a run or a watch cycle asks of the up phase.
 pub(crate) struct UpRequest<'a> {
     /// The engine's image IDs, when the build phase listed them.
@@ -101,19 +124,7 @@ pub(crate) fn up_phase(
             project.fill_volume(CERTS_VOLUME, &dir, &images)?;
         }
     }
-    let up = project.up_and_wait(up_opts, |event| match event {
-        UpEvent::Waiting(pending) => {
-            let list: Vec<String> = pending.iter().map(|(s, w)| format!("{s} ({w})")).collect();
-            progress.note(Phase::Up, &format!("waiting for {}", list.join(", ")));
-        }
-        UpEvent::Log { service, line } => progress.service_log(service, line),
-        UpEvent::Held { service, count } => progress.service_held(service, count),
-        UpEvent::Poll => {
-            if let Some(w) = beside() {
-                progress.work(Phase::Up, &w);
-            }
-        }
-    })?;
+    let up = project.up_and_wait(up_opts, |event| shown(progress, Phase::Up, event, beside))?;
     store.state.stack = key.map(|key| fingerprint::Started {
         key,
         containers: up.conditions.clone(),
