@@ -6,28 +6,20 @@
 //! line. Ctrl-C ends the loop with the teardown policy; a watch killed
 //! outright leaves it to the session's reaper.
 
+mod events;
 mod folders;
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
-use std::sync::mpsc::RecvTimeoutError;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use camino::{Utf8Path, Utf8PathBuf};
 use compose::Policy;
-use notify::event::{AccessKind, EventKind, MetadataKind, ModifyKind};
 use notify::{RecursiveMode, Watcher as _};
 use pipeline::e2e::Options;
 use pipeline::session::{Session, Work};
 use pipeline::watch::{Change, Map};
 use pipeline::{Failure, RunReport, Verdict};
-
-/// Editors write a file in bursts (temporary file, rename, attributes), all
-/// within a few milliseconds: a burst ends after this long without a change.
-const DEBOUNCE: Duration = Duration::from_millis(100);
-
-type Events = std::sync::mpsc::Receiver<notify::Result<notify::Event>>;
 
 /// Runs the loop; the teardown policy (`opts.teardown`) applies when it
 /// ends. With `only_failed`, a cycle after one whose tests failed runs only
@@ -76,7 +68,7 @@ pub fn run(opts: &Options, only_failed: bool, no_logs: bool) -> anyhow::Result<(
             ));
         }
         said = false;
-        let Some((mut paths, changed_at)) = next_batch(&rx) else {
+        let Some((mut paths, changed_at)) = events::next_batch(&rx) else {
             break;
         };
         // A folder made since inside the watched ones: watched from now on
@@ -262,76 +254,6 @@ fn own_output() -> Vec<Utf8PathBuf> {
         .filter(|p| p.is_file())
         .filter_map(|p| Utf8PathBuf::from_path_buf(p).ok())
         .collect()
-}
-
-/// The paths of the next burst of changes (everything already waiting is
-/// taken too: changes made during a cycle start the next one) and when its
-/// first change came, or `None` on Ctrl-C.
-fn next_batch(rx: &Events) -> Option<(BTreeSet<Utf8PathBuf>, std::time::SystemTime)> {
-    let mut paths = BTreeSet::new();
-    // Files the burst made: an editor's or sed's temporary file, gone by the
-    // end of the burst, changed nothing.
-    let mut born = BTreeSet::new();
-    // Wait for the first change.
-    loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(event) => {
-                if take(event, &mut paths, &mut born) {
-                    break;
-                }
-            }
-            Err(RecvTimeoutError::Timeout) if process::interrupt::is_requested() => return None,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return None,
-        }
-    }
-    let first = std::time::SystemTime::now();
-    // Then until the burst is over.
-    loop {
-        match rx.recv_timeout(DEBOUNCE) {
-            Ok(event) => {
-                take(event, &mut paths, &mut born);
-            }
-            Err(_) => {
-                paths.retain(|p| !born.contains(p) || p.symlink_metadata().is_ok());
-                return Some((paths, first));
-            }
-        }
-    }
-}
-
-/// Adds a change's paths; `false` for what changes nothing (a file read,
-/// a folder listed: the run itself reads the files it watches).
-fn take(
-    event: notify::Result<notify::Event>,
-    paths: &mut BTreeSet<Utf8PathBuf>,
-    born: &mut BTreeSet<Utf8PathBuf>,
-) -> bool {
-    let Ok(event) = event else { return false };
-    if let EventKind::Create(_) = event.kind {
-        for p in &event.paths {
-            if let Some(p) = Utf8Path::from_path(p)
-                && !paths.contains(p)
-            {
-                born.insert(p.to_owned());
-            }
-        }
-    }
-    let changes = match event.kind {
-        EventKind::Access(AccessKind::Close(notify::event::AccessMode::Write)) => true,
-        EventKind::Access(_) | EventKind::Other | EventKind::Any => false,
-        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
-        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
-    };
-    if changes {
-        paths.extend(
-            event
-                .paths
-                .into_iter()
-                .filter_map(|p| Utf8PathBuf::from_path_buf(p).ok()),
-        );
-    }
-    changes
 }
 
 /// The files under a folder just made (bounded: a folder copied in whole
