@@ -11,6 +11,16 @@ use crate::ci_log::CiHost;
 use crate::flags::E2e;
 
 pub fn run(flags: &E2e) -> anyhow::Result<()> {
+    run_as(flags, None)
+}
+
+/// A run, or one role of a sharded CI (`shard build`, `shard run K/N`).
+pub fn run_as(flags: &E2e, shard: Option<pipeline::shard::Shard>) -> anyhow::Result<()> {
+    if flags.watch && shard.is_some() {
+        return Err(
+            crate::exit::Exit::usage("--watch is for a developer's loop, not a CI shard").into(),
+        );
+    }
     let (workspace, mut config) = crate::load_config(flags.config.config.as_deref())?;
     config.readiness.logs &= !flags.no_logs;
     let ci = crate::in_ci();
@@ -42,6 +52,7 @@ pub fn run(flags: &E2e) -> anyhow::Result<()> {
         nextest_args: flags.nextest_args.clone(),
         run_dir,
         tool: crate::tool(),
+        shard,
     };
     on_signals(project, teardown)?;
     if flags.watch {

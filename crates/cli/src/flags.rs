@@ -46,6 +46,10 @@ pub enum Command {
     /// Remove the projects that dead runs left (labelled by this tool; never
     /// anyone else's, never one in use).
     Reap(Reap),
+    /// Build once, test on N machines: `shard build` in a CI build job,
+    /// `shard run K/N` in each job of a matrix, then `report merge`.
+    #[command(subcommand)]
+    Shard(ShardCommand),
     /// Read run reports: `report merge` combines shards' reports and JUnit
     /// files; `report trace` draws a run as a timeline.
     #[command(subcommand)]
@@ -54,6 +58,44 @@ pub enum Command {
     /// if the run goes away without finishing (reads its order on stdin).
     #[command(name = "__reaper", hide = true)]
     Reaper,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ShardCommand {
+    /// Build the images, the staged binaries and the test binaries once, and
+    /// write them to DIR (the CI artifact every shard takes); start nothing,
+    /// run no test. Takes every flag of `e2e`.
+    Build(ShardBuild),
+    /// Run slice K of N of the tests with what `shard build` wrote: images
+    /// loaded where this checkout's inputs match the build's (else built,
+    /// and said why), tests from the build's nextest archive; no compile.
+    /// Takes every flag of `e2e`.
+    Run(ShardRun),
+}
+
+#[derive(Debug, Args)]
+pub struct ShardBuild {
+    /// Where to write what the shards need.
+    #[arg(long, value_name = "DIR")]
+    pub out: Utf8PathBuf,
+    #[command(flatten)]
+    pub e2e: E2e,
+}
+
+#[derive(Debug, Args)]
+pub struct ShardRun {
+    /// This shard: K of N (nextest's `--partition slice:K/N`).
+    #[arg(value_name = "K/N", value_parser = parse_part)]
+    pub part: (u32, u32),
+    /// The folder `shard build --out` wrote (the build job's artifact).
+    #[arg(long, value_name = "DIR")]
+    pub from: Utf8PathBuf,
+    #[command(flatten)]
+    pub e2e: E2e,
+}
+
+fn parse_part(s: &str) -> Result<(u32, u32), String> {
+    pipeline::shard::Shard::parse_part(s)
 }
 
 #[derive(Debug, clap::Subcommand)]

@@ -66,6 +66,20 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Init(f) => init::run(&f),
         Command::Reaper => reaper::run(),
         Command::Reap(f) => reap::run(&f),
+        Command::Shard(flags::ShardCommand::Build(f)) => e2e::run_as(
+            &f.e2e,
+            Some(pipeline::shard::Shard::Build {
+                out: absolute(&f.out)?,
+            }),
+        ),
+        Command::Shard(flags::ShardCommand::Run(f)) => e2e::run_as(
+            &f.e2e,
+            Some(pipeline::shard::Shard::Run {
+                from: absolute(&f.from)?,
+                k: f.part.0,
+                n: f.part.1,
+            }),
+        ),
         Command::Report(flags::ReportCommand::Merge(f)) => report::merge(&f),
         Command::Report(flags::ReportCommand::Trace(f)) => report::trace(&f),
     }
@@ -99,6 +113,15 @@ fn bin_name(argv0: Option<&std::ffi::OsStr>) -> String {
         None if name == "xtask" => "cargo xtask".into(),
         None => name,
     }
+}
+
+/// `path` from the current folder (a run works from the workspace root).
+fn absolute(path: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
+    Ok(if path.is_absolute() {
+        path.to_owned()
+    } else {
+        current_dir()?.join(path)
+    })
 }
 
 fn current_dir() -> anyhow::Result<Utf8PathBuf> {

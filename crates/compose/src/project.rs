@@ -149,6 +149,19 @@ impl Project {
             .collect()
     }
 
+    /// Writes `image` to `file` (`docker save`), for another engine.
+    pub fn save_image(&self, image: &str, file: &Utf8Path) -> Result<()> {
+        crate::docker(["save", "-o", file.as_str(), image]).output(&self.spec.dir)?;
+        Ok(())
+    }
+
+    /// Loads what [`Project::save_image`] wrote and names image `id` as `image`.
+    pub fn load_image(&self, file: &Utf8Path, id: &str, image: &str) -> Result<()> {
+        crate::docker(["load", "-q", "-i", file.as_str()]).output(&self.spec.dir)?;
+        crate::docker(["tag", id, image]).output(&self.spec.dir)?;
+        Ok(())
+    }
+
     /// The image `service` runs: its `image:`, or for a service that builds
     /// without one, the name Compose gives it (`<project>-<service>`).
     pub fn image_of(&self, service: &str) -> Option<String> {

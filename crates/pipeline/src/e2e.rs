@@ -20,6 +20,7 @@ use crate::phases::{
     up_phase,
 };
 use crate::report::{Failure, Phase, RunReport, Verdict};
+use crate::shard::Shard;
 use crate::sources::Snapshot;
 
 /// Runs the pipeline. Never panics out and never skips teardown once the
@@ -208,6 +209,14 @@ impl Background {
     /// (the staged binaries' outside the walk: they are the stack's).
     pub fn start(opts: &Options) -> Background {
         let store = Store::open(&opts.workspace.target_dir, &opts.project);
+        // A shard compiles nothing: the build job's binaries come with it.
+        if let Some(Shard::Run { from, .. }) = &opts.shard {
+            return Background {
+                staging: (!opts.no_build).then(|| Staging::restored(opts, from)),
+                prebuild: Prebuild::none(opts),
+                store,
+            };
+        }
         let staged = crate::phases::stage_outputs(opts);
         let now = Snapshot::take(&opts.workspace, &staged, &store.state.outside);
         Background {
@@ -251,11 +260,25 @@ pub(crate) fn body(
     } else {
         let staging = staging.expect("staging starts unless --no-build");
         let built = phases.run(Phase::Build, |progress| {
-            build_phase(opts, project, &mut store, staging, None, progress)
+            let (built, note) = build_phase(opts, project, &mut store, staging, None, progress)?;
+            match &opts.shard {
+                // The build job: what every shard needs, written out.
+                Some(Shard::Build { out }) => {
+                    let exported = crate::shard::export(opts, project, &store, out)?;
+                    Ok((built, format!("{note}; {exported}")))
+                }
+                _ => Ok((built, note)),
+            }
         })?;
         (phases.report.contexts, phases.report.images) = (built.contexts, built.images);
         Some(built.image_ids)
     };
+    // The build job starts nothing: its test binaries go into an archive.
+    if let Some(Shard::Build { out }) = &opts.shard {
+        return phases.run(Phase::Test, |progress| {
+            crate::shard::archive_tests(opts, prebuild, &out.join(crate::shard::TESTS), progress)
+        });
+    }
     let up = phases.run(Phase::Up, |progress| {
         let request = UpRequest {
             image_ids,

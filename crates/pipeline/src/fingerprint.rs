@@ -267,6 +267,10 @@ impl Store {
                             build.insert(format!("args.{arg}"), value.to_string());
                         }
                     }
+                    // Where the checkout is (an absolute path) makes no image
+                    // differ, and differs from machine to machine (the shards
+                    // of a CI): what the context sends is in `files`.
+                    _ if k == "context" => {}
                     _ => {
                         build.insert(k.clone(), v.to_string());
                     }

@@ -15,6 +15,7 @@ pub mod reap;
 pub mod reaper;
 pub mod report;
 pub mod session;
+pub mod shard;
 mod sources;
 pub mod stage;
 pub mod trace;

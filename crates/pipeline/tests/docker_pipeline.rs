@@ -60,6 +60,7 @@ fn a_panic_mid_run_still_tears_down() {
         nextest_args: Vec::new(),
         run_dir: Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap(),
         tool: "cargo e2e".into(),
+        shard: None,
     };
     let report = pipeline::e2e::run(&opts, &mut PanicAfterUp(false));
     assert_eq!(

@@ -11,5 +11,5 @@ pub use error::{Error, Result};
 pub use filterset::Workspace;
 pub use junit::{Case, Failure, cases, failed_filterset, failures, merge_junit};
 pub use run::{
-    Counts, Invocation, Outcome, Reuse, TOOL, Verdict, reusable_with, write_tool_config,
+    Archive, Counts, Invocation, Outcome, Reuse, TOOL, Verdict, reusable_with, write_tool_config,
 };

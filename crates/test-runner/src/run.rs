@@ -31,6 +31,16 @@ pub struct Invocation {
     /// Test binaries built earlier: nextest runs them without asking cargo
     /// to build again (its reuse-build options).
     pub reuse: Option<Reuse>,
+    /// Test binaries from a nextest archive (another machine's build).
+    pub archive: Option<Archive>,
+}
+
+/// A nextest archive (`cargo nextest archive`) and the checkout its
+/// workspace paths map to here (`--workspace-remap`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    pub file: Utf8PathBuf,
+    pub remap: Utf8PathBuf,
 }
 
 /// Options of `cargo nextest run` that only shape the run (which tests, how
@@ -182,7 +192,14 @@ impl Invocation {
     }
 
     fn nextest(&self, verb: &str, extra: &[&str]) -> Cmd {
-        let scope: Vec<String> = if let Some(r) = &self.reuse {
+        let scope: Vec<String> = if let Some(a) = &self.archive {
+            vec![
+                "--archive-file".into(),
+                a.file.to_string(),
+                "--workspace-remap".into(),
+                a.remap.to_string(),
+            ]
+        } else if let Some(r) = &self.reuse {
             vec![
                 "--binaries-metadata".into(),
                 r.binaries_metadata.to_string(),
@@ -234,6 +251,23 @@ impl Invocation {
             "list",
             &["--list-type", "binaries-only", "--message-format", "json"],
         );
+        cmd.env.clear();
+        cmd
+    }
+
+    /// `cargo nextest archive --archive-file FILE` of the same scope and
+    /// profile: the test binaries built (or found built) and packed for
+    /// other machines.
+    pub fn archive_command(&self, file: &Utf8Path) -> Cmd {
+        let mut cmd = Invocation {
+            filtersets: Vec::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            reuse: None,
+            archive: None,
+            ..self.clone()
+        }
+        .nextest("archive", &["--archive-file", file.as_str()]);
         cmd.env.clear();
         cmd
     }
@@ -370,6 +404,7 @@ mod tests {
             env: vec![("E2E_CA_CERT".into(), "/c/ca.crt".into())],
             tool_config: Some("/t/tool.toml".into()),
             reuse: None,
+            archive: None,
         };
         let cmd = inv.command();
         assert_eq!(
@@ -389,6 +424,22 @@ mod tests {
             "cargo nextest list --tool-config-file cargo-e2e:/t/tool.toml -p e2e-tests --profile e2e --list-type binaries-only --message-format json"
         );
         assert!(inv.list_command().env.is_empty());
+        let archived = Invocation {
+            archive: Some(Archive {
+                file: "/a/tests.tar.zst".into(),
+                remap: "/w".into(),
+            }),
+            ..inv.clone()
+        };
+        assert_eq!(
+            archived.command().to_string(),
+            "cargo nextest run --tool-config-file cargo-e2e:/t/tool.toml --archive-file /a/tests.tar.zst --workspace-remap /w --profile e2e -E 'test(/tls/)' --partition count:1/2"
+        );
+        assert_eq!(
+            inv.archive_command(Utf8Path::new("/a/t.tar.zst"))
+                .to_string(),
+            "cargo nextest archive --tool-config-file cargo-e2e:/t/tool.toml -p e2e-tests --profile e2e --archive-file /a/t.tar.zst"
+        );
         let reused = Invocation {
             args: Vec::new(),
             reuse: Some(Reuse {

@@ -88,6 +88,8 @@ pub(crate) struct Staging {
     sources: Option<String>,
     /// Nothing built: the sources and the staged files are as the last build left them.
     unchanged: bool,
+    /// A shard's: the build job's binaries put back (or why they could not be).
+    restored: Option<Result<usize>>,
 }
 
 impl Staging {
@@ -153,6 +155,18 @@ impl Staging {
             count,
             sources: None,
             unchanged: false,
+            restored: None,
+        }
+    }
+
+    /// A shard's staging: the build job's staged binaries put where staging
+    /// puts them; cargo is not asked.
+    pub(crate) fn restored(opts: &Options, from: &camino::Utf8Path) -> Staging {
+        let restored = crate::shard::Manifest::read(from)
+            .and_then(|m| crate::shard::restore_staged(opts, from, &m));
+        Staging {
+            restored: Some(restored),
+            ..Staging::skip(opts)
         }
     }
 
@@ -164,6 +178,7 @@ impl Staging {
             count: opts.config.stage.len(),
             sources: None,
             unchanged: false,
+            restored: None,
         }
     }
 
@@ -219,6 +234,7 @@ pub(crate) fn build_phase(
         (staged, ids.join().expect("listing images does not panic"))
     });
     let staged = staged?;
+    let restored = staging.restored.take().transpose()?;
     staging.record(opts, store);
     let only: Option<BTreeSet<String>> = asked.map(|a| {
         let by_staged = staged.iter().filter_map(|o| a.by_staged.get(o));
@@ -231,6 +247,13 @@ pub(crate) fn build_phase(
     let only = only.as_ref();
     let mut image_ids = image_ids?;
     let (contexts, keys) = measure_contexts(opts, project, store, &image_ids, only)?;
+    // A shard: the build job's image wherever this checkout's inputs are its.
+    let imported = match &opts.shard {
+        Some(crate::shard::Shard::Run { from, .. }) => {
+            crate::shard::import(project, store, from, &keys, &mut image_ids)?
+        }
+        _ => crate::shard::Imported::default(),
+    };
     // A service whose inputs, recorded image and engine's image all match
     // the last build is not built again.
     // (service, image name) pairs.
@@ -370,7 +393,11 @@ pub(crate) fn build_phase(
     if !sizes.is_empty() {
         parts.push(format!("contexts sent: {}", sizes.join(", ")));
     }
-    if staging.unchanged {
+    if let Some(n) = restored {
+        parts.push(format!(
+            "staged binaries: {n} restored from the shard build (cargo not asked)"
+        ));
+    } else if staging.unchanged {
         parts.push(format!(
             "staged binaries: 0 of {stages} changed (their sources as the last build left them: cargo not asked)"
         ));
@@ -379,6 +406,15 @@ pub(crate) fn build_phase(
             "staged binaries: {} of {stages} changed",
             staged.len()
         ));
+    }
+    if !imported.loaded.is_empty() {
+        parts.push(format!(
+            "loaded from the shard build (its inputs are this checkout's): {}",
+            imported.loaded.join(", ")
+        ));
+    }
+    for (service, why) in &imported.refused {
+        parts.push(format!("{service} not taken from the shard build: {why}"));
     }
     let note = if parts.is_empty() {
         "nothing to build: every service runs a ready-made image".to_owned()

@@ -29,7 +29,7 @@ pub(crate) use preflight::preflight;
 pub(crate) use sync::sync_phase;
 pub(crate) use teardown::{apply_policy, teardown};
 pub use test::expand;
-pub(crate) use test::{Prebuild, test_phase};
+pub(crate) use test::{Prebuild, invocation, test_phase};
 pub(crate) use up::{UpRequest, up_phase};
 
 /// Everything a run needs, decided by the caller.
@@ -63,6 +63,8 @@ pub struct Options {
     /// How the user runs this tool (`cargo e2e`, `cargo xtask`), for
     /// messages that name one of its commands.
     pub tool: String,
+    /// The run's role in a sharded CI (`shard build`, `shard run K/N`).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Hears about phases as they run; the CLI draws spinners or prints lines.

@@ -39,7 +39,7 @@ fn test_env(opts: &Options, containers: &[Container]) -> Result<Vec<(String, Str
 /// workspace whose nextest config lacks it; its own config still wins where
 /// it says something), with its store (the JUnit report) in this run's
 /// folder, so runs of several projects at once each count their own report.
-fn invocation(
+pub(crate) fn invocation(
     opts: &Options,
     filtersets: Vec<String>,
     env: Vec<(String, String)>,
@@ -60,6 +60,7 @@ fn invocation(
         env,
         tool_config: Some(tool_config),
         reuse: None,
+        archive: None,
     })
 }
 
@@ -137,6 +138,17 @@ impl Prebuild {
             built
         }));
         prebuild
+    }
+
+    /// A shard's: no build at all (its tests run from the build job's archive).
+    pub(crate) fn none(opts: &Options) -> Prebuild {
+        Prebuild {
+            work: None,
+            command: String::new(),
+            binaries: opts.run_dir.join("binaries-metadata.json"),
+            reused: None,
+            sources: None,
+        }
     }
 
     /// A run's test binaries: the last build's, when neither their sources
@@ -271,6 +283,16 @@ pub(crate) fn test_phase(
         opts.filtersets.clone()
     };
     let mut invocation = invocation(opts, filtersets, env)?;
+    // A shard: the build job's archive, this checkout's paths, its slice.
+    if let Some(crate::shard::Shard::Run { from, k, n }) = &opts.shard {
+        invocation.archive = Some(test_runner::Archive {
+            file: from.join(crate::shard::TESTS),
+            remap: opts.workspace.root.clone(),
+        });
+        invocation
+            .args
+            .extend(["--partition".to_owned(), format!("slice:{k}/{n}")]);
+    }
     // The binaries the prebuild made are run as they are, without a second
     // cargo build; pass-through arguments other than run options may be
     // cargo's own build options, which nextest refuses beside reused
