@@ -189,8 +189,9 @@ pub struct Settled {
 }
 
 /// How long a service may take to say anything about a change it sees
-/// through a bind mount (a polling reloader, Flask's, looks once a second).
-pub const FIRST_WORD: Duration = Duration::from_millis(1500);
+/// through a bind mount: a polling reloader (Flask's) looks once a second,
+/// and on a loaded machine its word came later than 1.5 s.
+pub const FIRST_WORD: Duration = Duration::from_millis(2000);
 /// How long it must then stay quiet to count as reloaded.
 pub const QUIET: Duration = Duration::from_millis(500);
 /// The most a reload is waited for.
