@@ -6,6 +6,8 @@
 // Each test binary uses a part of this module.
 #![allow(dead_code)]
 
+pub mod engine;
+
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::CommandExt as _;
 

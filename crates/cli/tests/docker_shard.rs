@@ -1,0 +1,203 @@
+//! A three-machine CI, simulated: one build job on this engine (`shard build`),
+//! then three shards (`shard run K/3`), each in a checkout of its own against
+//! an engine of its own (`support::engine`: a `dockerd` in a network and
+//! mount namespace, which has never seen the images), then `report merge`.
+//! The engines themselves show that no shard built an image (their BuildKit
+//! cache stays empty, and each runs the very image ID the build job made) and
+//! the checkouts that no shard compiled (no cargo output in them); the
+//! merged report and JUnit file hold every test exactly once.
+
+mod support;
+
+use std::time::Instant;
+
+use camino::Utf8Path;
+use support::engine::{RemoteEngine, ready_or_skip};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cargo-e2e");
+
+/// The six tests of tests/fixtures/shards.
+const TESTS: [&str; 6] = [
+    "greets_first",
+    "greets_with_one_line",
+    "greets_from_the_staged_binary",
+    "greets_again",
+    "greets_in_lowercase",
+    "greets_briefly",
+];
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_build_job_then_three_shards_on_their_own_engines() {
+    let test = "a_build_job_then_three_shards_on_their_own_engines";
+    if !ready_or_skip(test, None) {
+        return;
+    }
+    let started = Instant::now();
+    // The build job: a checkout of its own, this machine's engine.
+    let build = support::Fixture::new("shards", BIN);
+    let artifact = tempfile::tempdir().unwrap();
+    let artifact = Utf8Path::from_path(artifact.path()).unwrap().to_owned();
+    let project = format!("t{}-shardbuild", std::process::id());
+    let out = build
+        .cargo(&[
+            "e2e",
+            "shard",
+            "build",
+            "--out",
+            artifact.as_str(),
+            "--project",
+            &project,
+            "--teardown",
+            "purge",
+        ])
+        .env("HELLO_PORT", support::free_port().to_string())
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("exported to"), "{said}");
+    let built_s = started.elapsed().as_secs_f64();
+    // The build job did compile, there: the checks below look in the right place.
+    assert!(build.root.join("target/debug").exists());
+    assert!(build.root.join("target/e2e/stage").exists());
+    let image_id = std::fs::read_to_string(artifact.join("shard.json")).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&image_id).unwrap();
+    let image_id = manifest["images"]["hello"]["built"]["image_id"]
+        .as_str()
+        .expect("the manifest records hello's image")
+        .to_owned();
+
+    // Three machines: an engine each, a checkout each, at once.
+    let engines_started = Instant::now();
+    let engines: Vec<RemoteEngine> = std::thread::scope(|s| {
+        let starting: Vec<_> = (1..=3)
+            .map(|n| s.spawn(move || RemoteEngine::start(n)))
+            .collect();
+        starting
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect()
+    });
+    let engines_s = engines_started.elapsed().as_secs_f64();
+    let shards_started = Instant::now();
+    let checkouts: Vec<support::Fixture> = (0..3)
+        .map(|_| support::Fixture::new("shards", BIN))
+        .collect();
+    let runs: Vec<(String, std::process::Output)> = std::thread::scope(|s| {
+        let handles: Vec<_> = engines
+            .iter()
+            .zip(&checkouts)
+            .enumerate()
+            .map(|(i, (engine, checkout))| {
+                let artifact = artifact.clone();
+                s.spawn(move || {
+                    let project = format!("t{}-shard{}", std::process::id(), i + 1);
+                    let part = format!("{}/3", i + 1);
+                    let report = checkout.root.join("report.json");
+                    let mut cmd = checkout
+                        .cargo(&[
+                            "e2e",
+                            "shard",
+                            "run",
+                            &part,
+                            "--from",
+                            artifact.as_str(),
+                            "--project",
+                            &project,
+                            "--teardown",
+                            "purge",
+                            "--report-json",
+                            report.as_str(),
+                        ])
+                        .env("HELLO_PORT", support::free_port().to_string());
+                    for (k, v) in engine.env() {
+                        cmd = cmd.env(k, v);
+                    }
+                    let out = cmd.stderr_to_stdout().stdout_capture().unchecked().run();
+                    (report.to_string(), out.unwrap())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let shards_s = shards_started.elapsed().as_secs_f64();
+    for ((report, out), (engine, checkout)) in runs.iter().zip(engines.iter().zip(&checkouts)) {
+        let said = text(out);
+        assert!(out.status.success(), "{report}:\n{said}");
+        assert!(
+            said.contains("staged binaries: 1 restored from the shard build (cargo not asked)")
+                && said.contains(
+                    "loaded from the shard build (its inputs are this checkout's): hello"
+                )
+                && said.contains("images: hello unchanged"),
+            "{said}"
+        );
+        // No compile: cargo wrote nothing into the checkout.
+        for built in ["target/debug", "target/e2e/stage", "target/image"] {
+            assert!(
+                !checkout.root.join(built).exists(),
+                "{built} in {}",
+                checkout.root
+            );
+        }
+        // No build on the engine: BuildKit's cache is empty, and the image
+        // it ran is the one the build job made.
+        let cache = engine
+            .docker(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"])
+            .unwrap();
+        assert!(cache.contains("Build Cache 0"), "{cache}");
+        let ids = engine
+            .docker(&["image", "ls", "--no-trunc", "--format", "{{.ID}}"])
+            .unwrap();
+        assert!(ids.lines().any(|l| l == image_id), "{ids} lacks {image_id}");
+    }
+    // One report of the three: every test exactly once.
+    let merged = artifact.join("merged.xml");
+    let mut args = vec!["report", "merge", "--junit", merged.as_str()];
+    args.extend(runs.iter().map(|(r, _)| r.as_str()));
+    let out = duct::cmd(BIN, &args)
+        .dir(&build.root)
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("e2e shards merged: 3 reports"), "{said}");
+    assert!(said.contains("6 passed, 0 failed, 0 skipped"), "{said}");
+    let junit = std::fs::read_to_string(&merged).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), 6, "{junit}");
+    for name in TESTS {
+        assert_eq!(
+            junit.matches(&format!("name=\"{name}\"")).count(),
+            1,
+            "{name}: {junit}"
+        );
+    }
+    println!(
+        "build job {built_s:.1} s; three engines started in {engines_s:.1} s; then three shards at once {shards_s:.1} s"
+    );
+    // The engines stop side by side (each waits for its dockerd).
+    let stopping = Instant::now();
+    std::thread::scope(|s| {
+        for e in engines {
+            s.spawn(move || drop(e));
+        }
+    });
+    println!(
+        "engines stopped in {:.1} s",
+        stopping.elapsed().as_secs_f64()
+    );
+}
