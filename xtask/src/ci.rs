@@ -108,6 +108,11 @@ pub fn plan<'a>(sh: &'a Shell, flags: &crate::Ci) -> anyhow::Result<Vec<Step<'a>
             fix: "fix the warnings above; `cargo clippy --fix --workspace --all-targets` mends some",
         },
         Step {
+            name: "workflows (actionlint, GitLab schema)",
+            cmd: cmd!(sh, "bash .ci/lint-workflows"),
+            fix: "the error names the file and line; `bash .ci/lint-workflows` runs it alone",
+        },
+        Step {
             name: "tests (unit + Docker-backed)",
             cmd: cmd!(sh, "cargo nextest run --workspace --locked --profile ci"),
             fix: "rerun one with `cargo nextest run --profile ci -E 'test(NAME)'`; the JUnit report is target/nextest/ci/junit.xml",
@@ -179,6 +184,58 @@ mod tests {
         assert!(shown.contains("--project e2e-ci-"), "{shown}");
         assert!(shown.contains("--ephemeral-ports"), "{shown}");
         assert!(shown.contains("--teardown purge"), "{shown}");
+    }
+
+    /// Every string of a YAML document.
+    fn strings(v: &serde_yaml::Value, out: &mut Vec<String>) {
+        match v {
+            serde_yaml::Value::String(s) => out.push(s.clone()),
+            serde_yaml::Value::Sequence(items) => items.iter().for_each(|i| strings(i, out)),
+            serde_yaml::Value::Mapping(m) => m.values().for_each(|i| strings(i, out)),
+            _ => {}
+        }
+    }
+
+    /// The CI examples run commands this very CLI takes: each `cargo xtask`
+    /// command of .github/workflows/e2e-shards.yml and .gitlab-ci.yml parses
+    /// (the CI variables given a value), and each file has all three roles.
+    #[test]
+    fn the_ci_examples_run_commands_this_cli_takes() {
+        use clap::Parser as _;
+        let root = crate::project_root();
+        for file in [".github/workflows/e2e-shards.yml", ".gitlab-ci.yml"] {
+            let text = std::fs::read_to_string(root.join(file)).unwrap();
+            let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+            let mut all = Vec::new();
+            strings(&doc, &mut all);
+            let mut roles = Vec::new();
+            for s in &all {
+                for command in s.split("cargo xtask ").skip(1) {
+                    let line = command.lines().next().unwrap_or_default();
+                    let line = line
+                        .replace("${{ matrix.shard }}", "1")
+                        .replace("$CI_NODE_INDEX", "1")
+                        .replace("$CI_NODE_TOTAL", "3")
+                        .replace('"', "");
+                    let args = std::iter::once("cargo-xtask").chain(line.split_whitespace());
+                    if let Err(e) = crate::Xtask::try_parse_from(args) {
+                        panic!("{file}: `cargo xtask {line}` does not parse:\n{e}");
+                    }
+                    roles.push(
+                        line.split_whitespace()
+                            .take(2)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    );
+                }
+            }
+            roles.sort();
+            assert_eq!(
+                roles,
+                ["report merge", "shard build", "shard run"],
+                "{file}"
+            );
+        }
     }
 
     /// A real failing check (rustfmt on badly formatted code) fails the run,

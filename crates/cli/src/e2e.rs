@@ -70,6 +70,15 @@ pub fn run_as(flags: &E2e, shard: Option<pipeline::shard::Shard>) -> anyhow::Res
     }
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {json}"))?;
+    // A shard's report travels to the merge job as a CI artifact: its JUnit
+    // file goes beside it (where `report merge` and GitLab's `reports:
+    // junit:` look), not only in the run folder this machine keeps.
+    if matches!(opts.shard, Some(pipeline::shard::Shard::Run { .. }))
+        && let (Some(junit), Some(dir)) = (&report.junit, json.parent())
+    {
+        std::fs::copy(junit, dir.join("junit.xml"))
+            .with_context(|| format!("copying {junit} beside {json}"))?;
+    }
     // A run that stopped in preflight has nothing to tabulate: the error says it all.
     if report.phases.len() > 1 {
         // A closed stdout must not turn a finished run into a panic.

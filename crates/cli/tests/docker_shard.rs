@@ -143,6 +143,8 @@ fn a_build_job_then_three_shards_on_their_own_engines() {
                 && said.contains("images: hello unchanged"),
             "{said}"
         );
+        // The JUnit file beside the report, for the merge job's artifact.
+        assert!(checkout.root.join("junit.xml").exists(), "{said}");
         // No compile: cargo wrote nothing into the checkout.
         for built in ["target/debug", "target/e2e/stage", "target/image"] {
             assert!(
