@@ -6,6 +6,10 @@
 //! cache stays empty, and each runs the very image ID the build job made) and
 //! the checkouts that no shard compiled (no cargo output in them); the
 //! merged report and JUnit file hold every test exactly once.
+//!
+//! And stacks that share an engine: tests/fixtures/shared-names fixes its
+//! container, network and volume names; with `--ephemeral-ports` two runs of
+//! it at once both pass, and an external network is refused under CI.
 
 mod support;
 
@@ -202,4 +206,100 @@ fn a_build_job_then_three_shards_on_their_own_engines() {
         "engines stopped in {:.1} s",
         stopping.elapsed().as_secs_f64()
     );
+}
+
+/// `cargo e2e e2e ARGS` in `fixture`, its port picked here; code and output.
+fn e2e_in(fixture: &support::Fixture, ci: bool, args: &[&str]) -> (Option<i32>, String) {
+    let mut all = vec!["e2e", "e2e"];
+    all.extend_from_slice(args);
+    let cmd = if ci {
+        fixture.cargo_ci(&all)
+    } else {
+        fixture.cargo(&all)
+    }
+    .env("PAGE_PORT", support::free_port().to_string());
+    let out = cmd
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+    (out.status.code(), text(&out))
+}
+
+#[test]
+fn fixed_names_are_scoped_so_two_runs_share_an_engine() {
+    let test = "fixed_names_are_scoped_so_two_runs_share_an_engine";
+    if !compose::testing::image_or_skip(test, "debian:bookworm-slim") {
+        return;
+    }
+    let pid = std::process::id();
+    let (a, b) = (
+        support::Fixture::new("shared-names", BIN),
+        support::Fixture::new("shared-names", BIN),
+    );
+    let projects = [format!("t{pid}-names-a"), format!("t{pid}-names-b")];
+    let runs: Vec<(Option<i32>, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = [&a, &b]
+            .into_iter()
+            .zip(&projects)
+            .map(|(f, p)| {
+                s.spawn(move || {
+                    e2e_in(
+                        f,
+                        false,
+                        &["--project", p, "--ephemeral-ports", "--teardown", "purge"],
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (code, said) in &runs {
+        assert_eq!(*code, Some(0), "{said}");
+        assert!(
+            said.contains(
+                "scoped to this project for the run (override file, not yours): \
+                 service page's container_name shared-page (compose.yaml:6), \
+                 network front's fixed name shared-front (compose.yaml:14), \
+                 volume data's fixed name shared-data (compose.yaml:17)"
+            ),
+            "{said}"
+        );
+    }
+    for p in &projects {
+        let left = compose::leftovers(p).unwrap();
+        assert!(left.is_empty(), "{p}: {left:?}");
+    }
+    // Without the isolation mode, CI is told what collides, line by line.
+    let project = format!("t{pid}-names-c");
+    let (code, said) = e2e_in(&a, true, &["--project", &project]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("warning: two runs of this stack cannot share an engine: service page's container_name shared-page (compose.yaml:6), service page's host port"),
+        "{said}"
+    );
+    assert!(
+        compose::leftovers(&project).unwrap().is_empty(),
+        "CI's purge"
+    );
+    // An external network cannot be scoped: refused under CI before anything starts.
+    let project = format!("t{pid}-names-d");
+    let (code, said) = e2e_in(
+        &a,
+        true,
+        &[
+            "--config",
+            "e2e-external.yaml",
+            "--project",
+            &project,
+            "--ephemeral-ports",
+        ],
+    );
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("external network e2e-made-elsewhere (external.yaml:7)"),
+        "{said}"
+    );
+    assert!(compose::leftovers(&project).unwrap().is_empty());
 }

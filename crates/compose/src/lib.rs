@@ -9,6 +9,7 @@ mod disk;
 mod engine;
 mod error;
 pub mod facts;
+pub mod isolation;
 mod leftovers;
 pub mod model;
 #[cfg(feature = "testing")]

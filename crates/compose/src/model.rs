@@ -54,6 +54,12 @@ impl ProjectSpec {
 pub struct Stack {
     pub name: String,
     pub services: BTreeMap<String, Service>,
+    /// Top-level networks and volumes: their resolved names, and whether
+    /// they are `external` (made by someone else, shared by all).
+    #[serde(default)]
+    pub networks: BTreeMap<String, Named>,
+    #[serde(default)]
+    pub volumes: BTreeMap<String, Named>,
     /// The whole resolved model as Compose printed it: what a change to the
     /// stack's config is judged by.
     #[serde(skip)]
@@ -77,6 +83,15 @@ pub struct Service {
     /// `develop.watch`: what a watch does with a change.
     #[serde(default)]
     pub develop: Option<crate::develop::Develop>,
+}
+
+/// A top-level network or volume as `compose config` resolves it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Named {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub external: bool,
 }
 
 /// A mount as `compose config` resolves it (`type`, absolute `source`).

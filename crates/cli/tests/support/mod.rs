@@ -97,6 +97,15 @@ impl Fixture {
         Fixture { tmp, root }
     }
 
+    /// `cargo ARGS` in the fixture's root, as a CI job runs it (`CI` set).
+    pub fn cargo_ci(&self, args: &[&str]) -> duct::Expression {
+        let bin = camino::Utf8Path::from_path(self.tmp.path())
+            .unwrap()
+            .join("bin");
+        let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
+        cargo_in(&self.root, &path, true, args)
+    }
+
     /// `cargo ARGS` in the fixture's root, as its developers type it.
     pub fn cargo(&self, args: &[&str]) -> duct::Expression {
         let bin = camino::Utf8Path::from_path(self.tmp.path())

@@ -255,30 +255,71 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Er
             )),
         }
     }
+    let hazards = project.hazards();
     if opts.ephemeral_ports {
-        let file = opts.run_dir.join("ephemeral-ports.yaml");
-        compose::overrides::write_ephemeral_ports(&project, &file)?;
-        project.spec.files.push(file);
+        isolate(opts, &mut project, &hazards, &mut warnings)?;
     } else {
         project.check_ports()?;
-        let fixed: Vec<String> = project
-            .stack
-            .services
-            .iter()
-            .flat_map(|(name, s)| {
-                s.ports
-                    .iter()
-                    .filter_map(move |p| Some(format!("{} ({name})", p.published.as_ref()?)))
-            })
-            .collect();
-        if opts.ci && !fixed.is_empty() {
+        if opts.ci && !hazards.is_empty() {
+            let shown: Vec<String> = hazards.iter().map(ToString::to_string).collect();
             warnings.push(format!(
-                "warning: fixed host ports {} cannot run in parallel on one engine; pass --ephemeral-ports",
-                fixed.join(", ")
+                "warning: two runs of this stack cannot share an engine: {}; pass --ephemeral-ports \
+                 to rewrite them for this run (an external network or volume cannot be)",
+                shown.join(", ")
             ));
         }
     }
     Ok((engine, project, warnings))
+}
+
+/// The isolation mode (`--ephemeral-ports`): host ports the engine picks and
+/// fixed names scoped to the project again, in override files; an external
+/// network or volume cannot be rewritten, and under CI, where runs share
+/// engines, it is refused before anything starts.
+fn isolate(
+    opts: &Options,
+    project: &mut Project,
+    hazards: &[compose::isolation::Hazard],
+    warnings: &mut Vec<String>,
+) -> Result<(), Error> {
+    let (rewritten, shared): (Vec<_>, Vec<_>) = hazards.iter().partition(|h| h.rewritable());
+    let shared: Vec<String> = shared.iter().map(ToString::to_string).collect();
+    if !shared.is_empty() && opts.ci {
+        return Err(Error::BadInput(format!(
+            "--ephemeral-ports under CI: runs of this stack would share {} with every other run \
+             on the engine; make it the project's own (drop `external: true`), or run without \
+             --ephemeral-ports on an engine of the job's own",
+            shared.join(", ")
+        )));
+    }
+    let file = opts.run_dir.join("ephemeral-ports.yaml");
+    compose::overrides::write_ephemeral_ports(project, &file)?;
+    project.spec.files.push(file);
+    let names = opts.run_dir.join("isolation.yaml");
+    let owned: Vec<compose::isolation::Hazard> = rewritten.iter().map(|h| (*h).clone()).collect();
+    if compose::isolation::write_isolation(&owned, &names)? {
+        project.spec.files.push(names);
+        // The model with the names as Compose now resolves them.
+        *project = Project::load(project.spec.clone())?;
+    }
+    let names: Vec<String> = rewritten
+        .iter()
+        .filter(|h| h.kind != compose::isolation::Kind::HostPort)
+        .map(ToString::to_string)
+        .collect();
+    if !names.is_empty() {
+        warnings.push(format!(
+            "scoped to this project for the run (override file, not yours): {}",
+            names.join(", ")
+        ));
+    }
+    if !shared.is_empty() {
+        warnings.push(format!(
+            "warning: shared with other runs on this engine, not rewritable: {}",
+            shared.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// The project volume that carries the certificates to a remote engine.
