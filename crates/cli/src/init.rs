@@ -245,13 +245,15 @@ fn render(
         let _ = writeln!(w, "  packages: [{}]", members.join(", "));
     }
     let _ = writeln!(w, "  # filterset: \"test(/smoke/)\"");
-    let ports: Vec<(String, u16)> = stack
+    // Every published port, UDP ones too (DNS, TURN, syslog): `{svc:53/udp}`.
+    let ports: Vec<(String, u16, bool)> = stack
         .services
         .iter()
         .flat_map(|(name, s)| {
-            s.published_tcp()
-                .into_iter()
-                .map(move |p| (name.clone(), p))
+            s.ports
+                .iter()
+                .filter(|p| p.published.is_some())
+                .map(move |p| (name.clone(), p.target, p.protocol.as_deref() == Some("udp")))
         })
         .collect();
     if ports.is_empty() {
@@ -265,12 +267,12 @@ fn render(
             w,
             "  env:                       # {{service:port}} becomes HOST:PORT where it is published"
         );
-        for (service, port) in ports {
-            let _ = writeln!(
-                w,
-                "    {}: \"{{{service}:{port}}}\"",
-                var_name(&service, port)
-            );
+        for (service, port, udp) in ports {
+            let (var, suffix) = match udp {
+                false => (var_name(&service, port), ""),
+                true => (format!("{}_UDP", var_name(&service, port)), "/udp"),
+            };
+            let _ = writeln!(w, "    {var}: \"{{{service}:{port}{suffix}}}\"");
         }
     }
     let _ = writeln!(w);

@@ -8,8 +8,10 @@
 //! merged report and JUnit file hold every test exactly once.
 //!
 //! And stacks that share an engine: tests/fixtures/shared-names fixes its
-//! container, network and volume names; with `--ephemeral-ports` two runs of
-//! it at once both pass, and an external network is refused under CI.
+//! container, network and volume names and publishes a UDP port; with
+//! `--ephemeral-ports` two runs of it at once both pass (their tests reach
+//! the UDP service at `{echo:5353/udp}`), and an external network is refused
+//! under CI.
 
 mod support;
 
@@ -217,7 +219,8 @@ fn e2e_in(fixture: &support::Fixture, ci: bool, args: &[&str]) -> (Option<i32>, 
     } else {
         fixture.cargo(&all)
     }
-    .env("PAGE_PORT", support::free_port().to_string());
+    .env("PAGE_PORT", support::free_port().to_string())
+    .env("ECHO_PORT", support::free_port().to_string());
     let out = cmd
         .stderr_to_stdout()
         .stdout_capture()
@@ -261,8 +264,8 @@ fn fixed_names_are_scoped_so_two_runs_share_an_engine() {
             said.contains(
                 "scoped to this project for the run (override file, not yours): \
                  service page's container_name shared-page (compose.yaml:6), \
-                 network front's fixed name shared-front (compose.yaml:14), \
-                 volume data's fixed name shared-data (compose.yaml:17)"
+                 network front's fixed name shared-front (compose.yaml:20), \
+                 volume data's fixed name shared-data (compose.yaml:23)"
             ),
             "{said}"
         );
@@ -271,12 +274,24 @@ fn fixed_names_are_scoped_so_two_runs_share_an_engine() {
         let left = compose::leftovers(p).unwrap();
         assert!(left.is_empty(), "{p}: {left:?}");
     }
+    // `init` gives the UDP port a variable too.
+    let init = a
+        .cargo(&["e2e", "init", "--print"])
+        .stdout_capture()
+        .run()
+        .unwrap();
+    let init = String::from_utf8_lossy(&init.stdout);
+    assert!(
+        init.contains("ECHO_5353_UDP: \"{echo:5353/udp}\""),
+        "{init}"
+    );
     // Without the isolation mode, CI is told what collides, line by line.
     let project = format!("t{pid}-names-c");
     let (code, said) = e2e_in(&a, true, &["--project", &project]);
     assert_eq!(code, Some(0), "{said}");
     assert!(
-        said.contains("warning: two runs of this stack cannot share an engine: service page's container_name shared-page (compose.yaml:6), service page's host port"),
+        said.contains("warning: two runs of this stack cannot share an engine: service echo's host port ")
+            && said.contains("/udp, service page's container_name shared-page (compose.yaml:6), service page's host port"),
         "{said}"
     );
     assert!(

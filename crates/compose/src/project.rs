@@ -72,10 +72,19 @@ impl Container {
     /// port, as the engine reports it (so ports the engine picked are found
     /// too); one published on every address is reached at `host`.
     pub fn published(&self, target: u16, host: &str) -> Option<String> {
-        let p =
-            self.publishers.iter().flatten().find(|p| {
-                p.target_port == target && p.published_port != 0 && p.protocol != "udp"
-            })?;
+        self.published_as(target, "tcp", host)
+    }
+
+    /// Where its `target` port of `protocol` (`tcp`, `udp`) is published.
+    pub fn published_as(&self, target: u16, protocol: &str, host: &str) -> Option<String> {
+        let p = self.publishers.iter().flatten().find(|p| {
+            let proto = if p.protocol.is_empty() {
+                "tcp"
+            } else {
+                p.protocol.as_str()
+            };
+            p.target_port == target && p.published_port != 0 && proto == protocol
+        })?;
         // Published on every address of the engine's machine: reach it at
         // that machine's (this one's loopback for a local engine).
         let host = match p.url.as_str() {

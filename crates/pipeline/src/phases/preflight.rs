@@ -136,11 +136,15 @@ fn engine_and_stack(opts: &Options) -> Result<(String, Project, Vec<String>), Er
         );
     }
     // A `{service:port}` that names nothing is a config error: found now, not after `up`.
-    let model_ports = |service: &str, port: u16| {
+    let model_ports = |service: &str, port: u16, protocol: &str| {
         let s = project.stack.services.get(service)?;
         s.ports
             .iter()
-            .find(|p| p.target == port && p.published.is_some())
+            .find(|p| {
+                p.target == port
+                    && p.published.is_some()
+                    && p.protocol.as_deref().unwrap_or("tcp") == protocol
+            })
             .map(|_| format!("{service}:{port}"))
     };
     for value in opts.config.tests.env.values() {

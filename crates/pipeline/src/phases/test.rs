@@ -21,11 +21,11 @@ fn test_env(opts: &Options, containers: &[Container]) -> Result<Vec<(String, Str
         env.push(("E2E_CA_CERT".to_owned(), dir.join("ca.crt").to_string()));
     }
     let host = opts.config.project_spec(None).publish_host();
-    let published = |service: &str, port: u16| {
+    let published = |service: &str, port: u16, protocol: &str| {
         containers
             .iter()
             .filter(|k| k.service == service)
-            .find_map(|k| k.published(port, &host))
+            .find_map(|k| k.published_as(port, protocol, &host))
     };
     for (key, value) in &c.tests.env {
         env.push((key.clone(), expand(value, published)?));
@@ -394,9 +394,11 @@ fn binary_paths(v: &serde_json::Value) -> Vec<Utf8PathBuf> {
 
 /// Each `{service:port}` in `value` becomes what `published` says (the
 /// `HOST:PORT` where the engine publishes it).
+/// `{service:port}` (TCP) and `{service:port/udp}` in `value`, each the
+/// address where that port is published.
 pub fn expand(
     value: &str,
-    published: impl Fn(&str, u16) -> Option<String>,
+    published: impl Fn(&str, u16, &str) -> Option<String>,
 ) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = value;
@@ -408,11 +410,22 @@ pub fn expand(
         let (service, port) = rest[open + 1..close]
             .split_once(':')
             .ok_or(format!("tests.env: `{value}`: write {{service:port}}"))?;
+        let (port, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
+        if !matches!(protocol, "tcp" | "udp") {
+            return Err(format!(
+                "tests.env: `{value}`: `{protocol}` is not a protocol: write {{service:port}} or {{service:port/udp}}"
+            ));
+        }
         let port: u16 = port
             .parse()
             .map_err(|_| format!("tests.env: `{value}`: `{port}` is not a port number"))?;
-        let address = published(service, port).ok_or(format!(
-            "tests.env `{value}`: service {service} publishes no port {port}"
+        let shown = if protocol == "tcp" {
+            port.to_string()
+        } else {
+            format!("{port}/{protocol}")
+        };
+        let address = published(service, port, protocol).ok_or(format!(
+            "tests.env `{value}`: service {service} publishes no port {shown}"
         ))?;
         out.push_str(&rest[..open]);
         out.push_str(&address);
@@ -427,8 +440,9 @@ mod tests {
 
     #[test]
     fn service_ports_become_the_published_addresses() {
-        let published = |service: &str, port: u16| match (service, port) {
-            ("proxy", 80) => Some("127.0.0.1:49153".to_owned()),
+        let published = |service: &str, port: u16, protocol: &str| match (service, port, protocol) {
+            ("proxy", 80, "tcp") => Some("127.0.0.1:49153".to_owned()),
+            ("dns", 53, "udp") => Some("127.0.0.1:49200".to_owned()),
             _ => None,
         };
         let table = [
@@ -441,6 +455,22 @@ mod tests {
                 Ok("127.0.0.1:49153,127.0.0.1:49153"),
             ),
             ("plain", Ok("plain")),
+            ("{dns:53/udp}", Ok("127.0.0.1:49200")),
+            ("{proxy:80/tcp}", Ok("127.0.0.1:49153")),
+            (
+                "{dns:53}",
+                Err("tests.env `{dns:53}`: service dns publishes no port 53"),
+            ),
+            (
+                "{proxy:80/udp}",
+                Err("tests.env `{proxy:80/udp}`: service proxy publishes no port 80/udp"),
+            ),
+            (
+                "{dns:53/sctp}",
+                Err(
+                    "tests.env: `{dns:53/sctp}`: `sctp` is not a protocol: write {service:port} or {service:port/udp}",
+                ),
+            ),
             (
                 "{proxy:81}",
                 Err("tests.env `{proxy:81}`: service proxy publishes no port 81"),
