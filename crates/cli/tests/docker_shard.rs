@@ -32,11 +32,17 @@ const TESTS: [&str; 6] = [
     "greets_briefly",
 ];
 
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+/// Runs `expr` to its end: its exit code and its output (stderr merged).
+fn outcome(expr: duct::Expression) -> (Option<i32>, String) {
+    let out = expr
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
 
@@ -64,14 +70,9 @@ fn a_build_job_then_three_shards_on_their_own_engines() {
             "--teardown",
             "purge",
         ])
-        .env("HELLO_PORT", support::free_port().to_string())
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .unwrap();
-    let said = text(&out);
-    assert!(out.status.success(), "{said}");
+        .env("HELLO_PORT", support::free_port().to_string());
+    let (code, said) = outcome(out);
+    assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("exported to"), "{said}");
     let built_s = started.elapsed().as_secs_f64();
     // The build job did compile, there: the checks below look in the right place.
@@ -100,7 +101,7 @@ fn a_build_job_then_three_shards_on_their_own_engines() {
     let checkouts: Vec<support::Fixture> = (0..3)
         .map(|_| support::Fixture::new("shards", BIN))
         .collect();
-    let runs: Vec<(String, std::process::Output)> = std::thread::scope(|s| {
+    let runs: Vec<(String, (Option<i32>, String))> = std::thread::scope(|s| {
         let handles: Vec<_> = engines
             .iter()
             .zip(&checkouts)
@@ -130,17 +131,17 @@ fn a_build_job_then_three_shards_on_their_own_engines() {
                     for (k, v) in engine.env() {
                         cmd = cmd.env(k, v);
                     }
-                    let out = cmd.stderr_to_stdout().stdout_capture().unchecked().run();
-                    (report.to_string(), out.unwrap())
+                    (report.to_string(), outcome(cmd))
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let shards_s = shards_started.elapsed().as_secs_f64();
-    for ((report, out), (engine, checkout)) in runs.iter().zip(engines.iter().zip(&checkouts)) {
-        let said = text(out);
-        assert!(out.status.success(), "{report}:\n{said}");
+    for ((report, (code, said)), (engine, checkout)) in
+        runs.iter().zip(engines.iter().zip(&checkouts))
+    {
+        assert_eq!(*code, Some(0), "{report}:\n{said}");
         assert!(
             said.contains("staged binaries: 1 restored from the shard build (cargo not asked)")
                 && said.contains(
@@ -174,15 +175,8 @@ fn a_build_job_then_three_shards_on_their_own_engines() {
     let merged = artifact.join("merged.xml");
     let mut args = vec!["report", "merge", "--junit", merged.as_str()];
     args.extend(runs.iter().map(|(r, _)| r.as_str()));
-    let out = duct::cmd(BIN, &args)
-        .dir(&build.root)
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .unwrap();
-    let said = text(&out);
-    assert!(out.status.success(), "{said}");
+    let (code, said) = outcome(duct::cmd(BIN, &args).dir(&build.root));
+    assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("e2e shards merged: 3 reports"), "{said}");
     assert!(said.contains("6 passed, 0 failed, 0 skipped"), "{said}");
     let junit = std::fs::read_to_string(&merged).unwrap();
@@ -221,13 +215,7 @@ fn e2e_in(fixture: &support::Fixture, ci: bool, args: &[&str]) -> (Option<i32>, 
     }
     .env("PAGE_PORT", support::free_port().to_string())
     .env("ECHO_PORT", support::free_port().to_string());
-    let out = cmd
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .unwrap();
-    (out.status.code(), text(&out))
+    outcome(cmd)
 }
 
 #[test]

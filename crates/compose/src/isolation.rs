@@ -114,24 +114,24 @@ impl Project {
             }
         }
         let scoped = |key: &str| format!("{project}_{key}");
-        for (key, n) in &self.stack.networks {
-            let name = n.name.clone().unwrap_or_else(|| scoped(key));
-            if n.external {
-                let at = find(Some(key), &|l| l.trim_start().starts_with("external:"));
-                out.push(hazard(Kind::ExternalNetwork, key, &name, at));
-            } else if name != scoped(key) {
-                let at = find(Some(key), &|l| l.trim_start().starts_with("name:"));
-                out.push(hazard(Kind::NetworkName, key, &name, at));
-            }
-        }
-        for (key, v) in &self.stack.volumes {
-            let name = v.name.clone().unwrap_or_else(|| scoped(key));
-            if v.external {
-                let at = find(Some(key), &|l| l.trim_start().starts_with("external:"));
-                out.push(hazard(Kind::ExternalVolume, key, &name, at));
-            } else if name != scoped(key) {
-                let at = find(Some(key), &|l| l.trim_start().starts_with("name:"));
-                out.push(hazard(Kind::VolumeName, key, &name, at));
+        let tops = [
+            (
+                &self.stack.networks,
+                Kind::ExternalNetwork,
+                Kind::NetworkName,
+            ),
+            (&self.stack.volumes, Kind::ExternalVolume, Kind::VolumeName),
+        ];
+        for (named, external, fixed) in tops {
+            for (key, n) in named {
+                let name = n.name.clone().unwrap_or_else(|| scoped(key));
+                if n.external {
+                    let at = find(Some(key), &|l| l.trim_start().starts_with("external:"));
+                    out.push(hazard(external, key, &name, at));
+                } else if name != scoped(key) {
+                    let at = find(Some(key), &|l| l.trim_start().starts_with("name:"));
+                    out.push(hazard(fixed, key, &name, at));
+                }
             }
         }
         out
