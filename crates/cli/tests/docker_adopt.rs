@@ -426,20 +426,13 @@ fn a_low_port_is_not_taken_for_a_user_who_cannot_bind_it() {
             "cargo",
         ];
         all.extend_from_slice(args);
-        let out = duct::cmd("setpriv", all)
-            .dir(&shop.root)
-            .env("PATH", shop.path())
-            .env("SHOP_PORT", "81")
-            .env_remove("CI")
-            .stdin_null()
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .run()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
+        support::outcome(
+            duct::cmd("setpriv", all)
+                .dir(&shop.root)
+                .env("PATH", shop.path())
+                .env("SHOP_PORT", "81")
+                .env_remove("CI")
+                .stdin_null(),
         )
     };
     let (_, out) = unprivileged(&["e2e", "doctor"]);

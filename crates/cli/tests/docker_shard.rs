@@ -15,6 +15,8 @@
 
 mod support;
 
+use support::outcome;
+
 use std::time::Instant;
 
 use camino::Utf8Path;
@@ -31,20 +33,6 @@ const TESTS: [&str; 6] = [
     "greets_in_lowercase",
     "greets_briefly",
 ];
-
-/// Runs `expr` to its end: its exit code and its output (stderr merged).
-fn outcome(expr: duct::Expression) -> (Option<i32>, String) {
-    let out = expr
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
 
 #[test]
 fn a_build_job_then_three_shards_on_their_own_engines() {

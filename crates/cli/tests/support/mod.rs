@@ -99,20 +99,20 @@ impl Fixture {
 
     /// `cargo ARGS` in the fixture's root, as a CI job runs it (`CI` set).
     pub fn cargo_ci(&self, args: &[&str]) -> duct::Expression {
-        let bin = camino::Utf8Path::from_path(self.tmp.path())
-            .unwrap()
-            .join("bin");
-        let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
-        cargo_in(&self.root, &path, true, args)
+        cargo_in(&self.root, &self.path(), true, args)
     }
 
     /// `cargo ARGS` in the fixture's root, as its developers type it.
     pub fn cargo(&self, args: &[&str]) -> duct::Expression {
+        cargo_in(&self.root, &self.path(), false, args)
+    }
+
+    /// PATH with the fixture's `cargo-e2e` first.
+    fn path(&self) -> String {
         let bin = camino::Utf8Path::from_path(self.tmp.path())
             .unwrap()
             .join("bin");
-        let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
-        cargo_in(&self.root, &path, false, args)
+        format!("{bin}:{}", std::env::var("PATH").unwrap_or_default())
     }
 }
 
@@ -136,6 +136,20 @@ pub fn cargo_in(root: &camino::Utf8Path, path: &str, ci: bool, args: &[&str]) ->
         e.env_remove("CI")
     };
     e.stdin_null().stderr_to_stdout().unchecked()
+}
+
+/// Runs `expr` to its end: its exit code and its output (stderr merged).
+pub fn outcome(expr: duct::Expression) -> (Option<i32>, String) {
+    let out = expr
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// Copies a fixture, without a `target` folder.
