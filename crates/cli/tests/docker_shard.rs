@@ -4,8 +4,10 @@
 //! mount namespace, which has never seen the images), then `report merge`.
 //! The engines themselves show that no shard built an image (their BuildKit
 //! cache stays empty, and each runs the very image ID the build job made) and
-//! the checkouts that no shard compiled (no cargo output in them); the
-//! merged report and JUnit file hold every test exactly once.
+//! the checkouts that no shard compiled (no cargo output in them); but the
+//! third checkout's Dockerfile differs from the build's, and its shard builds
+//! that image and says why. The merged report and JUnit file hold every test
+//! exactly once.
 //!
 //! And stacks that share an engine: tests/fixtures/shared-names fixes its
 //! container, network and volume names and publishes a UDP port; with
@@ -89,6 +91,11 @@ fn a_build_job_then_three_shards_on_their_own_engines() {
     let checkouts: Vec<support::Fixture> = (0..3)
         .map(|_| support::Fixture::new("shards", BIN))
         .collect();
+    // The third checkout is not the build's: its Dockerfile differs, so its
+    // shard must build that image itself, and say why.
+    let dockerfile = checkouts[2].root.join("docker/hello/Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    std::fs::write(&dockerfile, format!("{text}LABEL shard=three\n")).unwrap();
     let runs: Vec<(String, (Option<i32>, String))> = std::thread::scope(|s| {
         let handles: Vec<_> = engines
             .iter()
@@ -126,16 +133,12 @@ fn a_build_job_then_three_shards_on_their_own_engines() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let shards_s = shards_started.elapsed().as_secs_f64();
-    for ((report, (code, said)), (engine, checkout)) in
-        runs.iter().zip(engines.iter().zip(&checkouts))
+    for (i, ((report, (code, said)), (engine, checkout))) in
+        runs.iter().zip(engines.iter().zip(&checkouts)).enumerate()
     {
         assert_eq!(*code, Some(0), "{report}:\n{said}");
         assert!(
-            said.contains("staged binaries: 1 restored from the shard build (cargo not asked)")
-                && said.contains(
-                    "loaded from the shard build (its inputs are this checkout's): hello"
-                )
-                && said.contains("images: hello unchanged"),
+            said.contains("staged binaries: 1 restored from the shard build (cargo not asked)"),
             "{said}"
         );
         // The JUnit file beside the report, for the merge job's artifact.
@@ -148,15 +151,31 @@ fn a_build_job_then_three_shards_on_their_own_engines() {
                 checkout.root
             );
         }
-        // No build on the engine: BuildKit's cache is empty, and the image
-        // it ran is the one the build job made.
         let cache = engine
             .docker(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"])
             .unwrap();
-        assert!(cache.contains("Build Cache 0"), "{cache}");
         let ids = engine
             .docker(&["image", "ls", "--no-trunc", "--format", "{{.ID}}"])
             .unwrap();
+        if i == 2 {
+            // Its inputs are not the build's: it built, and said which differs.
+            assert!(
+                said.contains("hello not taken from the shard build: its Dockerfile changed")
+                    && said.contains("images: hello built"),
+                "{said}"
+            );
+            assert!(!cache.contains("Build Cache 0"), "{cache}");
+            assert!(!ids.lines().any(|l| l == image_id), "{ids}");
+            continue;
+        }
+        assert!(
+            said.contains("loaded from the shard build (its inputs are this checkout's): hello")
+                && said.contains("images: hello unchanged"),
+            "{said}"
+        );
+        // No build on the engine: BuildKit's cache is empty, and the image
+        // it ran is the one the build job made.
+        assert!(cache.contains("Build Cache 0"), "{cache}");
         assert!(ids.lines().any(|l| l == image_id), "{ids} lacks {image_id}");
     }
     // One report of the three: every test exactly once.
