@@ -108,7 +108,7 @@ pub fn plan<'a>(sh: &'a Shell, flags: &crate::Ci) -> anyhow::Result<Vec<Step<'a>
             fix: "fix the warnings above; `cargo clippy --fix --workspace --all-targets` mends some",
         },
         Step {
-            name: "workflows (actionlint, GitLab schema)",
+            name: "workflow examples (lint)",
             cmd: cmd!(sh, "bash .ci/lint-workflows"),
             fix: "the error names the file and line; `bash .ci/lint-workflows` runs it alone",
         },

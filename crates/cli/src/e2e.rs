@@ -54,7 +54,18 @@ pub fn run_as(flags: &E2e, shard: Option<pipeline::shard::Shard>) -> anyhow::Res
         tool: crate::tool(),
         shard,
     };
+    // Nothing is written through a symlink swapped in for a folder of ours.
+    pipeline::guard::run_paths(&target_dir, &opts.run_dir)
+        .map_err(|e| crate::exit::Exit::usage(e.to_string()))?;
     on_signals(project, teardown)?;
+    // The runner masks each secret in the job's log from the moment it
+    // reads this (before any line could show one).
+    if CiHost::detect(|k| std::env::var(k).ok()) == Some(CiHost::GitHub) {
+        pipeline::secrets::on_new_value(|value| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "::add-mask::{value}").and_then(|()| out.flush());
+        });
+    }
     if flags.watch {
         return crate::watch::run(&opts, flags.only_failed, flags.no_logs);
     }
@@ -68,8 +79,8 @@ pub fn run_as(flags: &E2e, shard: Option<pipeline::shard::Shard>) -> anyhow::Res
     if let Some(dir) = json.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
     }
-    std::fs::write(&json, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {json}"))?;
+    let text = pipeline::secrets::redact(&serde_json::to_string_pretty(&report)?);
+    std::fs::write(&json, text).with_context(|| format!("writing {json}"))?;
     // A shard's report travels to the merge job as a CI artifact: its JUnit
     // file goes beside it (where `report merge` and GitLab's `reports:
     // junit:` look), not only in the run folder this machine keeps.
@@ -82,7 +93,8 @@ pub fn run_as(flags: &E2e, shard: Option<pipeline::shard::Shard>) -> anyhow::Res
     // A run that stopped in preflight has nothing to tabulate: the error says it all.
     if report.phases.len() > 1 {
         // A closed stdout must not turn a finished run into a panic.
-        let _ = writeln!(std::io::stdout().lock(), "{report}\n  report     {json}");
+        let table = pipeline::secrets::redact(&report.to_string());
+        let _ = writeln!(std::io::stdout().lock(), "{table}\n  report     {json}");
     }
     if let Some(ci) = ci_host {
         ci_report(ci, &report);
@@ -101,7 +113,7 @@ fn ci_report(ci: CiHost, report: &pipeline::RunReport) {
     let mut out = std::io::stdout().lock();
     for f in failed.iter().take(crate::ci_log::MAX_TEST_ANNOTATIONS) {
         if let Some(line) = ci.error(&format!("e2e test failed: {}", f.name), &f.message) {
-            let _ = writeln!(out, "{line}");
+            let _ = writeln!(out, "{}", pipeline::secrets::redact(&line));
         }
     }
     if failed.len() > crate::ci_log::MAX_TEST_ANNOTATIONS {
@@ -120,7 +132,7 @@ fn ci_report(ci: CiHost, report: &pipeline::RunReport) {
         && let Ok(summary) = std::env::var("GITHUB_STEP_SUMMARY")
         && !summary.is_empty()
     {
-        let md = crate::ci_log::summary_markdown(report, &failed);
+        let md = pipeline::secrets::redact(&crate::ci_log::summary_markdown(report, &failed));
         let appended = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -39,6 +39,9 @@ use pipeline::{Config, Workspace, WorkspaceError};
 /// Parses the process's arguments and runs the command: the whole `main` of
 /// `cargo-e2e` and of a workspace's xtask that hands over to this crate.
 pub fn main() -> ExitCode {
+    // Nothing this run makes is writable by group or others, whatever umask
+    // started it (a CI container's is often 000).
+    pipeline::guard::harden_umask();
     let mut args: Vec<OsString> = std::env::args_os().collect();
     let bin = bin_name(args.first().map(OsString::as_os_str));
     // `cargo e2e ARGS` runs `cargo-e2e e2e ARGS`; `cargo xtask e2e ARGS` runs
@@ -91,7 +94,7 @@ pub fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", pipeline::secrets::redact(&format!("{err:#}")));
             ExitCode::from(exit::code(&err))
         }
     }

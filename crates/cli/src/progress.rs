@@ -73,12 +73,14 @@ impl Progress {
     /// A line for the CI runner, which reads its commands on stdout.
     fn command(&mut self, line: &str) {
         self.resume_commands();
-        stdout_line(line);
+        stdout_line(&pipeline::secrets::redact(line));
     }
 
     /// Ignores write errors: a closed stderr (`| head`) must not panic the run
     /// on its way to teardown.
     fn line(&self, text: &str) {
+        let text = pipeline::secrets::redact(text);
+        let text = text.as_str();
         if let Ok(mut b) = self.beat.lock() {
             b.last_line = Instant::now();
         }

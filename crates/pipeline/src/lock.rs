@@ -56,8 +56,13 @@ impl ProjectLock {
     ) -> crate::Result<ProjectLock> {
         use crate::Error;
         let path = lock_path(project);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        if let Some(locks) = path.parent() {
+            // The folder above (`cargo-e2e`, or `cargo-e2e-<uid>` in a shared
+            // temp folder) and `locks` itself: this user's alone, no link.
+            if let Some(base) = locks.parent() {
+                crate::guard::own_dir(base)?;
+            }
+            crate::guard::own_dir(locks)?;
         }
         let mut last = String::new();
         loop {

@@ -160,7 +160,10 @@ impl Session {
         // Each cycle's report beside its logs; losing it loses nothing else.
         if let Ok(json) = serde_json::to_string_pretty(&report) {
             let _ = std::fs::create_dir_all(&opts.run_dir);
-            let _ = std::fs::write(opts.run_dir.join("report.json"), json);
+            let _ = std::fs::write(
+                opts.run_dir.join("report.json"),
+                crate::secrets::redact(&json),
+            );
         }
         self.prune_cycles();
         report

@@ -145,8 +145,9 @@ impl Trace {
 
     /// Writes it whole.
     pub fn write(&self, path: &Utf8Path) -> crate::Result<()> {
-        let json = serde_json::to_vec(self).expect("a trace serialises");
-        crate::write_whole(path, &json).map_err(crate::Error::io(path))
+        let json = serde_json::to_string(self).expect("a trace serialises");
+        let json = crate::secrets::redact(&json);
+        crate::write_whole(path, json.as_bytes()).map_err(crate::Error::io(path))
     }
 
     pub fn read(path: &Utf8Path) -> crate::Result<Trace> {

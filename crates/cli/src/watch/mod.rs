@@ -372,6 +372,7 @@ fn shown(root: &Utf8Path, path: &Utf8Path) -> String {
 }
 
 fn say(line: &str) {
+    let line = pipeline::secrets::redact(line);
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 

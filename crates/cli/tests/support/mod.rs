@@ -108,7 +108,7 @@ impl Fixture {
     }
 
     /// PATH with the fixture's `cargo-e2e` first.
-    fn path(&self) -> String {
+    pub fn path(&self) -> String {
         let bin = camino::Utf8Path::from_path(self.tmp.path())
             .unwrap()
             .join("bin");

@@ -25,6 +25,8 @@ pub(crate) fn preflight(opts: &Options) -> PhaseResult<Project> {
     });
     let version_note = filters?;
     let (engine, project, warnings) = docker?;
+    // Before any line names what the stack is made of.
+    crate::secrets::register(crate::secrets::of_run(&opts.config, &project.stack));
     let mut note = format!("engine {engine}, {} services", project.stack.services.len());
     if opts.ephemeral_ports {
         note.push_str(", ports picked by the engine");
