@@ -117,6 +117,11 @@ pub fn plan<'a>(sh: &'a Shell, flags: &crate::Ci) -> anyhow::Result<Vec<Step<'a>
             cmd: cmd!(sh, "cargo nextest run --workspace --locked --profile ci"),
             fix: "rerun one with `cargo nextest run --profile ci -E 'test(NAME)'`; the JUnit report is target/nextest/ci/junit.xml",
         },
+        Step {
+            name: "fault soak (seeded, short)",
+            cmd: cmd!(sh, "{xtask} soak --seed 29 --runs 6"),
+            fix: "replay it with `cargo xtask soak --seed 29 --runs 6`; each run's line says what it was dealt",
+        },
         // Its own project name and host ports the engine picks: a developer's
         // kept stack (`e2e-<checkout>`, on the fixed port) is neither purged
         // nor in the way.

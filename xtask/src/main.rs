@@ -4,6 +4,7 @@
 mod bench;
 mod ci;
 mod repeat;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,20 @@ enum Command {
     /// The demo stack and the shop fixture from nothing N times each on the
     /// engine that answers: a failure count per stack, failed runs' folders kept.
     Repeat(Repeat),
+    /// The demo stack run K times, each hit by a random fault at a random
+    /// moment of a random phase; after each, the engine must hold what the
+    /// policy promises and the next run must pass. Seeded: the seed replays it.
+    Soak(Soak),
+}
+
+#[derive(Debug, Args)]
+pub struct Soak {
+    /// The seed of the random choices (policy, mode, fault, phase, moment).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How many faulted runs.
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +107,7 @@ fn main() -> ExitCode {
         Command::Bench(f) => bench::run(&f),
         Command::Ci(f) => ci::run(&f),
         Command::Repeat(f) => repeat::run(&f),
+        Command::Soak(f) => soak::run(&f),
     };
     cargo_e2e::finish(result)
 }

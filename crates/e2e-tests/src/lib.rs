@@ -68,3 +68,14 @@ fn agent(roots: rustls::RootCertStore) -> ureq::Agent {
         .timeout(std::time::Duration::from_secs(10))
         .build()
 }
+
+/// Hangs, as a test stuck on a socket would, when the fault soak asks
+/// (`E2E_SOAK_HANG=1`, `cargo xtask soak`): the soak then kills the test's
+/// process, as nextest's terminate-after would. Otherwise returns at once.
+pub fn hang_if_the_soak_asks() {
+    if std::env::var("E2E_SOAK_HANG").as_deref() == Ok("1") {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+    }
+}

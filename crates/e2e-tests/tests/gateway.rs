@@ -20,6 +20,7 @@ fn a_request_through_the_gateway_reaches_the_backend() {
     let Some(stack) = Stack::from_env("a_request_through_the_gateway_reaches_the_backend") else {
         return;
     };
+    e2e_tests::hang_if_the_soak_asks();
     let (status, body) =
         status_and_json(stack.client().get(&stack.url("/api/hello?name=e2e")).call());
     assert_eq!(status, 200, "{body}");

@@ -1,0 +1,502 @@
+//! `cargo xtask soak --seed N --runs K`: the demo stack run K times under a
+//! random policy and mode (plain, `--watch`, ephemeral ports, three projects
+//! at once), each hit at a random moment of a random phase by a random fault
+//! (SIGINT, SIGTERM or SIGKILL of the tool alone or of its group; a second
+//! Ctrl-C; the engine stopped and started; a container killed from outside;
+//! a test that hangs until it is killed). After each run: the engine holds
+//! what the policy promises (once the reaper has had its say), the tool's
+//! records are whole (its state parses, the run's report does where one was
+//! written), and the next run of that project is green and leaves nothing.
+//! A benchmark-like count, not a timed test: a table by fault and phase, and
+//! every run's line, which its seed reproduces.
+
+use std::io::BufRead as _;
+use std::os::unix::process::CommandExt as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use compose::Policy;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+use crate::Soak;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Fault {
+    Interrupt,
+    Terminate,
+    Kill,
+    SecondCtrlC,
+    EngineRestart,
+    ContainerKilled,
+    HangingTest,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Interrupt => "SIGINT",
+            Fault::Terminate => "SIGTERM",
+            Fault::Kill => "SIGKILL",
+            Fault::SecondCtrlC => "Ctrl-C twice",
+            Fault::EngineRestart => "engine restart",
+            Fault::ContainerKilled => "container killed",
+            Fault::HangingTest => "hanging test",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Watch,
+    Ephemeral,
+    ThreeAtOnce,
+}
+
+/// The phases a fault lands in, by the line that starts each.
+const PHASES: [&str; 3] = ["build", "up", "test"];
+
+/// What one run was dealt and how it went.
+struct Outcome {
+    fault: Fault,
+    phase: &'static str,
+    line: String,
+    ok: bool,
+}
+
+pub fn run(flags: &Soak) -> anyhow::Result<()> {
+    let mut rng = fastrand::Rng::with_seed(flags.seed);
+    let root = crate::project_root();
+    // The tool as a user runs it; a copy, which no test build relinks.
+    let own = tempfile::Builder::new().prefix("e2e-soak-bin-").tempdir()?;
+    let xtask = Utf8PathBuf::from_path_buf(own.path().join("xtask"))
+        .map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    std::fs::copy(std::env::current_exe()?, &xtask)?;
+    let restarts = std::env::var("E2E_ENGINE_RESTART").as_deref() == Ok("1");
+    let mut faults = vec![
+        Fault::Interrupt,
+        Fault::Terminate,
+        Fault::Kill,
+        Fault::SecondCtrlC,
+        Fault::ContainerKilled,
+        Fault::HangingTest,
+    ];
+    if restarts {
+        faults.push(Fault::EngineRestart);
+    }
+    eprintln!(
+        "soak: seed {}, {} runs on the demo stack{}",
+        flags.seed,
+        flags.runs,
+        if restarts {
+            ""
+        } else {
+            " (no engine restarts: set E2E_ENGINE_RESTART=1 to allow them)"
+        }
+    );
+    // Warm: the binaries built, so that a fault lands in the phase, not in a cold compile.
+    let warm = format!("soak-{}-warm", flags.seed);
+    let (code, out) = one(&xtask, &root, &warm, Policy::Purge, true, false, &[]);
+    anyhow::ensure!(code == Some(0), "the warm-up run failed:\n{out}");
+    let mut outcomes = Vec::new();
+    for i in 1..=flags.runs {
+        let fault = faults[rng.usize(..faults.len())];
+        let phase = match fault {
+            Fault::HangingTest => "test",
+            Fault::ContainerKilled => ["up", "test"][rng.usize(..2)],
+            _ => PHASES[rng.usize(..PHASES.len())],
+        };
+        let policy = Policy::parse(Policy::NAMES[rng.usize(..Policy::NAMES.len())])
+            .expect("a policy's name");
+        let mode = [Mode::Plain, Mode::Watch, Mode::Ephemeral, Mode::ThreeAtOnce][rng.usize(..4)];
+        let delay = Duration::from_millis(rng.u64(0..1500));
+        let group = rng.bool();
+        let project = format!("soak-{}-{i}", flags.seed);
+        let o = soak_one(
+            &xtask, &root, &project, fault, phase, policy, mode, delay, group,
+        );
+        eprintln!("soak {i}/{}: {}", flags.runs, o.line);
+        outcomes.push(o);
+    }
+    print_table(&outcomes);
+    let failed = outcomes.iter().filter(|o| !o.ok).count();
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} runs broke a promise",
+        outcomes.len()
+    );
+    Ok(())
+}
+
+/// One run of the tool on the demo stack: its exit code and output.
+fn one(
+    xtask: &Utf8Path,
+    root: &Utf8Path,
+    project: &str,
+    policy: Policy,
+    ephemeral: bool,
+    watch: bool,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
+    let mut args = vec![
+        "e2e".to_owned(),
+        "--project".into(),
+        project.into(),
+        "--teardown".into(),
+        policy.to_string(),
+    ];
+    if ephemeral {
+        args.push("--ephemeral-ports".into());
+    }
+    if watch {
+        args.push("--watch".into());
+    }
+    let mut cmd = duct::cmd(xtask.as_str(), args)
+        .dir(root)
+        .env_remove("CI")
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked();
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
+    }
+    let out = cmd.run().expect("the tool starts");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn soak_one(
+    xtask: &Utf8Path,
+    root: &Utf8Path,
+    project: &str,
+    fault: Fault,
+    phase: &'static str,
+    policy: Policy,
+    mode: Mode,
+    delay: Duration,
+    group: bool,
+) -> Outcome {
+    let ephemeral = matches!(mode, Mode::Ephemeral | Mode::ThreeAtOnce);
+    let watch = mode == Mode::Watch;
+    // The other two of "three at once", started beside the faulted one.
+    let others: Vec<std::thread::JoinHandle<(Option<i32>, String)>> = if mode == Mode::ThreeAtOnce {
+        (1..=2)
+            .map(|k| {
+                let (x, r, p) = (xtask.to_owned(), root.to_owned(), format!("{project}-b{k}"));
+                std::thread::spawn(move || one(&x, &r, &p, Policy::Purge, true, false, &[]))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let started = Instant::now();
+    let (code, output, hit_at) = faulted(
+        xtask, root, project, fault, phase, policy, ephemeral, watch, delay, group,
+    );
+    let mut problems = Vec::new();
+    // The engine holds what the policy promises, once the reaper (a killed
+    // run's, or a skipped teardown's) has acted; after an engine restart the
+    // next run takes over what was left, so the promise is checked after it.
+    if fault != Fault::EngineRestart
+        && let Some(broken) = promise_kept(project, policy)
+    {
+        problems.push(format!("promise of {policy}: {broken}"));
+    }
+    // The records are whole: the state parses, the run's report too where written.
+    let target = crate::target_dir();
+    let state = target.join(format!("e2e/state/{project}.json"));
+    if let Ok(text) = std::fs::read_to_string(&state)
+        && serde_json::from_str::<serde_json::Value>(&text).is_err()
+    {
+        problems.push(format!("{state} does not parse"));
+    }
+    if let Some(report) = last_report(&target, project)
+        && pipeline::RunReport::read(&report).is_err()
+    {
+        problems.push(format!("{report} does not parse"));
+    }
+    // The next run of the project is green and, purged, leaves nothing.
+    let (next, next_out) = one(xtask, root, project, Policy::Purge, true, false, &[]);
+    if next != Some(0) {
+        problems.push(format!("the next run exited {next:?}: {}", tail(&next_out)));
+    }
+    if let Some(left) = compose::leftovers(project).ok().filter(|l| !l.is_empty()) {
+        problems.push(format!("the next run's purge left {left}"));
+    }
+    for (k, h) in others.into_iter().enumerate() {
+        let (c, out) = h.join().expect("a run beside does not panic");
+        let p = format!("{project}-b{}", k + 1);
+        // An engine restart hits every run on the engine: the one beside
+        // fails too, and its next run must take over what it left.
+        if c != Some(0) && fault == Fault::EngineRestart {
+            let (next, next_out) = one(xtask, root, &p, Policy::Purge, true, false, &[]);
+            if next != Some(0) {
+                problems.push(format!(
+                    "{p}'s next run exited {next:?}: {}",
+                    tail(&next_out)
+                ));
+            }
+        } else if c != Some(0) {
+            problems.push(format!("{p} beside it exited {c:?}: {}", tail(&out)));
+        }
+        if let Some(left) = compose::leftovers(&p).ok().filter(|l| !l.is_empty()) {
+            problems.push(format!("{p} beside it left {left}"));
+        }
+    }
+    let at = match hit_at {
+        Some(t) => format!("{phase} +{:.1} s", t.as_secs_f64()),
+        None => format!("{phase} never reached"),
+    };
+    let line = format!(
+        "{policy}, {mode:?}, {}{} at {at}: exit {}; {} in {:.0} s{}",
+        fault.name(),
+        if group && matches!(fault, Fault::Interrupt | Fault::Terminate | Fault::Kill) {
+            " (group)"
+        } else {
+            ""
+        },
+        code.map_or("by a signal".to_owned(), |c| c.to_string()),
+        if problems.is_empty() {
+            "promise kept, next run green"
+        } else {
+            "BROKEN"
+        },
+        started.elapsed().as_secs_f64(),
+        if problems.is_empty() {
+            String::new()
+        } else {
+            format!(": {}\n  output: {}", problems.join("; "), tail(&output))
+        }
+    );
+    Outcome {
+        fault,
+        phase,
+        line,
+        ok: problems.is_empty(),
+    }
+}
+
+/// Runs the tool and deals `fault` once `phase` has started and `delay`
+/// passed: exit code, output, and when after the phase's start it was dealt.
+#[allow(clippy::too_many_arguments)]
+fn faulted(
+    xtask: &Utf8Path,
+    root: &Utf8Path,
+    project: &str,
+    fault: Fault,
+    phase: &str,
+    policy: Policy,
+    ephemeral: bool,
+    watch: bool,
+    delay: Duration,
+    group: bool,
+) -> (Option<i32>, String, Option<Duration>) {
+    let mut args = vec!["e2e", "--project", project, "--teardown"];
+    let policy = policy.to_string();
+    args.push(&policy);
+    if ephemeral {
+        args.push("--ephemeral-ports");
+    }
+    if watch {
+        args.push("--watch");
+    }
+    let mut cmd = duct::cmd(xtask.as_str(), &args)
+        .dir(root)
+        .env_remove("CI")
+        .stderr_to_stdout()
+        .unchecked()
+        .before_spawn(|c| {
+            c.process_group(0);
+            Ok(())
+        });
+    if fault == Fault::HangingTest {
+        cmd = cmd.env("E2E_SOAK_HANG", "1");
+    }
+    let reader = cmd.reader().expect("the tool starts");
+    let pid = Pid::from_raw(reader.pids()[0] as i32);
+    let marker = format!("{phase:<10} started");
+    let ended = Arc::new(AtomicBool::new(false));
+    let mut dealt: Option<std::thread::JoinHandle<Duration>> = None;
+    let mut output = String::new();
+    let mut lines = std::io::BufReader::new(&reader);
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while lines.read_line(&mut line).unwrap_or(0) > 0 {
+        output.push_str(&line);
+        if dealt.is_none() && line.contains(&marker) {
+            let (project, ended) = (project.to_owned(), ended.clone());
+            dealt = Some(std::thread::spawn(move || {
+                deal(fault, pid, group, &project, delay, &ended)
+            }));
+        }
+        // A watch never ends by itself: once it watches, Ctrl-C.
+        if watch && line.starts_with("watching ") {
+            let _ = killpg(pid, Signal::SIGINT);
+        }
+        if Instant::now() > deadline {
+            let _ = killpg(pid, Signal::SIGKILL);
+        }
+        line.clear();
+    }
+    ended.store(true, Ordering::SeqCst);
+    // Its output ends as it exits (a grandchild may hold it a moment longer).
+    let mut code = None;
+    let waited = Instant::now();
+    while waited.elapsed() < Duration::from_secs(30) {
+        if let Ok(Some(out)) = reader.try_wait() {
+            code = Some(out.status.code());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let hit = dealt.and_then(|h| h.join().ok());
+    (code.flatten(), output, hit)
+}
+
+/// Waits `delay` (or until the run ends), then deals the fault.
+fn deal(
+    fault: Fault,
+    pid: Pid,
+    group: bool,
+    project: &str,
+    delay: Duration,
+    ended: &AtomicBool,
+) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < delay {
+        if ended.load(Ordering::SeqCst) {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dealt_at = start.elapsed();
+    let signal = |s: Signal| {
+        let _ = if group { killpg(pid, s) } else { kill(pid, s) };
+    };
+    match fault {
+        Fault::Interrupt => signal(Signal::SIGINT),
+        Fault::Terminate => signal(Signal::SIGTERM),
+        Fault::Kill => signal(Signal::SIGKILL),
+        Fault::SecondCtrlC => {
+            // A terminal's Ctrl-C reaches the group; the second comes while
+            // the first one's teardown runs.
+            let _ = killpg(pid, Signal::SIGINT);
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = killpg(pid, Signal::SIGINT);
+        }
+        Fault::ContainerKilled => {
+            if let Ok(left) = compose::leftovers(project)
+                && let Some(c) = left.containers.iter().find(|c| c.state == "running")
+            {
+                let _ = compose::docker(["kill", c.name.as_str()]).output(Utf8Path::new("/"));
+            }
+        }
+        Fault::HangingTest => {
+            // What nextest's terminate-after does, sooner: the hanging test killed.
+            std::thread::sleep(Duration::from_secs(2));
+            let _ = duct::cmd!(
+                "pkill",
+                "-KILL",
+                "-f",
+                "a_request_through_the_gateway_reaches_the_backend"
+            )
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run();
+        }
+        Fault::EngineRestart => {
+            let engine = crate::project_root().join(".ci/engine");
+            let which = duct::cmd("bash", [engine.as_str(), "which"])
+                .read()
+                .unwrap_or_default();
+            if let Ok(pid) = duct::cmd!("pidof", "dockerd").read()
+                && let Some(pid) = pid.split_whitespace().next().and_then(|p| p.parse().ok())
+            {
+                let pid = Pid::from_raw(pid);
+                let _ = kill(pid, Signal::SIGTERM);
+                while kill(pid, None).is_ok() {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+            let _ = duct::cmd("bash", [engine.as_str()])
+                .env("E2E_ENGINE", which.trim())
+                .stdout_null()
+                .stderr_null()
+                .run();
+        }
+    }
+    dealt_at
+}
+
+/// Waits up to a minute for the engine to hold what `policy` promises.
+fn promise_kept(project: &str, policy: Policy) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match compose::leftovers(project).ok()?.broken_promise(policy) {
+            None => return None,
+            Some(b) if Instant::now() >= deadline => return Some(b),
+            Some(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+/// The newest run folder's report of `project`, if it wrote one.
+fn last_report(target: &Utf8Path, project: &str) -> Option<Utf8PathBuf> {
+    let runs = target.join("e2e/runs");
+    let mut mine: Vec<Utf8PathBuf> = runs
+        .read_dir_utf8()
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.into_path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.ends_with(&format!("-{project}")))
+        })
+        .collect();
+    mine.sort();
+    let report = mine.pop()?.join("report.json");
+    report.exists().then_some(report)
+}
+
+fn tail(out: &str) -> String {
+    let lines: Vec<&str> = out.lines().collect();
+    lines[lines.len().saturating_sub(6)..].join(" | ")
+}
+
+/// Runs by fault (rows) and phase (columns): kept/dealt.
+fn print_table(outcomes: &[Outcome]) {
+    let mut faults: Vec<Fault> = outcomes.iter().map(|o| o.fault).collect();
+    faults.sort();
+    faults.dedup();
+    println!("\nfault soak: promise kept and next run green / runs, by fault and phase");
+    println!("  {:<18} {:>8} {:>8} {:>8}", "fault", "build", "up", "test");
+    for f in faults {
+        let cell = |phase: &str| {
+            let of: Vec<&Outcome> = outcomes
+                .iter()
+                .filter(|o| o.fault == f && o.phase == phase)
+                .collect();
+            if of.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{}/{}", of.iter().filter(|o| o.ok).count(), of.len())
+            }
+        };
+        println!(
+            "  {:<18} {:>8} {:>8} {:>8}",
+            f.name(),
+            cell("build"),
+            cell("up"),
+            cell("test")
+        );
+    }
+    let ok = outcomes.iter().filter(|o| o.ok).count();
+    println!("  total: {ok}/{} runs kept every promise", outcomes.len());
+}
