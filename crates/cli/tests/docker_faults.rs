@@ -218,3 +218,109 @@ fn what_the_tool_makes_is_its_user_s_alone_and_links_are_not_followed() {
     );
     assert!(compose::leftovers(&project).unwrap().is_empty());
 }
+
+/// An ext4 file system of its own, in a file, mounted by loop; unmounted
+/// and removed when dropped.
+struct SmallDisk {
+    dir: Utf8PathBuf,
+    image: Utf8PathBuf,
+}
+
+impl SmallDisk {
+    fn new(mib: u64) -> SmallDisk {
+        let base = Utf8PathBuf::from(format!("/var/lib/e2e-disk-{}", std::process::id()));
+        let (dir, image) = (base.join("mnt"), base.join("disk.img"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |program: &str, args: &[&str]| {
+            let (code, said) = outcome(duct::cmd(program, args));
+            assert_eq!(code, Some(0), "{program} {args:?}: {said}");
+        };
+        run("truncate", &["-s", &format!("{mib}M"), image.as_str()]);
+        run("mkfs.ext4", &["-q", "-F", image.as_str()]);
+        run("mount", &["-o", "loop", image.as_str(), dir.as_str()]);
+        SmallDisk { dir, image }
+    }
+
+    fn free_mib(&self) -> u64 {
+        let s = nix::sys::statvfs::statvfs(self.dir.as_std_path()).unwrap();
+        s.blocks_available() * s.fragment_size() / (1 << 20)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = duct::cmd!("umount", self.dir.as_str()).unchecked().run();
+        if let Some(base) = self.image.parent() {
+            let _ = std::fs::remove_dir_all(base);
+        }
+    }
+}
+
+/// The engine's disk fills up during a build, for real: an engine whose data
+/// root is a small file system, the base image loaded, the rest of the room
+/// taken, then a build whose RUN step needs more. The run fails with exit 3
+/// and says the disk is full and how to free it; no build is recorded as
+/// done; once the room is back, the same run passes.
+#[test]
+fn a_disk_that_fills_during_a_build_fails_it_and_the_next_run_recovers() {
+    let test = "a_disk_that_fills_during_a_build_fails_it_and_the_next_run_recovers";
+    if !support::engine::ready_or_skip(test, Some(BASE_IMAGE)) {
+        return;
+    }
+    let tools = ["truncate", "mkfs.ext4", "mount", "umount", "fallocate"];
+    for t in tools {
+        let (code, _) = outcome(duct::cmd("sh", ["-c", &format!("command -v {t}")]));
+        assert_eq!(code, Some(0), "{test} needs {t}");
+    }
+    let disk = SmallDisk::new(1024);
+    let engine = support::engine::RemoteEngine::start_with_data(7, &disk.dir.join("data")).unwrap();
+    let fixture = support::Fixture::new("disk-full", BIN);
+    let base = fixture.root.join("base.tar");
+    compose::docker(["save", "-o", base.as_str(), BASE_IMAGE])
+        .output(&fixture.root)
+        .unwrap();
+    engine.docker(&["load", "-q", "-i", base.as_str()]).unwrap();
+    std::fs::remove_file(&base).unwrap();
+    // Room for the image's own layers, not for the 250 MiB its build writes.
+    let filler = disk.dir.join("filler");
+    let taken = disk.free_mib().saturating_sub(120);
+    let (code, said) = outcome(duct::cmd(
+        "fallocate",
+        ["-l", &format!("{taken}M"), filler.as_str()],
+    ));
+    assert_eq!(code, Some(0), "{said}");
+    let project = format!("t{}-diskfull", std::process::id());
+    let run = || {
+        let mut cmd = fixture
+            .cargo(&["e2e", "e2e", "--project", &project, "--teardown", "purge"])
+            .env("PAGE_PORT", support::free_port().to_string());
+        for (k, v) in engine.env() {
+            cmd = cmd.env(k, v);
+        }
+        outcome(cmd)
+    };
+    let (code, said) = run();
+    assert_eq!(code, Some(3), "{said}");
+    assert!(
+        said.contains("the engine's disk is full: `")
+            && said
+                .to_ascii_lowercase()
+                .contains("no space left on device")
+            && said.contains("docker builder prune"),
+        "{said}"
+    );
+    // Nothing recorded as built: the next run builds again.
+    let state = fixture
+        .root
+        .join(format!("target/e2e/state/{project}.json"));
+    if let Ok(text) = std::fs::read_to_string(&state) {
+        let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(state["builds"]["page"].is_null(), "{text}");
+    }
+    // The room back: the same run passes.
+    std::fs::remove_file(&filler).unwrap();
+    let (code, said) = run();
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("images: page built"), "{said}");
+    drop(engine);
+}

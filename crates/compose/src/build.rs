@@ -98,6 +98,13 @@ impl Project {
                     detail,
                 });
             }
+            if let Some(sign) = crate::error::disk_full(&text) {
+                return Err(Error::DiskFull {
+                    command: cmd.to_string(),
+                    sign,
+                    log: log.to_string(),
+                });
+            }
             let lacks = crate::error::engine_capability(&text)
                 .map(|fix| format!("\nthe engine, not the Dockerfile: {fix}"))
                 .unwrap_or_default();

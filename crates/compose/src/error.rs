@@ -64,6 +64,18 @@ pub enum Error {
         first: String,
         warnings: Vec<(String, usize)>,
     },
+    /// The engine's disk filled up while it worked (a build's layers, a
+    /// pull): nothing of the Dockerfile's or the stack's doing.
+    #[error(
+        "the engine's disk is full: `{sign}` during `{command}`; free space where the engine \
+         keeps its data (`docker builder prune`, `docker image prune`, or the config's \
+         disk.build_cache and disk.images budgets), then run again (whole log: {log})"
+    )]
+    DiskFull {
+        command: String,
+        sign: String,
+        log: String,
+    },
     #[error("interrupted")]
     Interrupted,
     #[error("unexpected output from `{command}`: {detail}")]
@@ -111,6 +123,14 @@ pub fn engine_gone(output: &str) -> Option<String> {
     output
         .lines()
         .find(|l| SIGNS.iter().any(|s| l.contains(s)))
+        .map(|l| l.trim().to_owned())
+}
+
+/// The line of a command's output that says the engine's disk is full.
+pub fn disk_full(output: &str) -> Option<String> {
+    output
+        .lines()
+        .find(|l| l.to_ascii_lowercase().contains("no space left on device"))
         .map(|l| l.trim().to_owned())
 }
 

@@ -43,6 +43,16 @@ pub fn run(program: &str, args: &[&str]) -> Result<(), String> {
 impl RemoteEngine {
     /// Starts engine number `n` of this test process (several may run at once).
     pub fn start(n: u32) -> Result<RemoteEngine, String> {
+        RemoteEngine::launch(n, None)
+    }
+
+    /// Like [`RemoteEngine::start`], its data kept in `data` (a small file
+    /// system of the test's, to fill).
+    pub fn start_with_data(n: u32, data: &Utf8Path) -> Result<RemoteEngine, String> {
+        RemoteEngine::launch(n, Some(data))
+    }
+
+    fn launch(n: u32, data: Option<&Utf8Path>) -> Result<RemoteEngine, String> {
         let id = std::process::id();
         let octet = (id + n * 61) % 250 + 1;
         let mut engine = RemoteEngine {
@@ -105,11 +115,12 @@ impl RemoteEngine {
         let b = &engine.base;
         let dockerd = format!(
             "mount -t tmpfs tmpfs /tmp && exec nsenter --net=/var/run/netns/{ns} dockerd \
-             --data-root {b}/data --exec-root {b}/exec --pidfile {b}/pid \
+             --data-root {data} --exec-root {b}/exec --pidfile {b}/pid \
              --containerd-namespace {ns} --containerd-plugins-namespace {ns}-plugins \
              -H tcp://{addr}:2376 --tlsverify --tlscacert {tls}/ca.crt \
              --tlscert {tls}/server.crt --tlskey {tls}/server.key",
             addr = engine.addr,
+            data = data.map_or_else(|| format!("{b}/data"), |d| d.to_string()),
         );
         let log = std::fs::File::create(b.join("dockerd.log")).map_err(|e| e.to_string())?;
         // Its own mount namespace: /tmp there is empty, as on another machine.
