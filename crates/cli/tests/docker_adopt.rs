@@ -1324,18 +1324,7 @@ fn reap_removes_only_what_dead_runs_left() {
     ])
     .output(&repo_root())
     .unwrap();
-    let run = |args: &[&str]| {
-        let out = duct::cmd(BIN, args)
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .run()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| support::outcome(duct::cmd(BIN, args));
     let line = |out: &str, p: &str| {
         out.lines()
             .find(|l| l.starts_with(p))
