@@ -59,6 +59,18 @@ enum Mode {
 /// The phases a fault lands in, by the line that starts each.
 const PHASES: [&str; 3] = ["build", "up", "test"];
 
+/// What one run is dealt.
+struct Dealt {
+    fault: Fault,
+    phase: &'static str,
+    policy: Policy,
+    mode: Mode,
+    delay: Duration,
+    group: bool,
+    /// The next run starts at once (after a kill: beside the reaper).
+    at_once: bool,
+}
+
 /// What one run was dealt and how it went.
 struct Outcome {
     fault: Fault,
@@ -114,10 +126,20 @@ pub fn run(flags: &Soak) -> anyhow::Result<()> {
         let mode = [Mode::Plain, Mode::Watch, Mode::Ephemeral, Mode::ThreeAtOnce][rng.usize(..4)];
         let delay = Duration::from_millis(rng.u64(0..1500));
         let group = rng.bool();
+        // After a kill, half the time the next run starts at once, while the
+        // reaper of the killed one still tears down (it must wait its turn).
+        let at_once = fault == Fault::Kill && rng.bool();
         let project = format!("soak-{}-{i}", flags.seed);
-        let o = soak_one(
-            &xtask, &root, &project, fault, phase, policy, mode, delay, group,
-        );
+        let dealt = Dealt {
+            fault,
+            phase,
+            policy,
+            mode,
+            delay,
+            group,
+            at_once,
+        };
+        let o = soak_one(&xtask, &root, &project, &dealt);
         eprintln!("soak {i}/{}: {}", flags.runs, o.line);
         outcomes.push(o);
     }
@@ -170,18 +192,16 @@ fn one(
     )
 }
 
-#[allow(clippy::too_many_arguments)]
-fn soak_one(
-    xtask: &Utf8Path,
-    root: &Utf8Path,
-    project: &str,
-    fault: Fault,
-    phase: &'static str,
-    policy: Policy,
-    mode: Mode,
-    delay: Duration,
-    group: bool,
-) -> Outcome {
+fn soak_one(xtask: &Utf8Path, root: &Utf8Path, project: &str, d: &Dealt) -> Outcome {
+    let Dealt {
+        fault,
+        phase,
+        policy,
+        mode,
+        delay,
+        group,
+        at_once,
+    } = *d;
     let ephemeral = matches!(mode, Mode::Ephemeral | Mode::ThreeAtOnce);
     let watch = mode == Mode::Watch;
     // The other two of "three at once", started beside the faulted one.
@@ -204,6 +224,7 @@ fn soak_one(
     // run's, or a skipped teardown's) has acted; after an engine restart the
     // next run takes over what was left, so the promise is checked after it.
     if fault != Fault::EngineRestart
+        && !at_once
         && let Some(broken) = promise_kept(project, policy)
     {
         problems.push(format!("promise of {policy}: {broken}"));
@@ -221,7 +242,8 @@ fn soak_one(
     {
         problems.push(format!("{report} does not parse"));
     }
-    // The next run of the project is green and, purged, leaves nothing.
+    // The next run of the project is green and, purged, leaves nothing
+    // (started at once, it waits for the reaper's lock, then takes over).
     let (next, next_out) = one(xtask, root, project, Policy::Purge, true, false, &[]);
     if next != Some(0) {
         problems.push(format!("the next run exited {next:?}: {}", tail(&next_out)));
@@ -253,20 +275,21 @@ fn soak_one(
         Some(t) => format!("{phase} +{:.1} s", t.as_secs_f64()),
         None => format!("{phase} never reached"),
     };
+    let kept = match (problems.is_empty(), at_once) {
+        (true, false) => "promise kept, next run green",
+        (true, true) => "the next run, started at once beside the reaper, green",
+        (false, _) => "BROKEN",
+    };
     let line = format!(
-        "{policy}, {mode:?}, {}{} at {at}: exit {}; {} in {:.0} s{}",
+        "{policy}, {mode:?}, {}{}{} at {at}: exit {}; {kept} in {:.0} s{}",
         fault.name(),
         if group && matches!(fault, Fault::Interrupt | Fault::Terminate | Fault::Kill) {
             " (group)"
         } else {
             ""
         },
+        if at_once { " (next run at once)" } else { "" },
         code.map_or("by a signal".to_owned(), |c| c.to_string()),
-        if problems.is_empty() {
-            "promise kept, next run green"
-        } else {
-            "BROKEN"
-        },
         started.elapsed().as_secs_f64(),
         if problems.is_empty() {
             String::new()
