@@ -830,8 +830,9 @@ fn flask_redis_reloads_through_its_bind_mount() {
             && done[1].contains("1 passed, 0 failed"),
         "{cycles}"
     );
+    // What the reloader said while the cycle waited for it is shown.
     assert!(
-        output.contains("Detected change in '/code/app.pl'"),
+        output.contains("web |  * Detected change in '/code/app.pl', reloading"),
         "{output}"
     );
     let ids = ids.borrow();

@@ -124,6 +124,10 @@ pub struct UpOptions {
     /// what they mount). A service restarted at a time given here counts
     /// log lines only from then; the others, their whole log.
     pub rejudge: Option<BTreeMap<String, Option<SystemTime>>>,
+    /// The services' lines shown from then on (default: a second before the
+    /// wait starts): judging again, from the change, so what a reloader said
+    /// while the cycle waited for it is seen too.
+    pub logs_since: Option<SystemTime>,
 }
 
 impl Project {

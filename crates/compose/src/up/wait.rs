@@ -192,7 +192,9 @@ impl<'a> Wait<'a> {
             // The services' lines, from each container `up` made or started
             // (a nicety: without it the wait is the same).
             if opts.logs && (!self.skip_up || opts.rejudge.is_some()) {
-                let since = self.started_at - Duration::from_secs(1);
+                let since = opts
+                    .logs_since
+                    .unwrap_or(self.started_at - Duration::from_secs(1));
                 let follower = self.follower.get_or_insert_with(|| Follower::new(since));
                 // Judging again, only the services judged.
                 let followed: Vec<Container> = self

@@ -120,6 +120,7 @@ pub(crate) fn sync_phase(
         probes: opts.config.readiness.services.clone(),
         logs: opts.config.readiness.logs,
         rejudge: Some(rejudge),
+        logs_since: live.changed_at,
         ..UpOptions::default()
     };
     let up = project.up_and_wait(up_opts, |event| {

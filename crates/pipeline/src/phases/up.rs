@@ -102,6 +102,7 @@ pub(crate) fn up_phase(
         known,
         logs: opts.config.readiness.logs,
         rejudge: None,
+        logs_since: None,
     };
     // A remote engine gets the certificates in a volume, filled anew each run
     // (new certificates recreate the containers, as with a bind mount).
