@@ -25,7 +25,9 @@ pub const SHOWN: &str = "***";
 /// every number and word of the output, and guard nothing.
 const SHORTEST: usize = 4;
 
-static VALUES: RwLock<Vec<String>> = RwLock::new(Vec::new());
+/// Each value with its JSON-escaped form (what the report and the trace
+/// hold), made once at registration: `redact` runs on every printed line.
+static VALUES: RwLock<Vec<(String, String)>> = RwLock::new(Vec::new());
 static HOOK: RwLock<Option<fn(&str)>> = RwLock::new(None);
 
 /// Whether a variable of this name holds a secret.
@@ -51,17 +53,18 @@ pub fn register<I: IntoIterator<Item = String>>(values: I) {
     };
     for value in values {
         for line in value.lines().map(str::trim).filter(|l| l.len() >= SHORTEST) {
-            if known.iter().any(|k| k == line) {
+            if known.iter().any(|(k, _)| k == line) {
                 continue;
             }
-            known.push(line.to_owned());
+            let escaped = serde_json::to_string(line).unwrap_or_default();
+            known.push((line.to_owned(), escaped.trim_matches('"').to_owned()));
             if let Some(hook) = hook {
                 hook(line);
             }
         }
     }
     // Longest first: a value that holds another is replaced whole.
-    known.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    known.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
 }
 
 /// `text` with every registered value, and its JSON-escaped form, as `***`.
@@ -70,14 +73,12 @@ pub fn redact(text: &str) -> String {
         return text.to_owned();
     };
     let mut out = text.to_owned();
-    for v in known.iter() {
+    for (v, escaped) in known.iter() {
         if out.contains(v.as_str()) {
             out = out.replace(v.as_str(), SHOWN);
         }
-        let escaped = serde_json::to_string(v).unwrap_or_default();
-        let escaped = escaped.trim_matches('"');
-        if escaped != v && out.contains(escaped) {
-            out = out.replace(escaped, SHOWN);
+        if escaped != v && out.contains(escaped.as_str()) {
+            out = out.replace(escaped.as_str(), SHOWN);
         }
     }
     out
