@@ -264,7 +264,7 @@ pub(crate) fn body(
             match &opts.shard {
                 // The build job: what every shard needs, written out.
                 Some(Shard::Build { out }) => {
-                    let exported = crate::shard::export(opts, project, &store, out)?;
+                    let exported = crate::shard::export(opts, project, &store, out, progress)?;
                     Ok((built, format!("{note}; {exported}")))
                 }
                 _ => Ok((built, note)),

@@ -103,6 +103,7 @@ pub(crate) fn export(
     project: &compose::Project,
     store: &Store,
     out: &Utf8Path,
+    progress: &mut dyn crate::e2e::Progress,
 ) -> Result<String> {
     let io = |path: &Utf8Path| {
         let path = path.to_owned();
@@ -123,6 +124,11 @@ pub(crate) fn export(
         };
         let file = format!("images/{service}.tar");
         let path = out.join(&file);
+        // `docker save` of a large image takes a while: said first.
+        progress.note(
+            crate::Phase::Build,
+            &format!("saving {service}'s image for the shards"),
+        );
         project.save_image(&image, &path)?;
         bytes += path.metadata().map_or(0, |m| m.len());
         manifest.images.insert(
@@ -196,6 +202,10 @@ pub(crate) fn archive_tests(
     prebuild.finish(opts, progress)?;
     let inv = crate::phases::invocation(opts, Vec::new(), Vec::new())?;
     let cmd = inv.archive_command(file);
+    progress.note(
+        crate::Phase::Test,
+        &format!("archiving the test binaries: {cmd}"),
+    );
     let out = cmd.run_group(
         &opts.workspace.root,
         process::GroupOptions {

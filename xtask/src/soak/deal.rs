@@ -30,24 +30,10 @@ pub(super) fn faulted(
     delay: Duration,
     group: bool,
 ) -> (Option<i32>, String, Option<Duration>) {
-    let mut args = vec!["e2e", "--project", project, "--teardown"];
-    let policy = policy.to_string();
-    args.push(&policy);
-    if ephemeral {
-        args.push("--ephemeral-ports");
-    }
-    if watch {
-        args.push("--watch");
-    }
-    let mut cmd = duct::cmd(xtask.as_str(), &args)
-        .dir(root)
-        .env_remove("CI")
-        .stderr_to_stdout()
-        .unchecked()
-        .before_spawn(|c| {
-            c.process_group(0);
-            Ok(())
-        });
+    let mut cmd = super::tool(xtask, root, project, policy, ephemeral, watch).before_spawn(|c| {
+        c.process_group(0);
+        Ok(())
+    });
     if fault == Fault::HangingTest {
         cmd = cmd.env("E2E_SOAK_HANG", "1");
     }

@@ -108,7 +108,8 @@ pub fn run(flags: &Soak) -> anyhow::Result<()> {
     );
     // Warm: the binaries built, so that a fault lands in the phase, not in a cold compile.
     let warm = format!("soak-{}-warm", flags.seed);
-    let (code, out) = one(&xtask, &root, &warm, Policy::Purge, true, false, &[]);
+    eprintln!("soak: a warm-up run first (the binaries built, so each fault lands in its phase)");
+    let (code, out) = clean_run(&xtask, &root, &warm);
     anyhow::ensure!(code == Some(0), "the warm-up run failed:\n{out}");
     let mut outcomes = Vec::new();
     for i in 1..=flags.runs {
@@ -136,6 +137,11 @@ pub fn run(flags: &Soak) -> anyhow::Result<()> {
             group,
             at_once,
         };
+        eprintln!(
+            "soak {i}/{}: {policy}, {mode:?}, {} in {phase}...",
+            flags.runs,
+            fault.name()
+        );
         let o = soak_one(&xtask, &root, &project, &dealt);
         eprintln!("soak {i}/{}: {}", flags.runs, o.line);
         outcomes.push(o);
@@ -150,39 +156,38 @@ pub fn run(flags: &Soak) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One run of the tool on the demo stack: its exit code and output.
-fn one(
+/// `xtask e2e` on the demo stack in `root`: the project, the policy, the
+/// mode's flags; stderr with stdout.
+fn tool(
     xtask: &Utf8Path,
     root: &Utf8Path,
     project: &str,
     policy: Policy,
     ephemeral: bool,
     watch: bool,
-    env: &[(&str, &str)],
-) -> (Option<i32>, String) {
-    let mut args = vec![
-        "e2e".to_owned(),
-        "--project".into(),
-        project.into(),
-        "--teardown".into(),
-        policy.to_string(),
-    ];
+) -> duct::Expression {
+    let policy = policy.to_string();
+    let mut args = vec!["e2e", "--project", project, "--teardown", &policy];
     if ephemeral {
-        args.push("--ephemeral-ports".into());
+        args.push("--ephemeral-ports");
     }
     if watch {
-        args.push("--watch".into());
+        args.push("--watch");
     }
-    let mut cmd = duct::cmd(xtask.as_str(), args)
+    duct::cmd(xtask.as_str(), &args)
         .dir(root)
         .env_remove("CI")
         .stderr_to_stdout()
+        .unchecked()
+}
+
+/// A whole run of `project`, purged, on ports the engine picks: its exit
+/// code and output (the warm-up, the runs beside, each next run).
+fn clean_run(xtask: &Utf8Path, root: &Utf8Path, project: &str) -> (Option<i32>, String) {
+    let out = tool(xtask, root, project, Policy::Purge, true, false)
         .stdout_capture()
-        .unchecked();
-    for (k, v) in env {
-        cmd = cmd.env(k, v);
-    }
-    let out = cmd.run().expect("the tool starts");
+        .run()
+        .expect("the tool starts");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -206,7 +211,7 @@ fn soak_one(xtask: &Utf8Path, root: &Utf8Path, project: &str, d: &Dealt) -> Outc
         (1..=2)
             .map(|k| {
                 let (x, r, p) = (xtask.to_owned(), root.to_owned(), format!("{project}-b{k}"));
-                std::thread::spawn(move || one(&x, &r, &p, Policy::Purge, true, false, &[]))
+                std::thread::spawn(move || clean_run(&x, &r, &p))
             })
             .collect()
     } else {
@@ -241,7 +246,7 @@ fn soak_one(xtask: &Utf8Path, root: &Utf8Path, project: &str, d: &Dealt) -> Outc
     }
     // The next run of the project is green and, purged, leaves nothing
     // (started at once, it waits for the reaper's lock, then takes over).
-    let (next, next_out) = one(xtask, root, project, Policy::Purge, true, false, &[]);
+    let (next, next_out) = clean_run(xtask, root, project);
     if next != Some(0) {
         problems.push(format!("the next run exited {next:?}: {}", tail(&next_out)));
     }
@@ -254,7 +259,7 @@ fn soak_one(xtask: &Utf8Path, root: &Utf8Path, project: &str, d: &Dealt) -> Outc
         // An engine restart hits every run on the engine: the one beside
         // fails too, and its next run must take over what it left.
         if c != Some(0) && fault == Fault::EngineRestart {
-            let (next, next_out) = one(xtask, root, &p, Policy::Purge, true, false, &[]);
+            let (next, next_out) = clean_run(xtask, root, &p);
             if next != Some(0) {
                 problems.push(format!(
                     "{p}'s next run exited {next:?}: {}",
