@@ -158,15 +158,25 @@ impl Project {
             .collect()
     }
 
-    /// Writes `image` to `file` (`docker save`), for another engine.
-    pub fn save_image(&self, image: &str, file: &Utf8Path) -> Result<()> {
-        crate::docker(["save", "-o", file.as_str(), image]).output(&self.spec.dir)?;
+    /// Writes `images` to `file` (one `docker save`: the layers they share,
+    /// a base image's, once), for another engine.
+    pub fn save_images(&self, images: &[String], file: &Utf8Path) -> Result<()> {
+        let args = ["save", "-o", file.as_str()]
+            .map(str::to_owned)
+            .into_iter()
+            .chain(images.iter().cloned());
+        crate::docker(args).output(&self.spec.dir)?;
         Ok(())
     }
 
-    /// Loads what [`Project::save_image`] wrote and names image `id` as `image`.
-    pub fn load_image(&self, file: &Utf8Path, id: &str, image: &str) -> Result<()> {
+    /// Loads what [`Project::save_images`] wrote.
+    pub fn load_images(&self, file: &Utf8Path) -> Result<()> {
         crate::docker(["load", "-q", "-i", file.as_str()]).output(&self.spec.dir)?;
+        Ok(())
+    }
+
+    /// Names image `id` as `image`.
+    pub fn tag_image(&self, id: &str, image: &str) -> Result<()> {
         crate::docker(["tag", id, image]).output(&self.spec.dir)?;
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Build once, test on N machines. `shard build` (a CI build job) makes once
 //! what every shard needs and writes it to a folder the CI system hands on
-//! as an artifact: each service's image (`docker save`, one file per service,
-//! so a shard loads only the images its own stack starts), the staged
+//! as an artifact: the services' images (one `docker save`, so the layers
+//! they share, a base image's, travel once), the staged
 //! binaries, the test binaries as a nextest archive, and a manifest with each
 //! image's build record (what it was made from, part by part). `shard run
 //! K/N` on a fresh machine restores the staged binaries, loads an image only
@@ -117,27 +117,33 @@ pub(crate) fn export(
         images: BTreeMap::new(),
         staged: Vec::new(),
     };
-    let mut bytes = 0;
+    // One file for all: the layers images share (a base image's) go once;
+    // a shard's stack starts every service, so it loads them all anyway.
+    let file = "images/images.tar".to_owned();
+    let mut saved = Vec::new();
     for (service, image) in project.images() {
         let Some(built) = store.state.builds.get(&service) else {
             continue;
         };
-        let file = format!("images/{service}.tar");
-        let path = out.join(&file);
-        // `docker save` of a large image takes a while: said first.
-        progress.note(
-            crate::Phase::Build,
-            &format!("saving {service}'s image for the shards"),
-        );
-        project.save_image(&image, &path)?;
-        bytes += path.metadata().map_or(0, |m| m.len());
+        saved.push(image);
         manifest.images.insert(
             service,
             Exported {
                 built: built.clone(),
-                file,
+                file: file.clone(),
             },
         );
+    }
+    let mut bytes = 0;
+    if !saved.is_empty() {
+        // `docker save` of large images takes a while: said first.
+        progress.note(
+            crate::Phase::Build,
+            &format!("saving {} images for the shards", saved.len()),
+        );
+        let path = out.join(&file);
+        project.save_images(&saved, &path)?;
+        bytes = path.metadata().map_or(0, |m| m.len());
     }
     let stage_dir = out.join("stage");
     for s in &opts.config.stage {
@@ -240,9 +246,8 @@ pub(crate) struct Imported {
 
 /// For each service of this shard's stack whose inputs now (`keys`) equal
 /// the build job's record: its image loaded under this project's name and
-/// recorded as built, so the build phase finds it unchanged. Only the
-/// services the stack has are loaded: one the shard's profiles leave out
-/// costs nothing.
+/// recorded as built, so the build phase finds it unchanged. The images'
+/// file is loaded once, when the first of them is taken.
 pub(crate) fn import(
     project: &compose::Project,
     store: &mut Store,
@@ -252,6 +257,7 @@ pub(crate) fn import(
 ) -> Result<Imported> {
     let manifest = Manifest::read(from)?;
     let mut out = Imported::default();
+    let mut loaded_files: Vec<String> = Vec::new();
     for (service, image) in project.images() {
         let (Some(e), Some(key)) = (manifest.images.get(&service), keys.get(&service)) else {
             continue;
@@ -266,7 +272,11 @@ pub(crate) fn import(
         }
         let name = compose::image_key(&image);
         if image_ids.get(&name) != Some(&e.built.image_id) {
-            project.load_image(&from.join(&e.file), &e.built.image_id, &image)?;
+            if !loaded_files.contains(&e.file) {
+                project.load_images(&from.join(&e.file))?;
+                loaded_files.push(e.file.clone());
+            }
+            project.tag_image(&e.built.image_id, &image)?;
             image_ids.insert(name, e.built.image_id.clone());
         }
         store.state.builds.insert(service.clone(), e.built.clone());
